@@ -1,0 +1,237 @@
+"""Finding a dataset's images and their identities.
+
+Three layouts, detected automatically and overridable:
+
+- ``flat``: one folder of images, the identity is the file name before the first ``_`` (``新垣結衣_001.png``);
+- ``folders``: one sub-folder per identity (files deeper inside it belong to it too);
+- ``manifest``: a CSV with ``path,identity[,attribute columns...]``, paths relative to the CSV.
+
+A folder that holds a ``manifest.csv`` is read through it. Which files are images is decided by their content
+when they are loaded, so a damaged image is a recorded failure rather than a silently missing file; only files
+whose extension says they are documents or data (``.txt``, ``.csv``, ...) are set aside, and listed as skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Layout = Literal["auto", "flat", "folders", "manifest"]
+MANIFEST_NAME = "manifest.csv"
+NON_IMAGE_SUFFIXES = frozenset(
+    {
+        ".txt", ".md", ".csv", ".tsv", ".json", ".xml", ".html", ".htm", ".pdf", ".doc", ".docx", ".zip",
+        ".gz", ".tar", ".7z", ".py", ".npz", ".npy", ".mat", ".pkl", ".db", ".sqlite", ".log", ".ini", ".yaml",
+        ".yml", ".toml", ".mp4", ".avi", ".mov", ".mkv", ".onnx", ".dat",
+    }
+)  # fmt: skip
+
+
+class DatasetError(Exception):
+    """A dataset that cannot be used as given; the message names the path and the fix."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of the dataset: where it is, who it shows, and any attribute columns of its manifest row."""
+
+    path: Path
+    identity: str
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The images of one dataset in a deterministic order, plus the files that were set aside and why."""
+
+    root: Path
+    layout: str
+    records: tuple[ImageRecord, ...]
+    skipped: tuple[tuple[Path, str], ...] = ()
+    attribute_names: tuple[str, ...] = ()
+
+    @property
+    def n_images(self) -> int:
+        return len(self.records)
+
+    @property
+    def identities(self) -> list[str]:
+        """Identity names, sorted."""
+        return sorted({record.identity for record in self.records})
+
+    @property
+    def n_identities(self) -> int:
+        return len(self.identities)
+
+    def images_per_identity(self) -> Counter[str]:
+        return Counter(record.identity for record in self.records)
+
+    def relative_path(self, record: ImageRecord) -> str:
+        """The record's path relative to the dataset root when it lies inside it, else the full path."""
+        try:
+            return record.path.relative_to(self.root).as_posix()
+        except ValueError:
+            return record.path.as_posix()
+
+
+def _nfc(text: str) -> str:
+    # macOS stores file names decomposed (NFD); the same Japanese name typed in a CSV is composed (NFC).
+    return unicodedata.normalize("NFC", text)
+
+
+def identity_from_file_name(path: Path) -> str:
+    """The seed's convention: the file name without extension, up to the first ``_``."""
+    return _nfc(path.stem.split("_", 1)[0])
+
+
+def _visible_files(folder: Path) -> Iterable[Path]:
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+            yield path
+
+
+def _split_candidates(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    images, skipped = [], []
+    for path in paths:
+        if path.suffix.lower() in NON_IMAGE_SUFFIXES:
+            skipped.append((path, f"not an image ({path.suffix} file); skipped"))
+        else:
+            images.append(path)
+    return images, skipped
+
+
+def _detect_layout(folder: Path) -> Layout:
+    if (folder / MANIFEST_NAME).is_file():
+        return "manifest"
+    has_subfolders = any(child.is_dir() and not child.name.startswith(".") for child in folder.iterdir())
+    return "folders" if has_subfolders else "flat"
+
+
+def _read_flat(folder: Path) -> Dataset:
+    files = [path for path in _visible_files(folder) if path.parent == folder]
+    images, skipped = _split_candidates(files)
+    records = tuple(ImageRecord(path, identity_from_file_name(path)) for path in images)
+    return Dataset(folder, "flat", records, tuple(skipped))
+
+
+def _read_folders(folder: Path) -> Dataset:
+    images, skipped = _split_candidates(_visible_files(folder))
+    records = []
+    for path in images:
+        relative = path.relative_to(folder)
+        if len(relative.parts) == 1:
+            skipped.append(
+                (path, "lies outside any identity folder; move it into one, or use --layout flat")
+            )
+        else:
+            records.append(ImageRecord(path, _nfc(relative.parts[0])))
+    skipped.sort()
+    return Dataset(folder, "folders", tuple(records), tuple(skipped))
+
+
+def _read_manifest(csv_path: Path) -> Dataset:
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [name.strip() for name in (reader.fieldnames or [])]
+            missing = [name for name in ("path", "identity") if name not in columns]
+            if missing:
+                raise DatasetError(
+                    f"{csv_path}: manifest needs columns 'path' and 'identity' (missing {', '.join(missing)}); "
+                    f"it has: {', '.join(columns) or 'no header'}"
+                )
+            reader.fieldnames = columns
+            rows = list(reader)
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{csv_path}: not UTF-8 text ({error}); save the manifest as UTF-8 CSV") from error
+    attribute_names = tuple(name for name in columns if name not in {"path", "identity"})
+    records, seen = [], {}
+    for line_number, row in enumerate(rows, start=2):
+        relative, identity = (row.get("path") or "").strip(), (row.get("identity") or "").strip()
+        if not relative or not identity:
+            raise DatasetError(f"{csv_path}, line {line_number}: empty 'path' or 'identity'; fill it in or delete the row")
+        path = (csv_path.parent / relative).resolve()
+        if path in seen:
+            raise DatasetError(
+                f"{csv_path}, line {line_number}: {relative} is listed twice (first on line {seen[path]}); "
+                "each image must appear once"
+            )
+        seen[path] = line_number
+        attributes = {name: (row.get(name) or "").strip() for name in attribute_names}
+        records.append(ImageRecord(path, _nfc(identity), attributes))
+    return Dataset(csv_path.parent.resolve(), "manifest", tuple(records), (), attribute_names)
+
+
+def load_dataset(source: str | Path, layout: Layout = "auto") -> Dataset:
+    """Find the images of a dataset folder or manifest CSV and their identities.
+
+    >>> dataset = load_dataset("ROC用")  # doctest: +SKIP
+    >>> dataset.layout, dataset.n_images, dataset.n_identities  # doctest: +SKIP
+    ('flat', 300, 61)
+    """
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise DatasetError(f"{source}: no such file or folder; check the path")
+    if source.is_file():
+        if layout not in {"auto", "manifest"}:
+            raise DatasetError(f"{source}: a file can only be read as a manifest CSV, not as layout '{layout}'")
+        dataset = _read_manifest(source.resolve())
+    else:
+        source = source.resolve()
+        chosen = _detect_layout(source) if layout == "auto" else layout
+        if chosen == "manifest":
+            manifest = source / MANIFEST_NAME
+            if not manifest.is_file():
+                raise DatasetError(f"{source}: --layout manifest needs {MANIFEST_NAME} in the folder, or pass the CSV")
+            dataset = _read_manifest(manifest)
+        elif chosen == "folders":
+            dataset = _read_folders(source)
+        else:
+            dataset = _read_flat(source)
+    if not dataset.records:
+        found = f"; {len(dataset.skipped)} other files were set aside" if dataset.skipped else ""
+        raise DatasetError(f"{source}: no images found (layout {dataset.layout}){found}; point faceval at face images")
+    return dataset
+
+
+def combine_datasets(datasets: Sequence[Dataset], group_attribute: str = "group") -> Dataset:
+    """Join several datasets into one, each record tagged with its dataset's folder name as ``group_attribute``.
+
+    Identities are qualified by the group (``young_women/Alice``) so that two folders reusing a name stay apart.
+    """
+    if len(datasets) == 1:
+        return datasets[0]
+    names = [dataset.root.name for dataset in datasets]
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicates:
+        raise DatasetError(f"several dataset folders are named {', '.join(duplicates)}; rename one so groups differ")
+    records, skipped, attribute_names = [], [], [group_attribute]
+    for name, dataset in zip(names, datasets, strict=True):
+        for attribute in dataset.attribute_names:
+            if attribute not in attribute_names:
+                attribute_names.append(attribute)
+        for record in dataset.records:
+            attributes = {**record.attributes, group_attribute: name}
+            records.append(ImageRecord(record.path, f"{name}/{record.identity}", attributes))
+        skipped.extend(dataset.skipped)
+    common_root = Path(*_common_parts([dataset.root for dataset in datasets]))
+    return Dataset(common_root, "+".join(sorted({d.layout for d in datasets})), tuple(records), tuple(skipped),
+                   tuple(attribute_names))
+
+
+def _common_parts(paths: Sequence[Path]) -> tuple[str, ...]:
+    parts = paths[0].parts
+    for path in paths[1:]:
+        length = 0
+        for mine, theirs in zip(parts, path.parts, strict=False):
+            if mine != theirs:
+                break
+            length += 1
+        parts = parts[:length]
+    return parts or (Path(paths[0].anchor).as_posix(),)

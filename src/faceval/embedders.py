@@ -1,0 +1,113 @@
+"""The interface every face model implements, and the factory that builds one from a name.
+
+An embedder turns one RGB image into one vector (or a recorded failure). It owns its detector and crop, so
+that two models can be compared on exactly the same files while each sees the face the way it was trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from faceval.scoring import Similarity
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Where the face used for the embedding was found.
+
+    ``box`` is ``(left, top, right, bottom)`` in pixels of the loaded image; ``landmarks`` are five ``(x, y)``
+    points (eyes, nose, mouth corners) when the detector gives them; ``faces_found`` counts every face the
+    detector saw (the largest one is embedded).
+    """
+
+    box: tuple[int, int, int, int] | None
+    faces_found: int
+    landmarks: tuple[tuple[float, float], ...] | None = None
+    score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": list(self.box) if self.box is not None else None,
+            "faces_found": self.faces_found,
+            "landmarks": [list(p) for p in self.landmarks] if self.landmarks is not None else None,
+            "score": self.score,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Detection:
+        return cls(
+            box=tuple(data["box"]) if data.get("box") is not None else None,
+            faces_found=int(data["faces_found"]),
+            landmarks=tuple(tuple(p) for p in data["landmarks"]) if data.get("landmarks") else None,
+            score=data.get("score"),
+        )
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """One image's outcome: a vector, or the reason there is none."""
+
+    vector: np.ndarray | None
+    detection: Detection | None = None
+    failure: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.vector is None) == (self.failure is None):
+            raise ValueError("an EmbeddingResult has exactly one of a vector and a failure reason")
+
+    @property
+    def ok(self) -> bool:
+        return self.vector is not None
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A face model: detector + crop + network, comparable with one `Similarity`."""
+
+    name: str
+    similarity: Similarity
+
+    def describe(self) -> dict[str, Any]:
+        """Settings, model files (path, sha256, metadata) and library versions, for ``metrics.json``."""
+        ...
+
+    def fingerprint(self) -> str:
+        """A hash of everything that changes the vectors: model file sha256, settings, library versions."""
+        ...
+
+    def embed(self, image: np.ndarray) -> EmbeddingResult:
+        """Embed one ``(H, W, 3)`` uint8 RGB image."""
+        ...
+
+    def embed_batch(self, images: Sequence[np.ndarray]) -> list[EmbeddingResult]:
+        """Embed several images; the default is one at a time, models with a batch axis do better."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A picklable recipe for an embedder, so that worker processes can each build their own copy.
+
+    ``kind`` is ``"dlib"`` or ``"onnx"``; ``name`` is the model's name in the results; ``path`` the model file
+    (ONNX only); ``spec_file`` a user's preprocessing spec; ``options`` the remaining settings.
+    """
+
+    kind: str
+    name: str
+    path: str | None = None
+    spec_file: str | None = None
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def build(self) -> Embedder:
+        """Load the model files and return a ready embedder (raises before any long work if they are bad)."""
+        options = dict(self.options)
+        if self.kind == "dlib":
+            from faceval.dlib_embedder import DlibEmbedder, DlibSettings
+
+            return DlibEmbedder(DlibSettings(**options))
+        raise ValueError(f"unknown model kind {self.kind!r}")

@@ -1,0 +1,125 @@
+"""The evaluation pipeline: dataset -> embeddings -> all pairs -> metrics, for one or several models.
+
+Models compared side by side are scored on the same pairs: the images that every model embedded. Each model's
+own failures are reported beside its figures, never hidden by dropping pairs silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from faceval.datasets import Dataset
+from faceval.extraction import EmbeddingSet
+from faceval.metrics import ScoreCounts, ScoreTable
+from faceval.scoring import Similarity, identity_codes, iter_pair_chunks
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """One model's scores on the evaluated pairs, kept as exact per-score counts."""
+
+    name: str
+    similarity: Similarity
+    description: dict[str, Any]
+    n_images: int
+    n_failed: int
+    table: ScoreTable
+
+
+@dataclass
+class Evaluation:
+    """Everything a report needs: the dataset's shape, each model's result, and what the user should know."""
+
+    dataset: dict[str, Any]
+    models: dict[str, ModelResult]
+    notes: list[str] = field(default_factory=list)
+
+
+def score_pairs(vectors: np.ndarray, identities: np.ndarray, similarity: Similarity) -> ScoreTable:
+    """Exact per-score genuine/impostor counts over all pairs of ``vectors``, streamed in bounded chunks."""
+    counts = ScoreCounts()
+    for chunk in iter_pair_chunks(vectors, identities, similarity):
+        counts.update(chunk.scores, chunk.genuine)
+    return counts.compute()
+
+
+def pair_counts(identities: np.ndarray) -> tuple[int, int]:
+    """Numbers of genuine and impostor pairs among images with these identity codes (no scoring needed)."""
+    per_identity = np.bincount(identities)
+    genuine = int((per_identity * (per_identity - 1) // 2).sum())
+    total = len(identities) * (len(identities) - 1) // 2
+    return genuine, total - genuine
+
+
+def describe_population(labels: Sequence[str]) -> dict[str, Any]:
+    """Images and identities, and how many identities have a single image (they give no genuine pair)."""
+    names, counts = np.unique(np.asarray(labels, dtype=object).astype(str), return_counts=True)
+    genuine, impostor = pair_counts(np.repeat(np.arange(len(names)), counts))
+    return {
+        "n_images": len(labels),
+        "n_identities": len(names),
+        "n_identities_single_image": int((counts == 1).sum()),
+        "n_genuine": genuine,
+        "n_impostor": impostor,
+    }
+
+
+def population_problems(population: dict[str, Any], where: str) -> list[str]:
+    """Plain-language warnings about pairs that cannot exist in this population."""
+    notes = []
+    if population["n_identities_single_image"]:
+        notes.append(
+            f"{where}: {population['n_identities_single_image']} of {population['n_identities']} identities have "
+            "a single image, so they give no genuine pair (they still count as impostors); add a second image "
+            "of each to use them fully"
+        )
+    if population["n_genuine"] == 0:
+        notes.append(f"{where}: no genuine pairs (no identity has two images); metrics need at least one")
+    if population["n_impostor"] == 0:
+        notes.append(f"{where}: no impostor pairs (only one identity); metrics need at least two identities")
+    return notes
+
+
+def evaluate_embeddings(dataset: Dataset, embedding_sets: Sequence[EmbeddingSet]) -> Evaluation:
+    """Score every model on the pairs of images that all of them embedded."""
+    if not embedding_sets:
+        raise ValueError("evaluate_embeddings needs at least one model's embeddings")
+    names = [embeddings.model for embeddings in embedding_sets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two models share a name ({', '.join(names)}); give each a distinct name")
+    everyone = np.logical_and.reduce([embeddings.embedded for embeddings in embedding_sets])
+    indices = np.flatnonzero(everyone)
+    labels = [dataset.records[index].identity for index in indices]
+    population = describe_population(labels)
+    evaluation = Evaluation(
+        dataset={
+            "root": str(dataset.root),
+            "layout": dataset.layout,
+            "n_images": dataset.n_images,
+            "n_identities": dataset.n_identities,
+            "n_skipped_files": len(dataset.skipped),
+            "scored": population,
+        },
+        models={},
+    )
+    if len(embedding_sets) > 1:
+        evaluation.notes.append(
+            f"all models are scored on the {len(indices)} images that every model embedded "
+            f"({dataset.n_images - len(indices)} images left out because at least one model failed on them)"
+        )
+    evaluation.notes.extend(population_problems(population, "scored images"))
+    identities = identity_codes(labels)
+    for embeddings in embedding_sets:
+        table = (
+            score_pairs(embeddings.vectors(indices), identities, embeddings.similarity)
+            if len(indices) >= 2
+            else ScoreCounts().compute()
+        )
+        evaluation.models[embeddings.model] = ModelResult(
+            embeddings.model, embeddings.similarity, embeddings.description, len(indices), embeddings.n_failed, table
+        )
+    return evaluation
