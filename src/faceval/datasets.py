@@ -126,9 +126,7 @@ def _read_folders(folder: Path) -> Dataset:
     for path in images:
         relative = path.relative_to(folder)
         if len(relative.parts) == 1:
-            skipped.append(
-                (path, "lies outside any identity folder; move it into one, or use --layout flat")
-            )
+            skipped.append((path, "lies outside any identity folder; move it into one, or use --layout flat"))
         else:
             records.append(ImageRecord(path, _nfc(relative.parts[0])))
     skipped.sort()
@@ -155,7 +153,9 @@ def _read_manifest(csv_path: Path) -> Dataset:
     for line_number, row in enumerate(rows, start=2):
         relative, identity = (row.get("path") or "").strip(), (row.get("identity") or "").strip()
         if not relative or not identity:
-            raise DatasetError(f"{csv_path}, line {line_number}: empty 'path' or 'identity'; fill it in or delete the row")
+            raise DatasetError(
+                f"{csv_path}, line {line_number}: empty 'path' or 'identity'; fill it in or delete the row"
+            )
         path = (csv_path.parent / relative).resolve()
         if path in seen:
             raise DatasetError(
@@ -221,8 +221,13 @@ def combine_datasets(datasets: Sequence[Dataset], group_attribute: str = "group"
             records.append(ImageRecord(record.path, f"{name}/{record.identity}", attributes))
         skipped.extend(dataset.skipped)
     common_root = Path(*_common_parts([dataset.root for dataset in datasets]))
-    return Dataset(common_root, "+".join(sorted({d.layout for d in datasets})), tuple(records), tuple(skipped),
-                   tuple(attribute_names))
+    return Dataset(
+        common_root,
+        "+".join(sorted({d.layout for d in datasets})),
+        tuple(records),
+        tuple(skipped),
+        tuple(attribute_names),
+    )
 
 
 def _common_parts(paths: Sequence[Path]) -> tuple[str, ...]:

@@ -154,7 +154,11 @@ class DlibEmbedder:
         return EmbeddingResult(
             vector,
             Detection(box, faces_found, landmarks, score),
-            timings={"detect": detected - started, "landmarks": landmarked - detected, "embed": finished - landmarked},
+            timings={
+                "detect": detected - started,
+                "landmarks": landmarked - detected,
+                "embed": finished - landmarked,
+            },
         )
 
     def embed_batch(self, images: Sequence[np.ndarray]) -> list[EmbeddingResult]:

@@ -6,8 +6,9 @@ that two models can be compared on exactly the same files while each sees the fa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -111,3 +112,17 @@ class ModelSpec:
 
             return DlibEmbedder(DlibSettings(**options))
         raise ValueError(f"unknown model kind {self.kind!r}")
+
+
+def parse_model_argument(
+    text: str, dlib_options: Mapping[str, Any] | None = None, spec_file: str | Path | None = None
+) -> ModelSpec:
+    """Turn a ``--model`` value into a `ModelSpec`: ``dlib``, ``NAME`` or ``NAME:PATH`` of a known ONNX model,
+    or ``onnx:PATH`` with a spec file."""
+    kind, _, path = text.partition(":")
+    kind = kind.strip().lower()
+    if kind == "dlib":
+        if path:
+            raise ValueError("dlib takes no path: its model files come from face_recognition_models")
+        return ModelSpec("dlib", "dlib", options=tuple(sorted((dlib_options or {}).items())))
+    raise ValueError(f"unknown model {text!r}; known: dlib")

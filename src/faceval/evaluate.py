@@ -120,6 +120,11 @@ def evaluate_embeddings(dataset: Dataset, embedding_sets: Sequence[EmbeddingSet]
             else ScoreCounts().compute()
         )
         evaluation.models[embeddings.model] = ModelResult(
-            embeddings.model, embeddings.similarity, embeddings.description, len(indices), embeddings.n_failed, table
+            embeddings.model,
+            embeddings.similarity,
+            embeddings.description,
+            len(indices),
+            embeddings.n_failed,
+            table,
         )
     return evaluation

@@ -13,9 +13,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on servers and CI
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.stats import norm  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy.stats import norm
 
 # Plotting a million-point curve only costs time: the eye cannot see more than a few thousand points.
 MAX_POINTS = 5000
@@ -80,8 +80,12 @@ def plot_det(curves: Sequence[Curve], path: Path, title: str = "DET") -> Path:
     for curve in curves:
         fmr, tmr = _thin(curve.fmr, curve.tmr)
         fnmr = 1.0 - tmr
-        axes.plot(norm.ppf(np.clip(fmr, limit, 1 - limit)), norm.ppf(np.clip(fnmr, limit, 1 - limit)),
-                  label=curve.label, linewidth=1.5)
+        axes.plot(
+            norm.ppf(np.clip(fmr, limit, 1 - limit)),
+            norm.ppf(np.clip(fnmr, limit, 1 - limit)),
+            label=curve.label,
+            linewidth=1.5,
+        )
     positions = norm.ppf(ticks)
     labels = [f"{tick:g}" for tick in ticks]
     axes.set_xticks(positions, labels)
@@ -114,8 +118,13 @@ def plot_threshold_metrics(
     for label, values in series.items():
         axes.plot(thresholds, values, label=label, linewidth=1.5)
     if best_threshold is not None:
-        axes.axvline(best_threshold, color="black", linestyle="--", linewidth=1,
-                     label=f"best F1 at {best_threshold:.4g}")
+        axes.axvline(
+            best_threshold,
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label=f"best F1 at {best_threshold:.4g}",
+        )
     low, high = float(np.min(thresholds)), float(np.max(thresholds))
     axes.set_xlim((high, low) if reverse_x else (low, high))
     axes.set_ylim(0, 1.01)
@@ -139,13 +148,15 @@ def plot_score_histograms(
     """Genuine and impostor score densities (from per-score counts) with thresholds marked in model units."""
     figure, axes = plt.subplots(figsize=(6.4, 4.8))
     bins = np.histogram_bin_edges(scores, bins=min(100, max(10, len(scores))))
-    for counts, label, colour in ((genuine_counts, "genuine (same person)", "tab:green"),
-                                  (impostor_counts, "impostor (different people)", "tab:red")):
+    for counts, label, colour in (
+        (genuine_counts, "genuine (same person)", "tab:green"),
+        (impostor_counts, "impostor (different people)", "tab:red"),
+    ):
         if counts.sum() > 0:
             axes.hist(scores, bins=bins, weights=counts, density=True, alpha=0.45, color=colour, label=label)
-    styles = ["--", ":", "-.", (0, (5, 1))]
-    for (label, value), style in zip(markers.items(), styles * 4, strict=False):
-        axes.axvline(value, color="black", linestyle=style, linewidth=1.2, label=f"{label}: {value:.4g}")
+    colours = ["black", "tab:blue", "tab:purple", "tab:orange", "tab:brown"]
+    for (label, value), colour in zip(markers.items(), colours, strict=False):
+        axes.axvline(value, color=colour, linestyle="--", linewidth=1.2, label=f"{label}: {value:.4g}")
     axes.set_xlabel(f"Score ({units})")
     axes.set_ylabel("Density")
     axes.set_title(title)

@@ -1,0 +1,3 @@
+from faceval.cli import main
+
+main()

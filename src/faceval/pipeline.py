@@ -1,0 +1,106 @@
+"""End to end: dataset folders -> embeddings with each model -> all-pair metrics -> report on disk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceval.datasets import Dataset, combine_datasets, load_dataset
+from faceval.embedders import ModelSpec, parse_model_argument
+from faceval.evaluate import (
+    Evaluation,
+    ModelResult,
+    describe_population,
+    evaluate_embeddings,
+    population_problems,
+    score_pairs,
+)
+from faceval.extraction import extract_embeddings
+from faceval.report import write_report
+from faceval.scoring import Similarity, identity_codes
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """What ``faceval evaluate`` was asked to do."""
+
+    sources: Sequence[str | Path]
+    models: Sequence[str] = ("dlib",)
+    out_dir: str | Path = "results"
+    layout: str = "auto"
+    dlib_options: Mapping[str, Any] = field(default_factory=dict)
+    spec_file: str | Path | None = None
+    progress: bool = True
+
+
+def load_sources(sources: Sequence[str | Path], layout: str = "auto") -> Dataset:
+    """One dataset from one source, or several combined with each source's folder name as its group."""
+    return combine_datasets([load_dataset(source, layout) for source in sources])  # type: ignore[arg-type]
+
+
+def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = None) -> dict[str, Any]:
+    """Run the whole evaluation and write the report; returns the ``metrics.json`` document."""
+    dataset = load_sources(request.sources, request.layout)
+    specs: list[ModelSpec] = [
+        parse_model_argument(text, dlib_options=request.dlib_options, spec_file=request.spec_file)
+        for text in request.models
+    ]
+    # Build every model before embedding anything: a bad model file should fail in seconds, not after an hour.
+    embedders = [spec.build() for spec in specs]
+    embedding_sets = [extract_embeddings(dataset, embedder, progress=request.progress) for embedder in embedders]
+    evaluation = evaluate_embeddings(dataset, embedding_sets)
+    return write_report(request.out_dir, evaluation, dataset, embedding_sets, command)
+
+
+def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` and ``vectors`` from an .npz file, validated, with errors that say what is wrong."""
+    path = Path(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable .npz file ({error})") from error
+    with archive:
+        missing = [key for key in ("labels", "vectors") if key not in archive.files]
+        if missing:
+            raise ValueError(
+                f"{path}: needs arrays 'labels' and 'vectors' (missing {', '.join(missing)}; "
+                f"it has {', '.join(archive.files) or 'none'})"
+            )
+        labels, vectors = archive["labels"], archive["vectors"]
+    if vectors.ndim != 2 or len(labels) != len(vectors):
+        raise ValueError(
+            f"{path}: 'vectors' must be 2-D with one row per label, got {vectors.shape} for {len(labels)} labels"
+        )
+    if not np.isfinite(vectors).all():
+        rows = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+        raise ValueError(f"{path}: 'vectors' rows {rows[:10].tolist()} contain NaN or infinity")
+    return labels.astype(str), vectors.astype(np.float64)
+
+
+def metrics_from_embeddings_file(
+    path: str | Path, metric: str, out_dir: str | Path, command: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """``faceval metrics``: the same figures from embeddings made elsewhere; the model is named after the file."""
+    path = Path(path)
+    labels, vectors = load_embeddings_file(path)
+    similarity = Similarity(metric)
+    population = describe_population(labels.tolist())
+    evaluation = Evaluation(
+        dataset={
+            "root": str(path),
+            "layout": "embeddings",
+            "n_images": population["n_images"],
+            "n_identities": population["n_identities"],
+            "scored": population,
+        },
+        models={},
+        notes=population_problems(population, path.name),
+    )
+    table = score_pairs(vectors, identity_codes(labels.tolist()), similarity)
+    description = {"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value}
+    evaluation.models[path.stem] = ModelResult(path.stem, similarity, description, len(labels), 0, table)
+    return write_report(out_dir, evaluation, command=command)

@@ -1,0 +1,294 @@
+"""Writing an evaluation to disk: ``metrics.json``, ``images.csv``, per-model sweeps and figures.
+
+Layout of an output folder (the schema of ``metrics.json`` is documented in ``docs/metrics-json.md``)::
+
+    metrics.json            every figure, per model, with versions and model-file checksums
+    images.csv              one row per image and model: status, failure reason, faces found, box
+    roc.png roc_log.png det.png          every model on one figure
+    <model>/sweep.csv       every distinct threshold, in the model's own units
+    <model>/sweep_grid.csv  the seed's grid 0.10 .. 1.10 step 0.01
+    <model>/threshold_metrics.png  <model>/score_histogram.png
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceval import __version__, plots
+from faceval.datasets import Dataset
+from faceval.evaluate import Evaluation, ModelResult
+from faceval.extraction import EmbeddingSet
+from faceval.metrics import (
+    DEFAULT_FARS,
+    Sweep,
+    far_key,
+    roc_curve,
+    seed_grid,
+    sweep_at,
+    threshold_sweep,
+    verification_summary,
+)
+from faceval.scoring import Similarity
+
+SCHEMA_VERSION = 1
+_PACKAGES = (
+    "numpy",
+    "scipy",
+    "pillow",
+    "dlib-bin",
+    "face_recognition_models",
+    "onnxruntime",
+    "onnx",
+    "opencv-python-headless",
+    "matplotlib",
+    "click",
+)
+# Thresholds users already apply, to show what their current setting does on their people.
+REFERENCE_THRESHOLDS = {"dlib": 0.6}
+
+
+def environment() -> dict[str, Any]:
+    """Python, platform and installed versions of faceval's libraries, so every result can be reproduced."""
+    versions = {}
+    for package in _PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "faceval": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+    }
+
+
+def _model_units(value: float | None, similarity: Similarity) -> float | None:
+    # "+ 0.0" turns the -0.0 of a negated zero distance into 0.0.
+    return None if value is None else float(similarity.to_model_units(value)) + 0.0
+
+
+def summary_in_model_units(summary: dict[str, Any], similarity: Similarity) -> dict[str, Any]:
+    """A `verification_summary` with every threshold converted to the model's own units."""
+    converted = json.loads(json.dumps(summary))
+    eer = converted["eer"]
+    for key in ("threshold", "threshold_above", "threshold_below"):
+        eer[key] = _model_units(eer[key], similarity)
+    converted["best_f1"]["threshold"] = _model_units(converted["best_f1"]["threshold"], similarity)
+    for figure in converted["tar_at_far"].values():
+        figure["threshold"] = _model_units(figure["threshold"], similarity)
+    return converted
+
+
+def _operating_point(sweep: Sweep, index: int = 0) -> dict[str, float]:
+    point = sweep.at(index)
+    return {name: float(getattr(point, name)[0]) for name in ("fmr", "fnmr", "precision", "recall", "f1", "accuracy")}
+
+
+def model_summary(result: ModelResult, dataset_images: int, fars: Sequence[float] = DEFAULT_FARS) -> dict[str, Any]:
+    """The ``models.<name>`` entry of ``metrics.json``."""
+    similarity = result.similarity
+    entry: dict[str, Any] = {
+        "similarity": similarity.value,
+        "units": similarity.model_units,
+        "accept_when": "distance <= threshold" if similarity is Similarity.EUCLIDEAN else "similarity >= threshold",
+        "n_images": result.n_images,
+        "n_failed": result.n_failed,
+        "fte": result.n_failed / dataset_images if dataset_images else None,
+        "n_pairs": result.table.n_genuine + result.table.n_impostor,
+        "n_genuine": result.table.n_genuine,
+        "n_impostor": result.table.n_impostor,
+    }
+    if result.table.n_genuine and result.table.n_impostor:
+        entry.update(summary_in_model_units(verification_summary(result.table, fars), similarity))
+        reference = REFERENCE_THRESHOLDS.get(result.name)
+        if reference is not None:
+            sweep = sweep_at(result.table, [similarity.from_model_units(reference)])
+            entry["at_reference_threshold"] = {"threshold": reference, **_operating_point(sweep)}
+    else:
+        entry.update({"auc": None, "eer": None, "best_f1": None, "tar_at_far": {far_key(f): None for f in fars}})
+    entry["model"] = result.description
+    return entry
+
+
+def metrics_document(evaluation: Evaluation, command: Iterable[str] | None = None) -> dict[str, Any]:
+    """The whole ``metrics.json`` document."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": list(command) if command is not None else None,
+        "environment": environment(),
+        "dataset": evaluation.dataset,
+        "models": {
+            name: model_summary(result, evaluation.dataset["n_images"]) for name, result in evaluation.models.items()
+        },
+        "notes": evaluation.notes,
+    }
+
+
+def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
+    """Write JSON through a temporary file and a rename, so an interrupted run never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2, ensure_ascii=False, allow_nan=False)
+        handle.write("\n")
+    os.replace(handle.name, path)
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+
+def write_sweep_csv(path: Path, sweep: Sweep, similarity: Similarity) -> None:
+    """One row per threshold (model units): counts and rates at that threshold."""
+    thresholds = similarity.to_model_units(sweep.threshold) + 0.0
+    columns = [
+        thresholds,
+        sweep.tp,
+        sweep.fp,
+        sweep.tn,
+        sweep.fn,
+        sweep.accuracy,
+        sweep.precision,
+        sweep.recall,
+        sweep.f1,
+        sweep.fmr,
+        sweep.fnmr,
+    ]
+    header = ["threshold", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "f1", "fmr", "fnmr"]
+    _write_csv(path, header, zip(*(column.tolist() for column in columns), strict=True))
+
+
+def write_images_csv(path: Path, dataset: Dataset, embedding_sets: Sequence[EmbeddingSet]) -> None:
+    """One row per image and model (``embedded`` or ``failed`` with its reason), plus set-aside files."""
+    header = [
+        "path",
+        "identity",
+        "model",
+        "status",
+        "failure_reason",
+        "faces_found",
+        "box_left_top_right_bottom",
+        "detector_score",
+    ]
+
+    def rows() -> Iterable[list[Any]]:
+        for embeddings in embedding_sets:
+            for record, result in zip(dataset.records, embeddings.results, strict=True):
+                detection = result.detection
+                yield [
+                    dataset.relative_path(record),
+                    record.identity,
+                    embeddings.model,
+                    "embedded" if result.ok else "failed",
+                    result.failure or "",
+                    detection.faces_found if detection else "",
+                    " ".join(map(str, detection.box)) if detection and detection.box else "",
+                    f"{detection.score:.4f}" if detection and detection.score is not None else "",
+                ]
+        for path_, reason in dataset.skipped:
+            yield [path_.as_posix(), "", "", "skipped", reason, "", "", ""]
+
+    _write_csv(path, header, rows())
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def draw_model_figures(folder: Path, result: ModelResult, summary: dict[str, Any]) -> None:
+    """The seed's metrics-versus-threshold figure and the score histograms, thresholds in model units."""
+    similarity, table = result.similarity, result.table
+    model_scores = similarity.to_model_units(table.thresholds)
+    # A fine grid over the observed range shows what the seed's 0.01 grid hides (cosine thresholds below 0.1).
+    grid = np.linspace(model_scores.min(), model_scores.max(), 400)
+    sweep = sweep_at(table, similarity.from_model_units(grid))
+    plots.plot_threshold_metrics(
+        grid,
+        {"Accuracy": sweep.accuracy, "Precision": sweep.precision, "Recall": sweep.recall, "F1": sweep.f1},
+        folder / "threshold_metrics.png",
+        units=similarity.model_units,
+        reverse_x=not similarity.larger_is_more_similar_in_model_units,
+        best_threshold=summary["best_f1"]["threshold"],
+        title=f"{result.name}: accuracy, precision, recall, F1",
+    )
+    markers = {"EER threshold": summary["eer"]["threshold"], "best-F1 threshold": summary["best_f1"]["threshold"]}
+    tar = summary["tar_at_far"].get("1e-3")
+    if tar and tar["threshold"] is not None:
+        markers["FMR 1e-3 threshold"] = tar["threshold"]
+    if "at_reference_threshold" in summary:
+        markers["customary threshold"] = summary["at_reference_threshold"]["threshold"]
+    plots.plot_score_histograms(
+        model_scores,
+        table.genuine,
+        table.impostor,
+        folder / "score_histogram.png",
+        units=similarity.model_units,
+        markers=markers,
+        title=f"{result.name}: genuine and impostor scores",
+    )
+
+
+def write_report(
+    out_dir: str | Path,
+    evaluation: Evaluation,
+    dataset: Dataset | None = None,
+    embedding_sets: Sequence[EmbeddingSet] = (),
+    command: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """Write every output file of an evaluation into ``out_dir`` and return the ``metrics.json`` document."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    document = metrics_document(evaluation, command)
+    curves = []
+    for name, result in evaluation.models.items():
+        summary = document["models"][name]
+        folder = out / _safe_name(name)
+        summary["files"] = {}
+        if summary["auc"] is None:
+            continue
+        write_sweep_csv(folder / "sweep.csv", threshold_sweep(result.table), result.similarity)
+        grid = seed_grid()
+        write_sweep_csv(
+            folder / "sweep_grid.csv",
+            sweep_at(result.table, result.similarity.from_model_units(grid)),
+            result.similarity,
+        )
+        draw_model_figures(folder, result, summary)
+        summary["files"] = {
+            key: f"{folder.name}/{file}"
+            for key, file in (
+                ("sweep", "sweep.csv"),
+                ("sweep_grid", "sweep_grid.csv"),
+                ("threshold_metrics", "threshold_metrics.png"),
+                ("score_histogram", "score_histogram.png"),
+            )
+        }
+        roc = roc_curve(result.table)
+        curves.append(plots.Curve(f"{name} (AUC = {summary['auc']:.3f})", roc.fmr, roc.tmr))
+    if curves:
+        plots.plot_roc(curves, out / "roc.png")
+        plots.plot_roc(curves, out / "roc_log.png", log_fmr=True, title="ROC (log FMR)")
+        plots.plot_det(curves, out / "det.png")
+    if dataset is not None and embedding_sets:
+        write_images_csv(out / "images.csv", dataset, embedding_sets)
+    write_json_atomic(out / "metrics.json", document)
+    return document

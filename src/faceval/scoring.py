@@ -1,0 +1,249 @@
+"""Similarity conventions and the scores of all pairs of embeddings, chunked and vectorised.
+
+Internally every pair has a score ``s`` where larger means more alike: a Euclidean distance ``d`` is stored as
+``s = -d`` and a cosine similarity as itself. A pair is accepted (same person) when ``s >= tau``;
+`Similarity.to_model_units` turns ``tau`` back into the model's own units (for dlib a distance, accepted when
+``d <= threshold``, as ``face_recognition.compare_faces(tolerance=...)``).
+
+Pairs are all unordered pairs ``i < j`` in row-major upper-triangle order: ``(0, 1), (0, 2), ..., (0, n-1),
+(1, 2), ...``. Scores come from BLAS matrix products over row blocks, never from a Python loop over pairs.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+
+_T = TypeVar("_T", float, np.ndarray)
+
+# A squared distance this small relative to the squared norms loses most of its digits to cancellation in
+# |a|^2 + |b|^2 - 2ab (near-duplicate images), so those few pairs are recomputed directly from a - b.
+_CANCELLATION_RATIO = 1e-4
+
+# Scores are computed in tiles of about this many pairs (8 MB of float64), whatever the chunk size.
+_TILE_ELEMENTS = 1 << 20
+
+
+class Similarity(enum.StrEnum):
+    """How a model's vectors are compared, and how its thresholds read in its own units (a `str` enum)."""
+
+    EUCLIDEAN = "euclidean"
+    COSINE = "cosine"
+
+    @property
+    def model_units(self) -> str:
+        """The name of the model's own unit: ``"distance"`` or ``"cosine similarity"``."""
+        return "distance" if self is Similarity.EUCLIDEAN else "cosine similarity"
+
+    @property
+    def larger_is_more_similar_in_model_units(self) -> bool:
+        """False for a distance (smaller = same person), True for a cosine similarity."""
+        return self is Similarity.COSINE
+
+    def to_model_units(self, score_threshold: _T) -> _T:
+        """Turn a score threshold (accept ``s >= tau``) into the model's units (a distance for Euclidean).
+
+        >>> Similarity.EUCLIDEAN.to_model_units(-0.6)
+        0.6
+        """
+        return self._convert(score_threshold)
+
+    def from_model_units(self, model_threshold: _T) -> _T:
+        """Turn a threshold in the model's units into a score threshold; the inverse of `to_model_units`.
+
+        >>> Similarity.EUCLIDEAN.from_model_units(0.6)
+        -0.6
+        """
+        return self._convert(model_threshold)
+
+    def _convert(self, value: _T) -> _T:
+        # Both directions are the same map: negation for distances, identity for cosine.
+        sign = -1.0 if self is Similarity.EUCLIDEAN else 1.0
+        if isinstance(value, np.ndarray):
+            return sign * np.asarray(value, dtype=np.float64)
+        return sign * float(value)
+
+
+@dataclass(frozen=True)
+class PairChunk:
+    """Consecutive pairs ``(first[k], second[k])`` with ``first < second``, their scores and genuine flags."""
+
+    first: np.ndarray
+    second: np.ndarray
+    scores: np.ndarray
+    genuine: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+def identity_codes(labels: Sequence[str]) -> np.ndarray:
+    """Number identity labels: equal labels get equal codes (codes follow the sorted order of the labels).
+
+    >>> identity_codes(["bob", "amy", "bob"])
+    array([1, 0, 1])
+    """
+    if len(labels) == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, codes = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+    return codes.astype(np.int64).reshape(-1)
+
+
+def _as_vectors(vectors: np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(vectors, dtype=np.float64)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (one vector per row), got shape {array.shape}")
+    finite = np.isfinite(array).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"{name} has non-finite values (NaN or inf), first in row {row}")
+    return array
+
+
+def _prepare(vectors: np.ndarray, similarity: Similarity, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ready for one matrix product: unit rows for cosine; the squared norms for Euclidean."""
+    squared_norms = np.einsum("ij,ij->i", vectors, vectors)
+    if similarity is Similarity.EUCLIDEAN:
+        return vectors, squared_norms
+    zero = squared_norms == 0.0
+    if zero.any():
+        row = int(np.flatnonzero(zero)[0])
+        raise ValueError(f"row {row} of {name} is a zero vector: its cosine similarity is undefined")
+    return vectors / np.sqrt(squared_norms)[:, None], squared_norms
+
+
+def _block_scores(
+    a: np.ndarray, a_sq: np.ndarray, b: np.ndarray, b_sq: np.ndarray, similarity: Similarity
+) -> np.ndarray:
+    """Score matrix of prepared row blocks, built in place to keep one block-sized buffer."""
+    product = a @ b.T
+    if similarity is Similarity.COSINE:
+        # Rounding can put the cosine of (nearly) parallel unit vectors just past +-1.
+        return np.clip(product, -1.0, 1.0, out=product)
+    squared = product
+    squared *= -2.0
+    squared += a_sq[:, None]
+    squared += b_sq[None, :]
+    np.maximum(squared, 0.0, out=squared)
+    if a.shape[0] and b.shape[0]:
+        cutoff = _CANCELLATION_RATIO * (a_sq.max() + b_sq.max())
+        rows, cols = np.nonzero(squared < cutoff)
+        if rows.size:
+            diff = a[rows] - b[cols]
+            squared[rows, cols] = np.einsum("ij,ij->i", diff, diff)
+    distances = np.sqrt(squared, out=squared)
+    return np.negative(distances, out=distances)
+
+
+def pair_scores_block(a: np.ndarray, b: np.ndarray, similarity: Similarity) -> np.ndarray:
+    """Scores (larger = more alike) of every row of ``a`` against every row of ``b``: ``(len(a), len(b))``.
+
+    Euclidean: ``-sqrt(max(|a|^2 + |b|^2 - 2 a.b, 0))`` in float64, with near-duplicate pairs recomputed from
+    ``a - b`` so that identical vectors score exactly 0. Cosine: the product of the L2-normalised rows; a zero
+    row raises `ValueError`.
+
+    >>> pair_scores_block(np.array([[0.0, 0.0]]), np.array([[3.0, 4.0]]), Similarity.EUCLIDEAN)
+    array([[-5.]])
+    """
+    similarity = Similarity(similarity)
+    a = _as_vectors(a, "a")
+    b = _as_vectors(b, "b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"a and b have vectors of different lengths: {a.shape[1]} and {b.shape[1]}")
+    prepared_a, a_sq = _prepare(a, similarity, "a")
+    prepared_b, b_sq = _prepare(b, similarity, "b")
+    return _block_scores(prepared_a, a_sq, prepared_b, b_sq, similarity)
+
+
+def iter_pair_chunks(
+    vectors: np.ndarray,
+    identities: np.ndarray,
+    similarity: Similarity,
+    max_pairs_per_chunk: int = 2_000_000,
+) -> Iterator[PairChunk]:
+    """Yield all pairs ``i < j`` of ``vectors`` in row-major upper-triangle order, in chunks.
+
+    Every chunk but the last holds exactly ``max_pairs_per_chunk`` pairs; a chunk may start or end inside a
+    row. ``identities`` holds one integer identity code per row (see `identity_codes`); a pair is genuine
+    when its codes are equal. Memory: the chunk plus one tile of about a million scores. A pair's
+    score does not depend on ``max_pairs_per_chunk``.
+
+    >>> chunks = iter_pair_chunks(np.eye(3), np.array([0, 0, 1]), Similarity.COSINE, max_pairs_per_chunk=2)
+    >>> [(c.first.tolist(), c.second.tolist(), c.genuine.tolist()) for c in chunks]
+    [([0, 0], [1, 2], [True, False]), ([1], [2], [False])]
+    """
+    similarity = Similarity(similarity)
+    vectors = _as_vectors(vectors, "vectors")
+    identities = np.asarray(identities)
+    if identities.ndim != 1 or identities.shape[0] != vectors.shape[0]:
+        raise ValueError(
+            f"identities must be 1-D with one code per vector: got shape {identities.shape} "
+            f"for {vectors.shape[0]} vectors"
+        )
+    if identities.size and not np.issubdtype(identities.dtype, np.integer):
+        raise ValueError(f"identities must be integer codes (see identity_codes), got dtype {identities.dtype}")
+    if int(max_pairs_per_chunk) < 1:
+        raise ValueError(f"max_pairs_per_chunk must be at least 1, got {max_pairs_per_chunk}")
+    prepared, squared_norms = _prepare(vectors, similarity, "vectors")
+    return _generate_chunks(prepared, squared_norms, identities, similarity, int(max_pairs_per_chunk))
+
+
+def _generate_chunks(
+    prepared: np.ndarray, squared_norms: np.ndarray, identities: np.ndarray, similarity: Similarity, chunk: int
+) -> Iterator[PairChunk]:
+    # Kept apart from iter_pair_chunks so that bad arguments raise at the call, not at the first next().
+    n = prepared.shape[0]
+    rows = np.arange(n, dtype=np.int64)
+    # offsets[i]: index of pair (i, i + 1), i.e. the number of pairs in the rows above row i.
+    offsets = rows * (2 * n - rows - 1) // 2
+    total = n * (n - 1) // 2
+    # Scores come from fixed tiles (tile t: rows [t*T, t*T + T) against the columns after t*T) whose shapes
+    # depend on n only, so that a pair's score, to the last bit, does not depend on the chunk size.
+    tile_rows = max(1, _TILE_ELEMENTS // max(n - 1, 1))
+    cached_index, cached_tile = -1, np.zeros((0, 0))
+    for start in range(0, total, chunk):
+        stop = min(start + chunk, total)
+        row_lo = int(np.searchsorted(offsets, start, side="right")) - 1
+        row_hi = int(np.searchsorted(offsets, stop - 1, side="right")) - 1
+        chunk_rows = rows[row_lo : row_hi + 1]
+        # Pairs of each spanned row that fall in [start, stop): the first and last rows may be cut.
+        row_start = np.maximum(offsets[chunk_rows], start)
+        row_stop = np.minimum(offsets[chunk_rows] + (n - 1 - chunk_rows), stop)
+        first = np.repeat(chunk_rows, row_stop - row_start)
+        second = np.arange(start, stop, dtype=np.int64) - offsets[first] + first + 1
+        scores = np.empty(stop - start, dtype=np.float64)
+        for tile_index in range(row_lo // tile_rows, row_hi // tile_rows + 1):
+            tile_lo = tile_index * tile_rows
+            if tile_index != cached_index:
+                tile_hi = min(tile_lo + tile_rows, n)
+                cached_tile = _block_scores(
+                    prepared[tile_lo:tile_hi],
+                    squared_norms[tile_lo:tile_hi],
+                    prepared[tile_lo + 1 :],
+                    squared_norms[tile_lo + 1 :],
+                    similarity,
+                )
+                cached_index = tile_index
+            lo, hi = np.searchsorted(first, [tile_lo, tile_lo + tile_rows])
+            flat = (first[lo:hi] - tile_lo) * cached_tile.shape[1] + (second[lo:hi] - tile_lo - 1)
+            scores[lo:hi] = cached_tile.ravel()[flat]
+        genuine = identities[first] == identities[second]
+        yield PairChunk(first=first, second=second, scores=scores, genuine=genuine)
+
+
+def all_pair_scores(vectors: np.ndarray, identities: np.ndarray, similarity: Similarity) -> PairChunk:
+    """All pairs at once, for small sets: `iter_pair_chunks` concatenated into one `PairChunk`."""
+    chunks = list(iter_pair_chunks(vectors, identities, similarity))
+    if not chunks:
+        empty = np.zeros(0, dtype=np.int64)
+        return PairChunk(empty, empty.copy(), np.zeros(0), np.zeros(0, dtype=bool))
+    return PairChunk(
+        first=np.concatenate([c.first for c in chunks]),
+        second=np.concatenate([c.second for c in chunks]),
+        scores=np.concatenate([c.scores for c in chunks]),
+        genuine=np.concatenate([c.genuine for c in chunks]),
+    )
