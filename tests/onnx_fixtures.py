@@ -34,20 +34,25 @@ def write_pooled_matmul_model(
     batch: int | str = "N",
     layout: str = "NCHW",
     seed: int = 0,
+    float16_input: bool = False,
     nan_output: bool = False,
     signature: str = SIGNATURE,
 ) -> np.ndarray:
     """Average-pool the image to 3 x 14 x 14, flatten, multiply by a seeded matrix; returns the matrix.
 
-    ``layout="NHWC"`` takes [N, size, size, 3] and transposes it first; ``nan_output`` divides zero by zero.
+    ``layout="NHWC"`` takes [N, size, size, 3] and transposes it first; ``float16_input`` declares a float16
+    input and casts it to float; ``nan_output`` divides zero by zero.
     """
     weights = np.random.default_rng(seed).standard_normal((3 * POOLED * POOLED, output_size)).astype(np.float32)
     kernel = size // POOLED
     dims = [batch, 3, size, size] if layout == "NCHW" else [batch, size, size, 3]
     nodes = []
     pooled_from = "input"
+    if float16_input:
+        nodes.append(helper.make_node("Cast", [pooled_from], ["as_float"], to=TensorProto.FLOAT))
+        pooled_from = "as_float"
     if layout == "NHWC":
-        nodes.append(helper.make_node("Transpose", ["input"], ["nchw"], perm=[0, 3, 1, 2]))
+        nodes.append(helper.make_node("Transpose", [pooled_from], ["nchw"], perm=[0, 3, 1, 2]))
         pooled_from = "nchw"
     nodes += [
         helper.make_node(
@@ -66,7 +71,7 @@ def write_pooled_matmul_model(
     _save(
         path,
         nodes,
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT16 if float16_input else TensorProto.FLOAT, dims)],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, output_size])],
         [numpy_helper.from_array(weights, "weights")],
         {"signature": signature},

@@ -10,7 +10,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from faceval.images import load_rgb
+
+# A few faces YuNet and dlib both find, from three sets: 160 px crops, 112 px aligned crops, a 640x400 photo.
+SAMPLE_FACES = (
+    "faces/kpop_idols15/irene/2HEvptB.jpg",
+    "faces/kpop_idols15/arin/1yELpfx.jpg",
+    "faces/kpop_idols15/chaeyong/21ca039.jpg",
+    "faces/glint360k_celeb24_sample/Barack_Obama/Barack_Obama_107.png",
+    "faces/glint360k_celeb24_sample/Halle_Berry/Halle_Berry_2071.png",
+    "faces/glint360k_celeb24_sample/Hugh_Laurie/Hugh_Laurie_3358.png",
+    "faces/nogizaka46_shozend/hashimoto_nanami/hashimoto_nanami_000.jpg",
+)
 
 
 def _missing(message: str) -> None:
@@ -33,3 +47,8 @@ def shared_file(relative: str) -> Path:
     if not path.exists():
         _missing(f"shared test data not present: {path}")
     return path
+
+
+def sample_faces(count: int | None = None) -> list[np.ndarray]:
+    """The first ``count`` of `SAMPLE_FACES` as RGB arrays (all of them by default)."""
+    return [load_rgb(shared_file(relative)) for relative in SAMPLE_FACES[:count]]

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from shared_data import shared_file
+from shared_data import sample_faces, shared_file
 
 from faceval.alignment import (
     ARCFACE_TEMPLATE,
@@ -19,7 +19,6 @@ from faceval.alignment import (
     resize_whole,
     similarity_transform,
 )
-from faceval.images import load_rgb
 from faceval.model_files import locate_model
 
 
@@ -71,7 +70,7 @@ def test_fit_refuses_degenerate_points():
 
 def test_template_scaling_follows_insightface():
     np.testing.assert_allclose(arcface_template(224), ARCFACE_TEMPLATE * 2)
-    np.testing.assert_allclose(arcface_template(128), ARCFACE_TEMPLATE + [8, 0])
+    np.testing.assert_allclose(arcface_template(128), ARCFACE_TEMPLATE + np.array([8.0, 0.0]))
     with pytest.raises(ValueError, match="multiple of 112 or 128"):
         arcface_template(100)
 
@@ -96,16 +95,21 @@ def test_dlib_points_become_eye_centres_and_nose():
         dlib_eye_centres_and_nose(points[:4])
 
 
-def test_dlib_template_keeps_the_crop_of_yunet_on_a_real_face():
-    image = load_rgb(shared_file("faces/kpop_idols15/irene/2HEvptB.jpg"))
-    yunet_face, _ = YuNetLandmarks(shared_file("models/yunet_2023mar/face_detection_yunet_2023mar.onnx")).largest_face(
-        image
-    )
-    dlib_face, _ = DlibLandmarks(locate_model("dlib-landmarks-5")).largest_face(image)
-    assert dlib_face.template is DLIB_ARCFACE_TEMPLATE and len(dlib_face.landmarks) == 3
-    by_dlib = similarity_transform(dlib_face.landmarks, DLIB_ARCFACE_TEMPLATE)
-    # YuNet's five points, put through dlib's alignment, land within a few pixels of the template.
-    assert np.linalg.norm(apply(by_dlib, yunet_face.landmarks) - ARCFACE_TEMPLATE, axis=1).max() < 5.0
+def test_dlib_template_keeps_the_crop_of_yunet_on_real_faces():
+    yunet = YuNetLandmarks(shared_file("models/yunet_2023mar/face_detection_yunet_2023mar.onnx"))
+    dlib_source = DlibLandmarks(locate_model("dlib-landmarks-5"))
+    shifts, naive_shifts = [], []
+    for image in sample_faces():
+        (yunet_face, _), (dlib_face, _) = yunet.largest_face(image), dlib_source.largest_face(image)
+        assert dlib_face.template is DLIB_ARCFACE_TEMPLATE and len(dlib_face.landmarks) == 3
+        # Where the face's five features land in the crop, aligned on YuNet's points or on dlib's.
+        in_yunet_crop = apply(similarity_transform(yunet_face.landmarks, ARCFACE_TEMPLATE), yunet_face.landmarks)
+        for template, found in ((DLIB_ARCFACE_TEMPLATE, shifts), (ARCFACE_TEMPLATE[:3], naive_shifts)):
+            in_dlib_crop = apply(similarity_transform(dlib_face.landmarks, template), yunet_face.landmarks)
+            found.append(np.linalg.norm(in_dlib_crop - in_yunet_crop, axis=1).mean())
+    # Measured: 2.5 px on average; the template's own eye and nose-tip targets (dlib marks the base of the
+    # nose, not its tip) give 6.3 px.
+    assert np.mean(shifts) < 3.5 and np.mean(naive_shifts) > 5.0
 
 
 def test_whole_image_resize_is_pillow_or_opencv_as_named():

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 from onnx_fixtures import SIGNATURE, pooled_matmul, write_pooled_matmul_model, write_rank3_model
 from PIL import Image
-from shared_data import shared_file
+from shared_data import sample_faces, shared_file
 
 from faceval.embedders import Embedder
-from faceval.images import load_rgb
 from faceval.model_files import ModelError
 from faceval.onnx_embedder import OnnxEmbedder, OnnxSpec, load_onnx_embedder, presets
 from faceval.scoring import Similarity
@@ -27,16 +26,6 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 SFACE = "models/sface_2021dec_fp32/face_recognition_sface_2021dec.onnx"
 YUNET = "models/yunet_2023mar/face_detection_yunet_2023mar.onnx"
-# A few faces YuNet finds, from three sets: 160 px crops, 112 px aligned crops, a 640x400 web photo.
-REAL_FACES = [
-    "faces/kpop_idols15/irene/2HEvptB.jpg",
-    "faces/kpop_idols15/arin/1yELpfx.jpg",
-    "faces/kpop_idols15/chaeyong/21ca039.jpg",
-    "faces/glint360k_celeb24_sample/Barack_Obama/Barack_Obama_107.png",
-    "faces/glint360k_celeb24_sample/Halle_Berry/Halle_Berry_2071.png",
-    "faces/glint360k_celeb24_sample/Hugh_Laurie/Hugh_Laurie_3358.png",
-    "faces/nogizaka46_shozend/hashimoto_nanami/hashimoto_nanami_000.jpg",
-]
 
 
 def seed_preprocess(image: np.ndarray) -> np.ndarray:
@@ -70,10 +59,6 @@ def tiny_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_embedder(tiny_model):
     return load_onnx_embedder(tiny_model[0], "japanese-face", threads=1)
-
-
-def real_faces(count: int | None = None) -> list[np.ndarray]:
-    return [load_rgb(shared_file(relative)) for relative in REAL_FACES[:count]]
 
 
 # --- JAPANESE FACE interface: the seed's preprocessing --------------------------------------------------------
@@ -113,6 +98,7 @@ def test_describe_and_protocol(tiny_model, tiny_embedder):
     assert description["threads"] == 1
     assert description["files"]["model"]["sha256"] == tiny_embedder.model_sha256
     assert "whole image" in description["landmarks"]
+    assert set(description["versions"]) == {"onnxruntime", "pillow"}
     json.dumps(description)
 
 
@@ -141,6 +127,15 @@ def test_layout_colour_and_scale_come_from_the_spec(tmp_path, tiny_model):
     expected = ((bgr - [1, 2, 3]) / [2, 4, 8]).transpose(2, 0, 1)
     vector = OnnxEmbedder(path, spec).embed(image).vector
     np.testing.assert_allclose(vector, unit(pooled_matmul(expected[None], weights))[0], atol=2e-6)
+
+
+def test_float16_input_is_fed_float16(tmp_path, tiny_model, tiny_embedder):
+    path = tmp_path / "half.onnx"
+    write_pooled_matmul_model(path, float16_input=True)
+    half = load_onnx_embedder(path, "japanese-face")
+    image = synthetic_images()[0]
+    # float16 keeps about 3 significant digits of each input value.
+    np.testing.assert_allclose(half.embed(image).vector, tiny_embedder.embed(image).vector, atol=2e-3)
 
 
 def test_fixed_batch_axis_is_padded_and_matches_single_images(tmp_path):
@@ -278,7 +273,7 @@ def test_pinned_sha256_mismatch(tiny_model):
 def test_preset_without_a_path_says_how_to_get_the_file(monkeypatch, tmp_path):
     monkeypatch.setenv("FACEVAL_MODELS_DIR", str(tmp_path))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    with pytest.raises(ModelError, match="JAPANESE_FACE_v1.onnx.*proprietary"):
+    with pytest.raises(ModelError, match=r"JAPANESE_FACE_v1\.onnx.*proprietary"):
         load_onnx_embedder(None, "japanese-face")
 
 
@@ -300,15 +295,18 @@ def opencv_sface(image: np.ndarray) -> tuple[np.ndarray, int]:
     return recognizer.feature(recognizer.alignCrop(bgr, largest)).ravel(), len(faces)
 
 
-def test_sface_matches_opencv_pipeline_on_real_faces(sface):
-    images = real_faces()
+def test_sface_matches_opencv_pipeline_on_sample_faces(sface):
+    images = sample_faces()
     results = sface.embed_batch(images)
     for image, result in zip(images, results, strict=True):
         reference, faces = opencv_sface(image)
         assert result.ok and result.detection.faces_found == faces
         assert float(result.vector @ unit(reference.astype(np.float64))) > 0.9999
-    assert "yunet" in sface.describe()["landmarks"].lower()
-    assert sface.describe()["batch"] == {"dynamic": False, "size": 1}
+    description = sface.describe()
+    assert "yunet" in description["landmarks"].lower()
+    assert description["batch"] == {"dynamic": False, "size": 1}
+    assert description["files"]["landmarks"]["sha256"].startswith("8f2383e4")
+    assert set(description["versions"]) == {"onnxruntime", "opencv"}
 
 
 def test_sface_records_no_face_as_a_failure(sface):
@@ -318,7 +316,7 @@ def test_sface_records_no_face_as_a_failure(sface):
 
 
 def test_largest_of_several_faces_is_embedded_and_counted(sface):
-    face = real_faces(1)[0]
+    face = sample_faces(1)[0]
     small = cv2.resize(face, (face.shape[1] // 2, face.shape[0] // 2), interpolation=cv2.INTER_AREA)
     canvas = np.full((face.shape[0], face.shape[1] + small.shape[1] + 20, 3), 255, np.uint8)
     canvas[: small.shape[0], : small.shape[1]] = small
@@ -332,7 +330,7 @@ def test_dlib_landmarks_give_nearly_the_yunet_crop(sface):
     dlib_spec = dataclasses.replace(presets()["sface"], name="sface-dlib", landmarks="dlib")
     dlib_sface = OnnxEmbedder(sface.model_path, dlib_spec, threads=1)
     assert "dlib" in dlib_sface.describe()["landmarks"]
-    images = real_faces()
+    images = sample_faces()
     pairs = zip(sface.embed_batch(images), dlib_sface.embed_batch(images), strict=True)
     agreement = np.array([float(a.vector @ b.vector) for a, b in pairs])
     # Same face, two landmark detectors. Measured: 0.91-0.99, mean 0.95; dlib's points put on the template's
@@ -346,7 +344,7 @@ def test_dlib_chip_matches_dlib_get_face_chip(tiny_model):
 
     path, weights = tiny_model
     embedder = load_onnx_embedder(path, "japanese-face-dlib-chip", threads=1)
-    image = real_faces(1)[0]
+    image = sample_faces(1)[0]
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
     rectangle = max(detector(image, 1), key=lambda r: r.area())

@@ -87,8 +87,14 @@ def test_duplicate_and_near_duplicate_vectors_keep_their_digits() -> None:
     assert scores[0] == 0.0
     # Relative, not absolute: |a|^2 + |b|^2 - 2ab alone would leave errors near 1e-8 here.
     np.testing.assert_allclose(scores, np.diagonal(brute_force(a, b, Similarity.EUCLIDEAN)), rtol=1e-12)
-    cosine = pair_scores_block(a[:1], a[:1] * 7, Similarity.COSINE)
-    assert cosine[0, 0] == pytest.approx(1.0, abs=1e-15) and cosine[0, 0] <= 1.0
+
+
+def test_cosine_of_a_vector_with_itself_never_exceeds_one() -> None:
+    vectors = np.random.default_rng(3).normal(size=(200, 128))
+    unit = vectors / np.linalg.norm(vectors, axis=1)[:, None]
+    assert np.any(np.einsum("ij,ij->i", unit, unit) > 1.0), "rounding no longer pushes any cosine past 1 here"
+    diagonal = np.diagonal(pair_scores_block(vectors, vectors, Similarity.COSINE))
+    assert np.all(diagonal <= 1.0) and np.all(diagonal >= 1.0 - 1e-15)
 
 
 def test_block_errors_name_the_problem() -> None:

@@ -83,9 +83,7 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     source = np.asarray(source, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     if source.shape != target.shape or source.ndim != 2 or source.shape[1] != 2 or len(source) < 2:
-        raise ValueError(
-            f"need two matching (k, 2) point arrays with k >= 2, got {source.shape} and {target.shape}"
-        )
+        raise ValueError(f"need two matching (k, 2) point arrays with k >= 2, got {source.shape} and {target.shape}")
     source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
     source_centred, target_centred = source - source_mean, target - target_mean
     source_variance = (source_centred**2).sum() / len(source)
@@ -142,8 +140,6 @@ class YuNetLandmarks:
     YuNet's defaults in OpenCV and opencv_zoo: score threshold 0.9, NMS 0.3, top 5000.
     """
 
-    name = "yunet"
-
     def __init__(
         self, model_path: Path, score_threshold: float = 0.9, nms_threshold: float = 0.3, top_k: int = 5000
     ) -> None:
@@ -177,16 +173,14 @@ class YuNetLandmarks:
 class DlibLandmarks:
     """dlib's HOG detector (``upsample`` times doubled first, the seed uses 1) and 5-point landmarks."""
 
-    name = "dlib"
-
-    def __init__(self, landmarks_path: Path, upsample: int = 1) -> None:
+    def __init__(self, model_path: Path, upsample: int = 1) -> None:
         import dlib
 
-        self.landmarks_path = Path(landmarks_path)
+        self.model_path = Path(model_path)
         self.upsample = upsample
         self._dlib = dlib
         self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(str(self.landmarks_path))
+        self._predictor = dlib.shape_predictor(str(self.model_path))
         self._lock = threading.Lock()
 
     def largest_face(self, image: np.ndarray) -> tuple[Face | None, int]:
@@ -206,6 +200,4 @@ class DlibLandmarks:
 
     def face_chip(self, image: np.ndarray, face: Face, size: int, padding: float) -> np.ndarray:
         """dlib's own aligned chip around the face's 5-point shape."""
-        return self._dlib.get_face_chip(
-            np.ascontiguousarray(image), face.dlib_shape, size=size, padding=padding
-        )
+        return self._dlib.get_face_chip(np.ascontiguousarray(image), face.dlib_shape, size=size, padding=padding)

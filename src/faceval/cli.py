@@ -10,6 +10,7 @@ import click
 
 from faceval import __version__
 from faceval.datasets import DatasetError
+from faceval.demo import CITATION, DemoDataError, prepare_demo_data
 from faceval.pipeline import EvaluationRequest, metrics_from_embeddings_file, run_evaluation
 
 
@@ -153,6 +154,25 @@ def metrics(embeddings: Path, metric: str, out: Path) -> None:
     except ValueError as error:
         _fail(str(error))
     print_summary(document, out)
+
+
+@main.command()
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="A local copy of the AT&T faces (files are matched by checksum): for offline machines.",
+)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("results/demo"), show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def demo(data: Path | None, out: Path, quiet: bool) -> None:
+    """Download (once, checksum-verified) the public AT&T faces and evaluate dlib on them."""
+    try:
+        folder = prepare_demo_data(data, progress=not quiet)
+    except DemoDataError as error:
+        _fail(str(error))
+    click.echo(f"demo data: {folder} (AT&T Database of Faces; cite {CITATION})")
+    request = EvaluationRequest(sources=(folder,), out_dir=out, progress=not quiet)
+    print_summary(run_evaluation(request, command=sys.argv), out)
 
 
 if __name__ == "__main__":  # pragma: no cover

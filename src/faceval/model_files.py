@@ -23,9 +23,7 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 _ZOO = "https://github.com/opencv/opencv_zoo/raw"
-_DLIB_HOW = (
-    "installed with face_recognition_models (a faceval dependency): pip install face_recognition_models"
-)
+_DLIB_HOW = "installed with face_recognition_models (a faceval dependency): pip install face_recognition_models"
 
 
 class ModelError(Exception):
@@ -202,8 +200,7 @@ def locate_model(name: str, explicit_path: str | Path | None = None, *, download
         return download_file(entry.url, destination, entry.sha256, name=name)
     except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
         raise ModelError(
-            f"model {name!r} not found and could not be downloaded from {entry.url} ({error}); "
-            f"{_where_to_put(entry)}"
+            f"model {name!r} not found and could not be downloaded from {entry.url} ({error}); {_where_to_put(entry)}"
         ) from error
 
 

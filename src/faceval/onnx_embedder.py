@@ -11,6 +11,7 @@ output's size and finiteness), so a wrong file fails in a second, not after an h
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import os
 import time
@@ -109,13 +110,9 @@ class OnnxSpec:
             problems.append(f"input_size must be [width, height] > 0, not {list(self.input_size)}")
         if self.crop not in _CROPS:
             problems.append(f"crop must be one of {_CROPS}, not {self.crop!r}")
-        allowed = {"whole": ("none",), "dlib_chip": ("dlib",), "arcface": ("yunet", "dlib")}.get(
-            self.crop, ()
-        )
+        allowed = {"whole": ("none",), "dlib_chip": ("dlib",), "arcface": ("yunet", "dlib")}.get(self.crop, ())
         if self.crop in _CROPS and self.landmarks not in allowed:
-            problems.append(
-                f"crop {self.crop!r} needs landmarks {' or '.join(allowed)}, not {self.landmarks!r}"
-            )
+            problems.append(f"crop {self.crop!r} needs landmarks {' or '.join(allowed)}, not {self.landmarks!r}")
         if self.crop in ("dlib_chip", "arcface") and width != height:
             problems.append(f"crop {self.crop!r} needs a square input_size, not {width}x{height}")
         if self.crop == "arcface" and width % 112 and width % 128:
@@ -127,9 +124,7 @@ class OnnxSpec:
         if len(self.mean) != 3 or len(self.std) != 3 or 0.0 in self.std:
             problems.append("mean and std need three values each, std non-zero")
         if self.interpolation not in INTERPOLATIONS:
-            problems.append(
-                f"interpolation must be one of {sorted(INTERPOLATIONS)}, not {self.interpolation!r}"
-            )
+            problems.append(f"interpolation must be one of {sorted(INTERPOLATIONS)}, not {self.interpolation!r}")
         if problems:
             raise ValueError(f"ONNX spec {self.name!r}: " + "; ".join(problems))
 
@@ -139,9 +134,7 @@ class OnnxSpec:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(
-                f"ONNX spec {name or data.get('name')!r}: unknown keys {unknown}; known: {sorted(known)}"
-            )
+            raise ValueError(f"ONNX spec {name or data.get('name')!r}: unknown keys {unknown}; known: {sorted(known)}")
         values = dict(data)
         if name is not None:
             values.setdefault("name", name)
@@ -284,13 +277,9 @@ class OnnxEmbedder:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(
-                str(self.model_path), options, providers=["CPUExecutionProvider"]
-            )
+            self._session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
         except Exception as error:
-            raise ModelError(
-                f"model {self.name!r}: ONNX Runtime cannot load {self.model_path} ({error})"
-            ) from error
+            raise ModelError(f"model {self.name!r}: ONNX Runtime cannot load {self.model_path} ({error})") from error
         self._ort_version = ort.__version__
         self._bind_input_output()
         self._offset = np.array(spec.mean, dtype=np.float32)
@@ -314,8 +303,7 @@ class OnnxEmbedder:
         if not chosen or (spec.input_name is None and len(inputs) > 1):
             raise ModelError(
                 f"model {name!r}: inputs {[i.name for i in inputs]}; faceval feeds one image tensor, "
-                f"named {spec.input_name!r} in the spec"
-                + (" (set input_name)" if not spec.input_name else "")
+                f"named {spec.input_name!r} in the spec" + (" (set input_name)" if not spec.input_name else "")
             )
         model_input = chosen[0]
         width, height = spec.input_size
@@ -326,23 +314,16 @@ class OnnxEmbedder:
                 f"model {name!r}: input {model_input.name!r} has shape {shape} (rank {len(shape)}), "
                 f"but the spec needs rank 4: {spec.layout} [N, {', '.join(map(str, wanted))}]"
             )
-        if any(
-            isinstance(dim, int) and dim > 0 and dim != want
-            for dim, want in zip(shape[1:], wanted, strict=True)
-        ):
+        if any(isinstance(dim, int) and dim > 0 and dim != want for dim, want in zip(shape[1:], wanted, strict=True)):
             raise ModelError(
                 f"model {name!r}: input {model_input.name!r} has shape {shape}, but the spec needs "
                 f"{spec.layout} [N, {', '.join(map(str, wanted))}] (input_size {width}x{height})"
             )
         if model_input.type not in _INPUT_TYPES:
             raise ModelError(f"model {name!r}: input type {model_input.type}; faceval feeds float or float16")
-        chosen_output = (
-            [o for o in outputs if o.name == spec.output_name] if spec.output_name else outputs[:1]
-        )
+        chosen_output = [o for o in outputs if o.name == spec.output_name] if spec.output_name else outputs[:1]
         if not chosen_output:
-            raise ModelError(
-                f"model {name!r}: no output {spec.output_name!r}; outputs {[o.name for o in outputs]}"
-            )
+            raise ModelError(f"model {name!r}: no output {spec.output_name!r}; outputs {[o.name for o in outputs]}")
         self._input_name = model_input.name
         self._input_dtype = _INPUT_TYPES[model_input.type]
         self._output_name = chosen_output[0].name
@@ -377,9 +358,7 @@ class OnnxEmbedder:
         path = locate_model("yunet" if spec.landmarks == "yunet" else "dlib-landmarks-5", self._detector_path)
         try:
             if spec.landmarks == "yunet":
-                return YuNetLandmarks(
-                    path, spec.yunet_score_threshold, spec.yunet_nms_threshold, spec.yunet_top_k
-                )
+                return YuNetLandmarks(path, spec.yunet_score_threshold, spec.yunet_nms_threshold, spec.yunet_top_k)
             return DlibLandmarks(path, spec.dlib_upsample)
         except Exception as error:
             raise ModelError(
@@ -390,9 +369,7 @@ class OnnxEmbedder:
         """Model outputs as (images, values); inputs short of a fixed batch size are padded with zeros."""
         count = len(batch)
         if self._fixed_batch is not None and count < self._fixed_batch:
-            batch = np.concatenate(
-                [batch, np.zeros((self._fixed_batch - count, *batch.shape[1:]), batch.dtype)]
-            )
+            batch = np.concatenate([batch, np.zeros((self._fixed_batch - count, *batch.shape[1:]), batch.dtype)])
         output = self._session.run([self._output_name], {self._input_name: batch})[0]
         return np.asarray(output)[:count].reshape(count, -1)
 
@@ -407,14 +384,10 @@ class OnnxEmbedder:
     def preprocess(self, image: np.ndarray) -> Preprocessed:
         """Detect, crop and normalise one ``(H, W, 3)`` uint8 RGB image; a per-image problem is a failure."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            return Preprocessed(
-                None, None, f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}"
-            )
+            return Preprocessed(None, None, f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         spec = self.spec
         if self._landmarks is None:
-            return Preprocessed(
-                self._to_tensor(resize_whole(image, spec.input_size, spec.interpolation)), None, None
-            )
+            return Preprocessed(self._to_tensor(resize_whole(image, spec.input_size, spec.interpolation)), None, None)
         face, count = self._landmarks.largest_face(image)
         if face is None:
             return Preprocessed(None, Detection(None, 0), f"no face found by the {self._landmarks_text()}")
@@ -437,9 +410,7 @@ class OnnxEmbedder:
         seconds = list(preprocess_seconds) if preprocess_seconds is not None else [None] * len(items)
         timings = [{"preprocess": s} if s is not None else {} for s in seconds]
         results: list[EmbeddingResult | None] = [
-            None
-            if item.tensor is not None
-            else EmbeddingResult(None, item.detection, item.failure, timings[i])
+            None if item.tensor is not None else EmbeddingResult(None, item.detection, item.failure, timings[i])
             for i, item in enumerate(items)
         ]
         ready = [i for i, item in enumerate(items) if item.tensor is not None]
@@ -453,29 +424,29 @@ class OnnxEmbedder:
                 results[index] = self._result(row, items[index].detection, timings[index])
         return results  # type: ignore[return-value]
 
-    def _result(
-        self, row: np.ndarray, detection: Detection | None, timings: dict[str, float]
-    ) -> EmbeddingResult:
+    def _result(self, row: np.ndarray, detection: Detection | None, timings: dict[str, float]) -> EmbeddingResult:
         vector = row.astype(np.float64)
         if not np.isfinite(vector).all():
             return EmbeddingResult(None, detection, "the model returned NaN or inf for this image", timings)
         if self.spec.normalize:
             norm = float(np.linalg.norm(vector))
             if norm == 0.0:
-                return EmbeddingResult(
-                    None, detection, "the model returned a zero vector for this image", timings
-                )
+                return EmbeddingResult(None, detection, "the model returned a zero vector for this image", timings)
             vector /= norm
         return EmbeddingResult(vector, detection, timings=timings)
 
-    def embed_batch(self, images: Sequence[np.ndarray]) -> list[EmbeddingResult]:
-        """Preprocess then embed several images (batched where the model allows)."""
+    def preprocess_batch(self, images: Sequence[np.ndarray]) -> tuple[list[Preprocessed], list[float]]:
+        """`preprocess` each image; also returns the seconds each took, for `embed_preprocessed`."""
         prepared, seconds = [], []
         for image in images:
             began = time.perf_counter()
             prepared.append(self.preprocess(image))
             seconds.append(time.perf_counter() - began)
-        return self.embed_preprocessed(prepared, seconds)
+        return prepared, seconds
+
+    def embed_batch(self, images: Sequence[np.ndarray]) -> list[EmbeddingResult]:
+        """Preprocess then embed several images (batched where the model allows)."""
+        return self.embed_preprocessed(*self.preprocess_batch(images))
 
     def embed(self, image: np.ndarray) -> EmbeddingResult:
         """Embed one ``(H, W, 3)`` uint8 RGB image."""
@@ -494,35 +465,22 @@ class OnnxEmbedder:
 
     def _files(self) -> dict[str, dict[str, Any]]:
         files = {"model": {"path": str(self.model_path), "sha256": self.model_sha256}}
-        if isinstance(self._landmarks, YuNetLandmarks):
-            files["landmarks"] = {
-                "path": str(self._landmarks.model_path),
-                "sha256": _sha256(self._landmarks.model_path),
-            }
-        elif isinstance(self._landmarks, DlibLandmarks):
-            path = self._landmarks.landmarks_path
+        if self._landmarks is not None:
+            path = self._landmarks.model_path
             files["landmarks"] = {"path": str(path), "sha256": _sha256(path)}
         return files
 
     def _versions(self) -> dict[str, str]:
         """Versions of the libraries whose arithmetic reaches the vectors."""
+        spec = self.spec
+        resized_by = spec.interpolation.split("_")[0] if spec.crop == "whole" else None
+        used = {
+            ("opencv", "cv2"): spec.crop == "arcface" or spec.landmarks == "yunet" or resized_by == "cv2",
+            ("dlib", "dlib"): spec.landmarks == "dlib",
+            ("pillow", "PIL"): resized_by == "pil",
+        }
         versions = {"onnxruntime": self._ort_version}
-        if (
-            self.spec.crop == "arcface"
-            or self.spec.landmarks == "yunet"
-            or self.spec.interpolation.startswith("cv2")
-        ):
-            import cv2
-
-            versions["opencv"] = cv2.__version__
-        if self.spec.landmarks == "dlib":
-            import dlib
-
-            versions["dlib"] = dlib.__version__
-        if self.spec.crop == "whole" and self.spec.interpolation.startswith("pil"):
-            import PIL
-
-            versions["pillow"] = PIL.__version__
+        versions |= {name: importlib.import_module(module).__version__ for (name, module), on in used.items() if on}
         return versions
 
     def describe(self) -> dict[str, Any]:
@@ -539,9 +497,7 @@ class OnnxEmbedder:
             "onnx": {
                 **self._info,
                 "inputs": [{"name": i.name, "shape": i.shape, "type": i.type} for i in session.get_inputs()],
-                "outputs": [
-                    {"name": o.name, "shape": o.shape, "type": o.type} for o in session.get_outputs()
-                ],
+                "outputs": [{"name": o.name, "shape": o.shape, "type": o.type} for o in session.get_outputs()],
                 "input_used": self._input_name,
                 "output_used": self._output_name,
             },
