@@ -20,14 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
+from faceval.embedders import EmbeddingResult
+from faceval.images import load_rgb
+from faceval.onnx_embedder import OnnxEmbedder, load_onnx_embedder
+
 REPO = Path(__file__).resolve().parents[1]
+# The tiny stand-in model is built by the test suite's helper.
 sys.path.insert(0, str(REPO / "tests"))
 
 from onnx_fixtures import write_pooled_matmul_model  # noqa: E402
-
-from faceval.embedders import EmbeddingResult  # noqa: E402
-from faceval.images import load_rgb  # noqa: E402
-from faceval.onnx_embedder import OnnxEmbedder, load_onnx_embedder  # noqa: E402
 
 SETS = ("kpop_idols15", "glint360k_celeb24_sample", "nogizaka46_shozend")
 

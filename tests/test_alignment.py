@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from shared_data import sample_faces, shared_file
 
 from faceval.alignment import (
     ARCFACE_TEMPLATE,
@@ -20,6 +19,8 @@ from faceval.alignment import (
     similarity_transform,
 )
 from faceval.model_files import locate_model
+
+from shared_data import sample_faces, shared_file
 
 
 def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:

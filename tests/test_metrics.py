@@ -263,6 +263,13 @@ def test_sweep_nothing_accepted_has_precision_zero() -> None:
     np.testing.assert_array_equal(sweep.accuracy, [0.5, 0.5])
 
 
+def test_sweep_rejects_inconsistent_fields() -> None:
+    with pytest.raises(ValueError, match="differ in shape"):
+        metrics.Sweep(np.array([0.5, 0.4]), np.array([1]), np.array([0]), 1, 1)
+    with pytest.raises(ValueError, match="got 0 genuine and 3 impostor pairs"):
+        metrics.Sweep(np.array([0.5]), np.array([0]), np.array([1]), 0, 3)
+
+
 def test_sweep_at_rejects_bad_thresholds() -> None:
     table = ScoreTable.from_scores([0.9, 0.1], [1, 0])
     with pytest.raises(ValueError, match="NaN"):

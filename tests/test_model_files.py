@@ -171,10 +171,11 @@ def test_proprietary_and_unknown_models():
 
 def test_list_models_reports_each_file(tmp_path):
     (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "JAPANESE_FACE_v1.onnx").write_bytes(b"x")
+    # The seed's own name for the JAPANESE FACE file is recognised too.
+    (tmp_path / "models" / "efficientnetv2_arcface.onnx").write_bytes(b"x")
     rows = {row["name"]: row for row in list_models()}
     assert set(rows) == set(model_files.REGISTRY)
-    assert rows["japanese-face"]["found_at"] == str(tmp_path / "models" / "JAPANESE_FACE_v1.onnx")
+    assert rows["japanese-face"]["found_at"] == str(tmp_path / "models" / "efficientnetv2_arcface.onnx")
     assert rows["dlib-resnet"]["found_at"] == face_recognition_models.face_recognition_model_location()
     assert rows["sface"]["found_at"] is None and "opencv_zoo" in rows["sface"]["how_to_get"]
     assert {"sha256", "licence", "source", "file"} <= set(rows["sface"])

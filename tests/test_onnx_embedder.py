@@ -10,14 +10,15 @@ import pickle
 import cv2
 import numpy as np
 import pytest
-from onnx_fixtures import SIGNATURE, pooled_matmul, write_pooled_matmul_model, write_rank3_model
 from PIL import Image
-from shared_data import sample_faces, shared_file
 
 from faceval.embedders import Embedder
 from faceval.model_files import ModelError
 from faceval.onnx_embedder import OnnxEmbedder, OnnxSpec, load_onnx_embedder, presets
 from faceval.scoring import Similarity
+
+from onnx_fixtures import SIGNATURE, pooled_matmul, write_pooled_matmul_model, write_rank3_model
+from shared_data import sample_faces, shared_file
 
 # The seed's torchvision pipeline, written out independently of faceval's preset file.
 SEED_SIZE = 224

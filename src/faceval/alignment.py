@@ -171,32 +171,55 @@ class YuNetLandmarks:
 
 
 class DlibLandmarks:
-    """dlib's HOG detector (``upsample`` times doubled first, the seed uses 1) and 5-point landmarks."""
+    """dlib's face detector and 5-point landmarks: the largest face, its box, score and shape.
 
-    def __init__(self, model_path: Path, upsample: int = 1) -> None:
+    ``detector`` is ``"hog"`` (the seed's, image doubled ``upsample`` times first), ``"cnn"`` (dlib's MMOD
+    detector, ``cnn_model_path``) or ``"none"`` (the whole image is the face: pre-cropped sets).
+    """
+
+    def __init__(
+        self, model_path: Path, upsample: int = 1, detector: str = "hog", cnn_model_path: Path | None = None
+    ) -> None:
         import dlib
 
+        if detector not in ("hog", "cnn", "none"):
+            raise ValueError(f"dlib detector must be 'hog', 'cnn' or 'none', not {detector!r}")
+        if detector == "cnn" and cnn_model_path is None:
+            raise ValueError("the dlib CNN detector needs its model file (mmod_human_face_detector.dat)")
         self.model_path = Path(model_path)
         self.upsample = upsample
+        self.detector = detector
         self._dlib = dlib
-        self._detector = dlib.get_frontal_face_detector()
+        if detector == "hog":
+            self._detector = dlib.get_frontal_face_detector()
+        elif detector == "cnn":
+            self._detector = dlib.cnn_face_detection_model_v1(str(cnn_model_path))
         self._predictor = dlib.shape_predictor(str(self.model_path))
         self._lock = threading.Lock()
+
+    def _candidates(self, image: np.ndarray) -> list[tuple[Any, float | None]]:
+        """Every face rectangle with its detector score."""
+        if self.detector == "none":
+            height, width = image.shape[:2]
+            return [(self._dlib.rectangle(0, 0, width - 1, height - 1), None)]
+        if self.detector == "cnn":
+            return [(found.rect, float(found.confidence)) for found in self._detector(image, self.upsample)]
+        rectangles, scores, _ = self._detector.run(image, self.upsample, 0.0)
+        return list(zip(rectangles, map(float, scores), strict=True))
 
     def largest_face(self, image: np.ndarray) -> tuple[Face | None, int]:
         """The largest face (by box area) and how many faces were found."""
         image = np.ascontiguousarray(image)
         with self._lock:
-            rectangles, scores, _ = self._detector.run(image, self.upsample, 0.0)
-            if not rectangles:
+            candidates = self._candidates(image)
+            if not candidates:
                 return None, 0
-            index = max(range(len(rectangles)), key=lambda i: rectangles[i].area())
-            rectangle = rectangles[index]
+            rectangle, score = max(candidates, key=lambda item: item[0].area())
             shape = self._predictor(image, rectangle)
         points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
         box = (rectangle.left(), rectangle.top(), rectangle.right(), rectangle.bottom())
         landmarks = dlib_eye_centres_and_nose(points)
-        return Face(box, landmarks, DLIB_ARCFACE_TEMPLATE, float(scores[index]), shape), len(rectangles)
+        return Face(box, landmarks, DLIB_ARCFACE_TEMPLATE, score, shape), len(candidates)
 
     def face_chip(self, image: np.ndarray, face: Face, size: int, padding: float) -> np.ndarray:
         """dlib's own aligned chip around the face's 5-point shape."""

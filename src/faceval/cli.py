@@ -11,6 +11,7 @@ import click
 from faceval import __version__
 from faceval.datasets import DatasetError
 from faceval.demo import CITATION, DemoDataError, prepare_demo_data
+from faceval.model_files import ModelError, list_models
 from faceval.pipeline import EvaluationRequest, metrics_from_embeddings_file, run_evaluation
 
 
@@ -68,7 +69,13 @@ def main() -> None:
     multiple=True,
     default=("dlib",),
     show_default=True,
-    help="Model to evaluate; repeat to compare. 'dlib' (more kinds come with ONNX support).",
+    help="Model to evaluate; repeat to compare: dlib, japanese-face:PATH, sface[:PATH], arcface:PATH, "
+    "or onnx:PATH with --spec. 'faceval models' lists them.",
+)
+@click.option(
+    "--spec",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML or JSON preprocessing spec for --model onnx:PATH (input size, crop, colour, mean/std, ...).",
 )
 @click.option(
     "--out",
@@ -107,6 +114,7 @@ def main() -> None:
 def evaluate(
     sources: tuple[Path, ...],
     models: tuple[str, ...],
+    spec: Path | None,
     out: Path,
     layout: str,
     manifest: Path | None,
@@ -129,11 +137,12 @@ def evaluate(
         out_dir=out,
         layout=layout,
         dlib_options={"detector": dlib_detector, "upsample": dlib_upsample},
+        spec_file=spec,
         progress=not quiet,
     )
     try:
         document = run_evaluation(request, command=sys.argv)
-    except (DatasetError, ValueError, FileNotFoundError) as error:
+    except (DatasetError, ModelError, ValueError, FileNotFoundError) as error:
         _fail(str(error))
     print_summary(document, out)
 
@@ -173,6 +182,17 @@ def demo(data: Path | None, out: Path, quiet: bool) -> None:
     click.echo(f"demo data: {folder} (AT&T Database of Faces; cite {CITATION})")
     request = EvaluationRequest(sources=(folder,), out_dir=out, progress=not quiet)
     print_summary(run_evaluation(request, command=sys.argv), out)
+
+
+@main.command()
+def models() -> None:
+    """List the known model files: name, sha256, licence, and where each was found or how to get it."""
+    for entry in list_models():
+        click.echo(f"{entry['name']}  ({entry['file']})")
+        click.echo(f"    {entry['description']}")
+        click.echo(f"    sha256:  {entry['sha256'] or 'not pinned (proprietary: checked by your own copy)'}")
+        click.echo(f"    licence: {entry['licence']}")
+        click.echo(f"    found:   {entry['found_at']}" if entry["found_at"] else f"    get it:  {entry['how_to_get']}")
 
 
 if __name__ == "__main__":  # pragma: no cover

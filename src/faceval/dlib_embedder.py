@@ -15,8 +15,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from faceval.alignment import DlibLandmarks
 from faceval.embedders import Detection, EmbeddingResult
 from faceval.hashing import fingerprint, sha256_file
+from faceval.model_files import locate_model
 from faceval.scoring import Similarity
 
 DetectorKind = Literal["hog", "cnn", "none"]
@@ -43,15 +45,7 @@ class DlibSettings:
             raise ValueError("dlib upsample and jitters must be >= 0")
 
 
-def dlib_model_paths() -> dict[str, Path]:
-    """The dlib model files shipped by ``face_recognition_models``."""
-    import face_recognition_models as models
-
-    return {
-        "descriptor": Path(models.face_recognition_model_location()),
-        "landmarks": Path(models.pose_predictor_five_point_model_location()),
-        "cnn_detector": Path(models.cnn_face_detector_model_location()),
-    }
+_MODEL_FILES = {"descriptor": "dlib-resnet", "landmarks": "dlib-landmarks-5", "cnn_detector": "dlib-cnn-detector"}
 
 
 @cache
@@ -75,21 +69,13 @@ class DlibEmbedder:
 
         self.settings = settings or DlibSettings()
         self._dlib = dlib
-        paths = dlib_model_paths()
-        used = ["descriptor", "landmarks"] + (["cnn_detector"] if self.settings.detector == "cnn" else [])
-        self._files = {role: paths[role] for role in used}
-        for role, path in self._files.items():
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"dlib {role} model {path} is missing; reinstall it with: pip install --force-reinstall "
-                    "face_recognition_models"
-                )
+        roles = ["descriptor", "landmarks"] + (["cnn_detector"] if self.settings.detector == "cnn" else [])
+        # Checksums verified: a corrupt or swapped model file fails here, before any long work.
+        self._files = {role: locate_model(_MODEL_FILES[role], download=False) for role in roles}
         self._descriptor = dlib.face_recognition_model_v1(str(self._files["descriptor"]))
-        self._landmarks = dlib.shape_predictor(str(self._files["landmarks"]))
-        if self.settings.detector == "hog":
-            self._detector = dlib.get_frontal_face_detector()
-        elif self.settings.detector == "cnn":
-            self._detector = dlib.cnn_face_detection_model_v1(str(self._files["cnn_detector"]))
+        self._faces = DlibLandmarks(
+            self._files["landmarks"], self.settings.upsample, self.settings.detector, self._files.get("cnn_detector")
+        )
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -112,28 +98,11 @@ class DlibEmbedder:
             }
         )
 
-    def _detect(self, image: np.ndarray) -> tuple[Any, int, float | None]:
-        """The largest face rectangle, how many faces were found, and the detector's score for it."""
-        dlib = self._dlib
-        height, width = image.shape[:2]
-        if self.settings.detector == "none":
-            return dlib.rectangle(0, 0, width - 1, height - 1), 1, None
-        if self.settings.detector == "cnn":
-            found = self._detector(image, self.settings.upsample)
-            candidates = [(face.rect, float(face.confidence)) for face in found]
-        else:
-            rectangles, scores, _ = self._detector.run(image, self.settings.upsample, 0.0)
-            candidates = list(zip(rectangles, map(float, scores), strict=True))
-        if not candidates:
-            return None, 0, None
-        rectangle, score = max(candidates, key=lambda item: item[0].area())
-        return rectangle, len(candidates), score
-
     def embed(self, image: np.ndarray) -> EmbeddingResult:
         started = time.perf_counter()
-        rectangle, faces_found, score = self._detect(image)
+        face, faces_found = self._faces.largest_face(image)
         detected = time.perf_counter()
-        if rectangle is None:
+        if face is None:
             detector = f"dlib {self.settings.detector.upper()} detector (upsample {self.settings.upsample})"
             return EmbeddingResult(
                 None,
@@ -142,23 +111,18 @@ class DlibEmbedder:
                 "or --dlib-detector none for pre-cropped faces",
                 timings={"detect": detected - started},
             )
-        shape = self._landmarks(image, rectangle)
-        landmarked = time.perf_counter()
         vector = np.asarray(
-            self._descriptor.compute_face_descriptor(image, shape, self.settings.jitters, self.settings.padding),
+            self._descriptor.compute_face_descriptor(
+                np.ascontiguousarray(image), face.dlib_shape, self.settings.jitters, self.settings.padding
+            ),
             dtype=np.float64,
         )
         finished = time.perf_counter()
-        box = (rectangle.left(), rectangle.top(), rectangle.right(), rectangle.bottom())
-        landmarks = tuple((float(point.x), float(point.y)) for point in shape.parts())
+        landmarks = tuple((float(x), float(y)) for x, y in face.landmarks)
         return EmbeddingResult(
             vector,
-            Detection(box, faces_found, landmarks, score),
-            timings={
-                "detect": detected - started,
-                "landmarks": landmarked - detected,
-                "embed": finished - landmarked,
-            },
+            Detection(face.box, faces_found, landmarks, face.score),
+            timings={"detect": detected - started, "embed": finished - detected},
         )
 
     def embed_batch(self, images: Sequence[np.ndarray]) -> list[EmbeddingResult]:

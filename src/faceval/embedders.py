@@ -111,18 +111,44 @@ class ModelSpec:
             from faceval.dlib_embedder import DlibEmbedder, DlibSettings
 
             return DlibEmbedder(DlibSettings(**options))
+        if self.kind == "onnx":
+            from faceval.onnx_embedder import load_onnx_embedder
+
+            return load_onnx_embedder(self.path, self.spec_file or self.name, **options)
         raise ValueError(f"unknown model kind {self.kind!r}")
 
 
 def parse_model_argument(
-    text: str, dlib_options: Mapping[str, Any] | None = None, spec_file: str | Path | None = None
+    text: str,
+    dlib_options: Mapping[str, Any] | None = None,
+    spec_file: str | Path | None = None,
+    onnx_options: Mapping[str, Any] | None = None,
 ) -> ModelSpec:
-    """Turn a ``--model`` value into a `ModelSpec`: ``dlib``, ``NAME`` or ``NAME:PATH`` of a known ONNX model,
-    or ``onnx:PATH`` with a spec file."""
+    """Turn a ``--model`` value into a `ModelSpec`.
+
+    ``dlib``; a built-in ONNX preset as ``NAME`` (its file found in FACEVAL_MODELS_DIR or the cache, or
+    downloaded when public) or ``NAME:PATH``; or ``onnx:PATH`` with a spec file describing the preprocessing.
+
+    >>> parse_model_argument("japanese-face:./JAPANESE_FACE_v1.onnx").name
+    'japanese-face'
+    """
+    from faceval.onnx_embedder import presets, resolve_spec
+
     kind, _, path = text.partition(":")
     kind = kind.strip().lower()
+    onnx = tuple(sorted((onnx_options or {}).items()))
     if kind == "dlib":
         if path:
             raise ValueError("dlib takes no path: its model files come from face_recognition_models")
         return ModelSpec("dlib", "dlib", options=tuple(sorted((dlib_options or {}).items())))
-    raise ValueError(f"unknown model {text!r}; known: dlib")
+    if kind == "onnx":
+        if not path or spec_file is None:
+            raise ValueError(
+                "an ONNX model of your own needs its file and a spec: --model onnx:PATH --spec SPEC.toml "
+                f"(see the presets {', '.join(presets())} for the keys)"
+            )
+        name = resolve_spec(Path(spec_file)).name
+        return ModelSpec("onnx", name, path=str(Path(path).expanduser()), spec_file=str(spec_file), options=onnx)
+    if kind in presets():
+        return ModelSpec("onnx", kind, path=str(Path(path).expanduser()) if path else None, options=onnx)
+    raise ValueError(f"unknown model {text!r}; known: dlib, {', '.join(presets())}, or onnx:PATH --spec SPEC")

@@ -1,28 +1,61 @@
-"""Embedding every image of a dataset with one model, keeping each image's outcome (vector or failure)."""
+"""Embedding every image of a dataset with one model: in worker processes, through the store, interruptible.
+
+The parent hashes each file and looks it up in the `EmbeddingStore`; only the misses go to the workers, a few
+at a time (memory stays flat on huge folders, and a thermal pause or Ctrl-C has little in flight). Each worker
+builds its embedder once, from a picklable `ModelSpec` or embedder. Outcomes come back in any order and are put
+in the dataset's order. Ctrl-C commits what was received, kills the workers and re-raises `KeyboardInterrupt`;
+after a hard kill the next run embeds only what the store lacks.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import itertools
+import multiprocessing
+import os
+import pickle
+import signal
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from faceval.datasets import Dataset, ImageRecord
-from faceval.embedders import Embedder, EmbeddingResult
+from faceval.embedders import Embedder, EmbeddingResult, ModelSpec
+from faceval.hashing import sha256_file
 from faceval.images import ImageLoadError, load_rgb
 from faceval.scoring import Similarity
+from faceval.store import EmbeddingStore
+from faceval.thermal import ThermalGuard
+
+# Workers start from a clean interpreter: ONNX Runtime's thread pools (and tqdm's monitor thread) do not survive
+# a fork of the process that owns them.
+_START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+# Batches in flight per worker: one running, one queued so it never waits for the parent.
+_BATCHES_PER_WORKER = 2
+
+# (record index, sha256 of the file or None when it cannot be read, path)
+_Task = tuple[int, str | None, Path]
+# An outcome, and whether it is the model's (a load failure is not, and it names the file: never stored).
+_Outcome = tuple[EmbeddingResult, bool]
 
 
 @dataclass(frozen=True)
 class EmbeddingSet:
-    """One model's outcome for every record of a dataset, in the dataset's order."""
+    """One model's outcome for every record of a dataset, in the dataset's order.
+
+    ``n_cached`` counts the outcomes found in the store (or earlier in the same run, for a duplicate file).
+    """
 
     model: str
     similarity: Similarity
     description: dict[str, Any]
     results: tuple[EmbeddingResult, ...]
+    n_cached: int = field(default=0, compare=False)
 
     @property
     def embedded(self) -> np.ndarray:
@@ -38,19 +71,263 @@ class EmbeddingSet:
         return np.stack([self.results[index].vector for index in indices]).astype(np.float64, copy=False)
 
 
+def _embed_files(embedder: Embedder, paths: Sequence[Path]) -> list[_Outcome]:
+    """Load and embed images (one `embed_batch` call); an unreadable file becomes a failure, never an exception."""
+    outcomes: list[_Outcome | None] = [None] * len(paths)
+    images, slots = [], []
+    for slot, path in enumerate(paths):
+        try:
+            images.append(load_rgb(path))
+            slots.append(slot)
+        except ImageLoadError as error:
+            outcomes[slot] = (EmbeddingResult(None, None, failure=f"unreadable: {error}"), False)
+    if images:
+        for slot, result in zip(slots, embedder.embed_batch(images), strict=True):
+            outcomes[slot] = (result, True)
+    return outcomes  # type: ignore[return-value]
+
+
 def embed_record(embedder: Embedder, record: ImageRecord) -> EmbeddingResult:
     """Load and embed one image; an unreadable file becomes a failure, never an exception."""
+    return _embed_files(embedder, [record.path])[0][0]
+
+
+_worker_embedder: Embedder | None = None
+
+
+def _start_worker(recipe: ModelSpec | Embedder) -> None:
+    # Ctrl-C in a terminal reaches every process of the group: the parent alone decides what happens.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    global _worker_embedder
+    _worker_embedder = recipe.build() if isinstance(recipe, ModelSpec) else recipe
+
+
+def _embed_in_worker(paths: Sequence[Path]) -> list[_Outcome]:
+    assert _worker_embedder is not None, "worker started without _start_worker"
+    return _embed_files(_worker_embedder, paths)
+
+
+def _stop_workers(executor: ProcessPoolExecutor) -> None:
+    """Kill the workers now rather than wait for their current images, which would be lost anyway."""
+    terminate = getattr(executor, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    # Before 3.14 the same processes are only reachable here; terminate_workers() stops exactly these.
+    processes = list((executor._processes or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+
+
+def _batches(tasks: Iterable[_Task], size: int) -> Iterator[list[_Task]]:
+    iterator = iter(tasks)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+class _Run:
+    """One extraction's state: the outcome of each record so far, the store, the guard and the progress bar."""
+
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        embedder: Embedder,
+        store: EmbeddingStore | None,
+        guard: ThermalGuard | None,
+        progress: bool,
+    ) -> None:
+        self.records = records
+        self.results: list[EmbeddingResult | None] = [None] * len(records)
+        self.store = store
+        self.fingerprint = embedder.fingerprint() if store is not None else ""
+        self.guard = guard
+        self.n_cached = 0
+        self._n_failed = 0
+        # Outcomes of this run by image content: a file present twice is embedded once.
+        self._known: dict[str, EmbeddingResult] = {}
+        self._description = f"embedding ({embedder.name})"
+        self.bar = tqdm(total=len(records), desc=self._description, unit="img", disable=not progress)
+
+    def _lookup(self, sha: str) -> EmbeddingResult | None:
+        known = self._known.get(sha)
+        if known is None and self.store is not None:
+            known = self.store.get(sha, self.fingerprint)
+            if known is not None:
+                self._known[sha] = known
+        return known
+
+    def _record(self, index: int, result: EmbeddingResult) -> None:
+        self.results[index] = result
+        self._n_failed += not result.ok
+        self.bar.set_postfix(cached=self.n_cached, failed=self._n_failed, refresh=False)
+        self.bar.update()
+
+    def misses(self) -> Iterator[_Task]:
+        """The records this run has to embed, hashing each file on the way and recording every hit."""
+        for index, record in enumerate(self.records):
+            try:
+                sha = sha256_file(record.path)
+            except OSError:
+                sha = None  # loading it will say why it cannot be read
+            known = None if sha is None else self._lookup(sha)
+            if known is None:
+                yield index, sha, record.path
+            else:
+                self.n_cached += 1
+                self._record(index, known)
+
+    def finish(self, batch: Sequence[_Task], outcomes: Sequence[_Outcome]) -> None:
+        for (index, sha, _), (result, storable) in zip(batch, outcomes, strict=True):
+            if storable and sha is not None:
+                self._known[sha] = result
+                if self.store is not None:
+                    self.store.add(sha, self.fingerprint, result)
+            self._record(index, result)
+
+    def cool_down(self) -> None:
+        """While the CPU is too hot, wait (shown in the progress bar) with everything received committed."""
+        if self.guard is None or not self.guard.too_hot():
+            return
+        if self.store is not None:
+            self.store.flush()
+        self.guard.wait_until_cool(
+            lambda guard: self.bar.set_description(
+                f"{self._description} paused: CPU {guard.temperature:.0f} °C > {guard.max_temp:g} °C"
+            )
+        )
+        self.bar.set_description(self._description)
+
+    def embed_here(self, embedder: Embedder, batch_size: int) -> None:
+        for batch in _batches(self.misses(), batch_size):
+            self.cool_down()
+            self.finish(batch, _embed_files(embedder, [path for _, _, path in batch]))
+
+    def embed_in_pool(self, recipe: ModelSpec | Embedder, jobs: int, batch_size: int) -> None:
+        batches = _batches(self.misses(), batch_size)
+        first = next(batches, None)
+        if first is None:
+            return  # everything was in the store: no worker to start
+        executor = ProcessPoolExecutor(
+            jobs,
+            mp_context=multiprocessing.get_context(_START_METHOD),
+            initializer=_start_worker,
+            initargs=(recipe,),
+        )
+        pending: dict[Future[list[_Outcome]], list[_Task]] = {}
+        try:
+            for batch in itertools.chain([first], batches):
+                while len(pending) >= jobs * _BATCHES_PER_WORKER:
+                    self._collect(pending, FIRST_COMPLETED)
+                if self.guard is not None and self.guard.too_hot():
+                    self._collect(pending, ALL_COMPLETED)  # the workers go idle during the pause
+                    self.cool_down()
+                pending[executor.submit(_embed_in_worker, [path for _, _, path in batch])] = batch
+            while pending:
+                self._collect(pending, FIRST_COMPLETED)
+        except BaseException:
+            # Ctrl-C, or a worker's error: keep what already came back, then stop at once.
+            for future, batch in list(pending.items()):
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    self.finish(batch, future.result())
+            _stop_workers(executor)
+            raise
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def _collect(self, pending: dict[Future[list[_Outcome]], list[_Task]], return_when: str) -> None:
+        done, _ = wait(pending, return_when=return_when)
+        for future in done:
+            self.finish(pending.pop(future), future.result())
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.store is not None:
+            self.store.flush()
+
+
+def default_jobs() -> int:
+    """Worker processes by default: one per CPU core this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def extract_embeddings(
+    dataset: Dataset,
+    model: ModelSpec | Embedder,
+    *,
+    jobs: int | None = None,
+    store: EmbeddingStore | None = None,
+    progress: bool = True,
+    max_temp: float | ThermalGuard | None = None,
+    batch_size: int = 1,
+) -> EmbeddingSet:
+    """Embed every image of ``dataset`` with ``model``, reusing and filling ``store``.
+
+    ``jobs`` worker processes (default: one per core) each build the model once; an `Embedder` instance must
+    then be picklable (a `ModelSpec` always is). ``jobs=1`` embeds in this process. ``max_temp`` (°C, or a
+    ready `ThermalGuard`) pauses new work while the CPU is hotter. ``batch_size`` images go to each
+    `Embedder.embed_batch` call (models with a batch axis do better with 8-32). On Ctrl-C everything received
+    is committed to the store before `KeyboardInterrupt` propagates.
+    """
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs < 1 or batch_size < 1:
+        raise ValueError("jobs and batch_size must be >= 1")
+    embedder = model.build() if isinstance(model, ModelSpec) else model
+    jobs = max(1, min(jobs, dataset.n_images))
+    if jobs > 1 and not isinstance(model, ModelSpec):
+        try:
+            pickle.dumps(model)
+        except (TypeError, AttributeError, pickle.PicklingError) as error:
+            raise TypeError(
+                f"model {embedder.name!r} cannot be sent to worker processes ({error}); pass its ModelSpec, or jobs=1"
+            ) from error
+    guard = ThermalGuard(max_temp) if isinstance(max_temp, int | float) else max_temp
+    run = _Run(dataset.records, embedder, store, guard, progress)
     try:
-        image = load_rgb(record.path)
-    except ImageLoadError as error:
-        return EmbeddingResult(None, None, failure=f"unreadable: {error}")
-    return embedder.embed(image)
+        if jobs == 1:
+            run.embed_here(embedder, batch_size)
+        else:
+            run.embed_in_pool(model, jobs, batch_size)
+    finally:
+        run.close()
+    return EmbeddingSet(
+        embedder.name, embedder.similarity, embedder.describe(), tuple(run.results), n_cached=run.n_cached
+    )
 
 
-def extract_embeddings(dataset: Dataset, embedder: Embedder, progress: bool = True) -> EmbeddingSet:
-    """Embed every image of ``dataset`` with ``embedder``, one after another."""
-    results = [
-        embed_record(embedder, record)
-        for record in tqdm(dataset.records, desc=f"embedding ({embedder.name})", unit="img", disable=not progress)
-    ]
-    return EmbeddingSet(embedder.name, embedder.similarity, embedder.describe(), tuple(results))
+def save_embeddings_npz(path: str | Path, dataset: Dataset, embedding_set: EmbeddingSet) -> Path:
+    """Write an embedding set as the ``.npz`` file ``faceval metrics`` reads, atomically.
+
+    Arrays: ``labels``, ``paths`` (relative to the dataset root) and ``vectors`` of the embedded images,
+    ``failed_paths`` and ``failed_reasons`` of the others, and the ``model`` name and its ``similarity``.
+    """
+    if len(embedding_set.results) != dataset.n_images:
+        raise ValueError(f"{len(embedding_set.results)} outcomes for a dataset of {dataset.n_images} images")
+    path = Path(path)
+    embedded = embedding_set.embedded
+    kept, failed = np.flatnonzero(embedded), np.flatnonzero(~embedded)
+    records = dataset.records
+    arrays = {
+        "labels": np.array([records[i].identity for i in kept], dtype=str),
+        "paths": np.array([dataset.relative_path(records[i]) for i in kept], dtype=str),
+        "vectors": embedding_set.vectors(kept) if kept.size else np.empty((0, 0)),
+        "failed_paths": np.array([dataset.relative_path(records[i]) for i in failed], dtype=str),
+        "failed_reasons": np.array([embedding_set.results[i].failure for i in failed], dtype=str),
+        "model": np.array(embedding_set.model),
+        "similarity": np.array(embedding_set.similarity.value),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and renamed over it: a crash leaves the old file or none, never half of one.
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

@@ -458,6 +458,17 @@ class Sweep:
     n_genuine: int
     n_impostor: int
 
+    def __post_init__(self) -> None:
+        if not self.threshold.shape == self.tp.shape == self.fp.shape:
+            raise ValueError(
+                f"threshold, tp and fp differ in shape: {self.threshold.shape}, {self.tp.shape}, {self.fp.shape}"
+            )
+        if self.n_genuine <= 0 or self.n_impostor <= 0:
+            raise ValueError(
+                f"a sweep needs genuine and impostor pairs, got {self.n_genuine} genuine and "
+                f"{self.n_impostor} impostor pairs"
+            )
+
     @cached_property
     def fn(self) -> np.ndarray:
         """Genuine pairs rejected."""
@@ -470,10 +481,12 @@ class Sweep:
 
     @cached_property
     def accuracy(self) -> np.ndarray:
+        """Share of all pairs decided correctly."""
         return (self.tp + self.tn) / (self.n_genuine + self.n_impostor)
 
     @cached_property
     def precision(self) -> np.ndarray:
+        """Share of accepted pairs that are genuine (0.0 where none is accepted)."""
         accepted = self.tp + self.fp
         return np.divide(self.tp, accepted, out=np.zeros(accepted.shape), where=accepted > 0)
 
@@ -484,15 +497,18 @@ class Sweep:
 
     @cached_property
     def f1(self) -> np.ndarray:
+        """Harmonic mean of precision and recall."""
         # 2 tp / (2 tp + fp + fn): defined (0) even where nothing is accepted, since n_genuine > 0.
         return 2 * self.tp / (self.n_genuine + self.tp + self.fp)
 
     @cached_property
     def fmr(self) -> np.ndarray:
+        """False match rate ``fp / n_impostor``."""
         return self.fp / self.n_impostor
 
     @cached_property
     def fnmr(self) -> np.ndarray:
+        """False non-match rate ``fn / n_genuine``."""
         return self.fn / self.n_genuine
 
     def at(self, index: int) -> Sweep:

@@ -36,7 +36,8 @@ class ModelFile:
 
     ``sha256`` is None where no checksum is published (proprietary files); ``url`` is a pinned direct
     download, None where faceval may not or cannot download the file; ``package_attr`` names the
-    ``face_recognition_models`` function that returns the file's installed location.
+    ``face_recognition_models`` function that returns the file's installed location; ``other_names`` are
+    names the same file also goes by.
     """
 
     name: str
@@ -48,6 +49,7 @@ class ModelFile:
     how_to_get: str
     url: str | None = None
     package_attr: str | None = None
+    other_names: tuple[str, ...] = ()
 
 
 REGISTRY: dict[str, ModelFile] = {
@@ -112,8 +114,9 @@ REGISTRY: dict[str, ModelFile] = {
             sha256=None,
             licence="proprietary (its author's terms)",
             source="https://github.com/yKesamaru/FACE01_DEV",
-            how_to_get="obtain the file from its author under their terms and pass its path "
-            "(also known as efficientnetv2_arcface.onnx)",
+            how_to_get="obtain the file from its author under their terms and pass its path",
+            # The seed's name for it, and the spelling in the author's later library.
+            other_names=("efficientnetv2_arcface.onnx", "JAPANESE_FACE_V1.onnx"),
         ),
     )
 }
@@ -142,10 +145,11 @@ def find_model(name: str) -> Path | None:
     """Where a known model file already is (no download, no checksum), or None."""
     entry = _entry(name)
     for folder in _search_dirs():
-        # One level of subfolders too, so a folder of per-model folders (as opencv_zoo lays them out) works.
-        for candidate in (folder / entry.filename, *sorted(folder.glob(f"*/{entry.filename}"))):
-            if candidate.is_file():
-                return candidate
+        for filename in (entry.filename, *entry.other_names):
+            # One level of subfolders too, so a folder of per-model folders (as opencv_zoo lays them out) works.
+            for candidate in (folder / filename, *sorted(folder.glob(f"*/{filename}"))):
+                if candidate.is_file():
+                    return candidate
     if entry.package_attr is not None:
         try:
             import face_recognition_models

@@ -35,6 +35,7 @@ class EvaluationRequest:
     dlib_options: Mapping[str, Any] = field(default_factory=dict)
     spec_file: str | Path | None = None
     progress: bool = True
+    onnx_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 def load_sources(sources: Sequence[str | Path], layout: str = "auto") -> Dataset:
@@ -46,7 +47,9 @@ def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = N
     """Run the whole evaluation and write the report; returns the ``metrics.json`` document."""
     dataset = load_sources(request.sources, request.layout)
     specs: list[ModelSpec] = [
-        parse_model_argument(text, dlib_options=request.dlib_options, spec_file=request.spec_file)
+        parse_model_argument(
+            text, dlib_options=request.dlib_options, spec_file=request.spec_file, onnx_options=request.onnx_options
+        )
         for text in request.models
     ]
     # Build every model before embedding anything: a bad model file should fail in seconds, not after an hour.
