@@ -107,8 +107,8 @@ def identity_strata(identities: Any, image_strata: Any) -> np.ndarray:
     for identity, stratum in set(zip(identities.tolist(), image_strata.tolist(), strict=True)):
         memberships[identity].add(stratum)
     keys = [tuple(sorted(member)) for member in memberships]
-    _, codes = np.unique(np.array([repr(key) for key in keys], dtype=str), return_inverse=True)
-    return codes.astype(np.int64).reshape(-1)
+    code_of = {key: code for code, key in enumerate(sorted(set(keys)))}
+    return np.array([code_of[key] for key in keys], dtype=np.int64)
 
 
 def identity_multiplicities(strata: Any, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> np.ndarray:

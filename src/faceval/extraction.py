@@ -17,6 +17,7 @@ import signal
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,13 @@ from faceval.datasets import Dataset, ImageRecord
 from faceval.embedders import Embedder, EmbeddingResult, ModelSpec
 from faceval.hashing import sha256_file
 from faceval.images import ImageLoadError, load_rgb
+from faceval.onnx_embedder import available_cores
 from faceval.scoring import Similarity
 from faceval.store import EmbeddingStore
 from faceval.thermal import ThermalGuard
 
-# Workers start from a clean interpreter: ONNX Runtime's thread pools (and tqdm's monitor thread) do not survive
-# a fork of the process that owns them.
+# Workers are forked from a small single-threaded server (or spawned), never from this process: ONNX Runtime's
+# thread pools and tqdm's monitor thread do not survive a fork, and Python 3.12+ warns against forking threads.
 _START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 # Batches in flight per worker: one running, one queued so it never waits for the parent.
 _BATCHES_PER_WORKER = 2
@@ -185,18 +187,22 @@ class _Run:
                     self.store.add(sha, self.fingerprint, result)
             self._record(index, result)
 
-    def cool_down(self) -> None:
-        """While the CPU is too hot, wait (shown in the progress bar) with everything received committed."""
-        if self.guard is None or not self.guard.too_hot():
+    def cool_down(self, pending: dict[Future[list[_Outcome]], list[_Task]] | None = None) -> None:
+        """While the CPU is too hot, wait with the workers idle and everything received committed."""
+        if self.guard is None:
             return
-        if self.store is not None:
-            self.store.flush()
-        self.guard.wait_until_cool(
-            lambda guard: self.bar.set_description(
+
+        def pause(guard: ThermalGuard) -> None:
+            if pending:
+                self._collect(pending, ALL_COMPLETED)
+            if self.store is not None:
+                self.store.flush()
+            self.bar.set_description(
                 f"{self._description} paused: CPU {guard.temperature:.0f} °C > {guard.max_temp:g} °C"
             )
-        )
-        self.bar.set_description(self._description)
+
+        if self.guard.wait_until_cool(pause):
+            self.bar.set_description(self._description)
 
     def embed_here(self, embedder: Embedder, batch_size: int) -> None:
         for batch in _batches(self.misses(), batch_size):
@@ -219,18 +225,21 @@ class _Run:
             for batch in itertools.chain([first], batches):
                 while len(pending) >= jobs * _BATCHES_PER_WORKER:
                     self._collect(pending, FIRST_COMPLETED)
-                if self.guard is not None and self.guard.too_hot():
-                    self._collect(pending, ALL_COMPLETED)  # the workers go idle during the pause
-                    self.cool_down()
+                self.cool_down(pending)
                 pending[executor.submit(_embed_in_worker, [path for _, _, path in batch])] = batch
             while pending:
                 self._collect(pending, FIRST_COMPLETED)
-        except BaseException:
+        except BaseException as error:
             # Ctrl-C, or a worker's error: keep what already came back, then stop at once.
             for future, batch in list(pending.items()):
                 if future.done() and not future.cancelled() and future.exception() is None:
                     self.finish(batch, future.result())
             _stop_workers(executor)
+            if isinstance(error, BrokenProcessPool):
+                raise RuntimeError(
+                    "a worker process died (killed, or out of memory?); every image embedded so far is kept in "
+                    "the store: run again, with fewer jobs if memory is short"
+                ) from error
             raise
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
@@ -244,13 +253,6 @@ class _Run:
         self.bar.close()
         if self.store is not None:
             self.store.flush()
-
-
-def default_jobs() -> int:
-    """Worker processes by default: one per CPU core this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def extract_embeddings(
@@ -271,7 +273,7 @@ def extract_embeddings(
     `Embedder.embed_batch` call (models with a batch axis do better with 8-32). On Ctrl-C everything received
     is committed to the store before `KeyboardInterrupt` propagates.
     """
-    jobs = default_jobs() if jobs is None else jobs
+    jobs = available_cores() if jobs is None else jobs
     if jobs < 1 or batch_size < 1:
         raise ValueError("jobs and batch_size must be >= 1")
     embedder = model.build() if isinstance(model, ModelSpec) else model

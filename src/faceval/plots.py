@@ -163,3 +163,112 @@ def plot_score_histograms(
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small")
     return _save(figure, path)
+
+
+def plot_group_rates(
+    names: Sequence[str],
+    fnmr: Sequence[float | None],
+    fnmr_ci: Sequence[Sequence[float] | None],
+    fmr: Sequence[float | None],
+    fmr_ci: Sequence[Sequence[float] | None],
+    target_fmr: float,
+    path: Path,
+    title: str = "FNMR and FMR per group at the global threshold",
+) -> Path:
+    """Per group FNMR (left) and FMR (right, log scale, the target marked) at one threshold, with interval bars.
+
+    A missing value (None) is left out; an FMR of 0 is drawn at the axis floor with a hollow marker.
+    """
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 0.45 * len(names) + 2.0), sharey=True)
+    # A log axis cannot show 0: zero rates sit at a floor below every positive value, drawn hollow.
+    positive = [v for v in (*fmr, *(b for ci in fmr_ci if ci for b in ci)) if v is not None and v > 0]
+    floor = min([target_fmr / 10, *positive]) / 2
+    positions = np.arange(len(names))
+    for axes, values, intervals, colour, low in (
+        (left, fnmr, fnmr_ci, "tab:blue", 0.0),
+        (right, fmr, fmr_ci, "tab:red", floor),
+    ):
+        for position, value, interval in zip(positions, values, intervals, strict=True):
+            if value is None:
+                continue
+            if interval is not None:
+                axes.plot(np.maximum(interval, low), [position, position], color=colour, linewidth=2.5, alpha=0.5)
+            face = colour if value > 0 else "white"
+            axes.plot([max(value, low)], [position], "o", color=colour, markerfacecolor=face)
+    left.set_xlim(0, 1)
+    left.set_xlabel("FNMR (share of genuine pairs rejected)")
+    right.set_xscale("log")
+    right.set_xlim(floor, 1)
+    right.axvline(target_fmr, color="black", linestyle="--", linewidth=1, label=f"target FMR {target_fmr:g}")
+    right.set_xlabel("FMR within the group (log scale)")
+    right.legend(fontsize="small", loc="lower right")
+    left.set_yticks(positions, list(names))
+    left.invert_yaxis()
+    for axes in (left, right):
+        axes.grid(True, which="both", alpha=0.3)
+    figure.suptitle(title, fontsize="medium")
+    return _save(figure, path)
+
+
+def plot_fmr_heatmap(names: Sequence[str], fmr: np.ndarray, target_fmr: float, path: Path, title: str) -> Path:
+    """Cross-group FMR as log10(FMR / target): 0 (white) is the target, red above it, blue below.
+
+    Each cell is written out; a cell without impostor pairs is blank, an FMR of 0 reads "0".
+    """
+    fmr = np.asarray(fmr, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.log10(fmr / target_fmr)
+    finite = ratio[np.isfinite(ratio)]
+    limit = max(1.0, float(np.abs(finite).max())) if finite.size else 1.0
+    shown = np.where(np.isneginf(ratio), -limit, ratio)
+    size = 0.6 * len(names) + 3.0
+    figure, axes = plt.subplots(figsize=(size + 1.5, size))
+    image = axes.imshow(np.ma.masked_invalid(shown), cmap="RdBu_r", vmin=-limit, vmax=limit)
+    for row in range(len(names)):
+        for column in range(len(names)):
+            value = fmr[row, column]
+            if np.isnan(value):
+                continue
+            text = "0" if value == 0 else f"{value:.2g}"
+            axes.text(column, row, text, ha="center", va="center", fontsize="x-small")
+    axes.set_xticks(np.arange(len(names)), list(names), rotation=45, ha="right")
+    axes.set_yticks(np.arange(len(names)), list(names))
+    figure.colorbar(image, ax=axes, label=f"log10(FMR / {target_fmr:g})")
+    axes.set_title(title, fontsize="medium")
+    return _save(figure, path)
+
+
+def plot_group_histograms(
+    groups: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    path: Path,
+    units: str,
+    markers: dict[str, float],
+    title: str = "Score distributions per group",
+) -> Path:
+    """One panel per group: genuine and impostor score densities (from per-score counts), thresholds marked.
+
+    ``groups`` maps a name to ``(scores in model units, genuine counts, impostor counts)``; all panels share the
+    score axis so that groups can be compared by eye.
+    """
+    names = list(groups)
+    columns = min(3, max(1, len(names)))
+    rows = max(1, -(-len(names) // columns))
+    figure, grid = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False, sharex=True)
+    every_score = np.concatenate([scores for scores, _, _ in groups.values()]) if groups else np.zeros(1)
+    bins = np.histogram_bin_edges(every_score, bins=80)
+    colours = ["black", "tab:blue", "tab:purple", "tab:orange"]
+    for axes, name in zip(grid.ravel(), names, strict=False):
+        scores, genuine, impostor = groups[name]
+        for counts, label, colour in ((genuine, "genuine", "tab:green"), (impostor, "impostor", "tab:red")):
+            if counts.sum() > 0:
+                axes.hist(scores, bins=bins, weights=counts, density=True, alpha=0.45, color=colour, label=label)
+        for (label, value), colour in zip(markers.items(), colours, strict=False):
+            axes.axvline(value, color=colour, linestyle="--", linewidth=1.1, label=f"{label}: {value:.4g}")
+        axes.set_title(name, fontsize="small")
+        axes.set_xlabel(f"Score ({units})", fontsize="small")
+        axes.grid(True, alpha=0.3)
+    for axes in grid.ravel()[len(names) :]:
+        axes.set_visible(False)
+    grid.ravel()[0].legend(fontsize="x-small")
+    figure.suptitle(title, fontsize="medium")
+    return _save(figure, path)

@@ -129,7 +129,8 @@ class ThermalGuard:
     def wait_until_cool(self, on_poll: Callable[[ThermalGuard], None] | None = None) -> float:
         """Block while `too_hot`, calling ``on_poll`` before each sleep; returns the seconds slept."""
         slept = 0.0
-        while self.too_hot():
+        self.too_hot()
+        while self.hot:
             if on_poll is not None:
                 on_poll(self)
             self._sleep(self.poll_seconds)

@@ -1,0 +1,998 @@
+"""Demographic groups: per-group figures, one global threshold, cross-group FMR, FDR, identity-bootstrap intervals.
+
+Definitions follow ``docs/metrics.md`` ("Groups", "Uncertainty"). Each scored image has a group label (a
+dataset folder, a combination of manifest columns, or identity attributes: `group_labels`). A pair belongs to
+group g when both its images are in g; pairs across groups are impostors (unless one identity spans groups)
+that feed the cross-group FMR matrix, the global threshold and the overall figures.
+
+- Per group: images, identities, genuine and impostor pairs and their ratio, failures (FTE), AUC, EER, TAR at
+  the target FMR, and the group's own best-F1 and EER thresholds.
+- One global threshold ``tau`` from all impostor pairs at the target FMR (`faceval.metrics.tar_at_far`): per
+  group FNMR and FMR at it, the cross-group FMR matrix, max/geometric-mean ratios and the Fairness Discrepancy
+  Rate; the same at a user's threshold and at thresholds chosen in an earlier run.
+- 95 % percentile intervals from the identity bootstrap of `faceval.bootstrap`, identities resampled within
+  their group; rates at a threshold keep the threshold fixed (the question is what that setting does to each
+  group), so their intervals show the sampling error of the rates, not of the threshold.
+- ``calibrate``: thresholds chosen on a development split of identities (within each group), rates reported
+  on the other identities, so the threshold is not judged on the data that chose it.
+
+Thresholds are kept in score units (accept ``s >= tau``) and converted with `Similarity.to_model_units` only
+in `GroupReport.to_dict` and `write_groups_csv`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceval import plots
+from faceval.bootstrap import (
+    CONFIDENCE,
+    DEFAULT_RESAMPLES,
+    MAX_BOOTSTRAP_PAIRS,
+    Interval,
+    ResampledFigures,
+    SortedPairs,
+    identity_multiplicities,
+    identity_strata,
+    percentile_interval,
+)
+from faceval.datasets import Dataset, DatasetError
+from faceval.metrics import (
+    ScoreCounts,
+    ScoreTable,
+    best_f1,
+    equal_error_rate,
+    roc_curve,
+    sweep_at,
+    tar_at_far,
+    threshold_sweep,
+    verification_summary,
+)
+from faceval.scoring import PairChunk, Similarity
+
+MISSING = "(missing)"
+ALL = "all"
+ALL_PAIRS = "(all pairs)"
+# Groups whose genuine:impostor ratios differ by more than this factor get the note that precision and F1 are
+# not comparable across them.
+_RATIO_TOLERANCE = 1.1
+_SPLITS = 3  # pair split codes: 0 both development (or no calibration), 1 both held out, 2 one of each
+
+
+def _read_identity_attributes(path: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """Columns and rows (by identity) of an identity-attribute CSV with an ``identity`` column."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [name.strip() for name in (reader.fieldnames or [])]
+            reader.fieldnames = columns
+            rows = list(reader)
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{path}: not UTF-8 text ({error}); save it as UTF-8 CSV") from error
+    if "identity" not in columns:
+        raise DatasetError(f"{path}: needs an 'identity' column; it has: {', '.join(columns) or 'no header'}")
+    table: dict[str, dict[str, str]] = {}
+    for line_number, row in enumerate(rows, start=2):
+        identity = (row.get("identity") or "").strip()
+        values = {name: (row.get(name) or "").strip() for name in columns if name != "identity"}
+        if identity in table and table[identity] != values:
+            raise DatasetError(f"{path}, line {line_number}: identity {identity!r} is listed twice with other values")
+        table[identity] = values
+    return [name for name in columns if name != "identity"], table
+
+
+def group_labels(
+    dataset: Dataset,
+    indices: Sequence[int] | np.ndarray | None = None,
+    group_by: Sequence[str] | None = None,
+    attribute_csv: str | Path | None = None,
+) -> np.ndarray | None:
+    """The group of each record (all records, or those at ``indices``): the values of the ``group_by`` columns,
+    joined with ``", "`` when there are several (each combination is a group); blank values read ``(missing)``.
+
+    Columns come from the dataset's attributes (manifest columns; ``group`` for several dataset folders, see
+    `faceval.datasets.combine_datasets`) or, with ``attribute_csv``, from a CSV of ``identity,<columns...>``
+    (all its columns when ``group_by`` is None). Without either, None: no groups. A column that does not exist
+    raises `DatasetError` listing the columns there are.
+
+    >>> from faceval.datasets import ImageRecord
+    >>> records = (ImageRecord(Path("a.png"), "amy", {"gender": "F", "age": "young"}),
+    ...            ImageRecord(Path("b.png"), "bob", {"gender": "M", "age": ""}))
+    >>> dataset = Dataset(Path("."), "manifest", records, (), ("gender", "age"))
+    >>> group_labels(dataset, group_by=["gender", "age"]).tolist()
+    ['F, young', 'M, (missing)']
+    """
+    records = dataset.records if indices is None else [dataset.records[int(index)] for index in indices]
+    if attribute_csv is not None:
+        path = Path(attribute_csv)
+        columns, table = _read_identity_attributes(path)
+        source = f"{path} (identity attributes)"
+        chosen = list(group_by) if group_by else columns
+        values = [table.get(record.identity, {}) for record in records]
+    elif group_by:
+        columns, source, chosen = list(dataset.attribute_names), "the dataset", list(group_by)
+        values = [record.attributes for record in records]
+    else:
+        return None
+    missing = [name for name in chosen if name not in columns]
+    if missing or not chosen:
+        available = ", ".join(columns) or (
+            "none (group with a manifest's attribute columns, several dataset folders, or an identity-attribute CSV)"
+        )
+        wanted = ", ".join(repr(name) for name in missing) or "chosen"
+        raise DatasetError(f"no column {wanted} in {source}; available columns: {available}")
+    labels = [", ".join(value.get(name) or MISSING for name in chosen) for value in values]
+    return np.array(labels, dtype=object)
+
+
+def group_failures(
+    labels: Sequence[str] | np.ndarray, embedded: Sequence[bool] | np.ndarray
+) -> dict[str, tuple[int, int]]:
+    """Per group, ``(images the model failed on, images)`` over every record of the dataset (for the FTE).
+
+    >>> group_failures(["a", "a", "b"], [True, False, True])
+    {'a': (1, 2), 'b': (0, 1)}
+    """
+    labels = np.asarray(labels, dtype=object)
+    embedded = np.asarray(embedded, dtype=bool)
+    return {
+        str(name): (int((~embedded[labels == name]).sum()), int((labels == name).sum()))
+        for name in sorted(set(labels.tolist()))
+    }
+
+
+@dataclass(frozen=True)
+class ChosenThresholds:
+    """Thresholds chosen in an earlier run (model units): the global one and each group's best-F1 and EER ones."""
+
+    source: str
+    global_threshold: float | None
+    groups: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+
+def load_thresholds(path: str | Path, model: str) -> ChosenThresholds:
+    """Read the thresholds of ``model`` from an earlier run's ``metrics.json`` (``--threshold-from``)."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a readable metrics.json ({error})") from error
+    models = document.get("models", {})
+    if model not in models:
+        raise ValueError(f"{path}: no model {model!r}; it has: {', '.join(models) or 'none'}")
+    entry = models[model]
+    if "global_threshold" not in entry:
+        raise ValueError(f"{path}: model {model!r} has no global_threshold (that run had no group analysis)")
+    groups = {}
+    for name, figures in (entry.get("groups") or {}).items():
+        chosen = {}
+        if figures.get("best_f1"):
+            chosen["best_f1"] = figures["best_f1"]["threshold"]
+        if figures.get("eer_threshold") is not None:
+            chosen["eer"] = figures["eer_threshold"]
+        groups[name] = chosen
+    return ChosenThresholds(str(path), entry["global_threshold"]["threshold"], groups)
+
+
+@dataclass(frozen=True)
+class GroupOptions:
+    """What the group analysis does: ``threshold`` is in the model's units (e.g. dlib's distance 0.6);
+    ``calibrate`` the share of identities used to choose thresholds; ``max_bootstrap_pairs`` the largest set
+    for which intervals are computed (memory and time grow with pairs x resamples)."""
+
+    target_fmr: float = 1e-3
+    threshold: float | None = None
+    calibrate: float | None = None
+    threshold_from: ChosenThresholds | None = None
+    n_resamples: int = DEFAULT_RESAMPLES
+    seed: int = 0
+    max_bootstrap_pairs: int = MAX_BOOTSTRAP_PAIRS
+    fdr_alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.target_fmr < 1.0:
+            raise ValueError(f"target FMR must be in (0, 1), got {self.target_fmr}")
+        if self.calibrate is not None and not 0.0 < self.calibrate < 1.0:
+            raise ValueError(f"--calibrate takes the development share of identities in (0, 1), got {self.calibrate}")
+        if self.n_resamples < 0:
+            raise ValueError(f"n_resamples must be >= 0, got {self.n_resamples}")
+        if not 0.0 <= self.fdr_alpha <= 1.0:
+            raise ValueError(f"fdr_alpha must be in [0, 1], got {self.fdr_alpha}")
+
+
+@dataclass(frozen=True)
+class GroupFigures:
+    """One group's (or all pairs') figures: counts, the `verification_summary` (None without both kinds of pair),
+    the bootstrap intervals, and flags saying what cannot be trusted."""
+
+    name: str
+    n_images: int
+    n_identities: int
+    n_failed: int | None
+    n_dataset_images: int | None
+    table: ScoreTable
+    summary: dict[str, Any] | None
+    intervals: dict[str, Interval | None]
+    flags: tuple[str, ...]
+
+    @property
+    def fte(self) -> float | None:
+        """Share of the group's dataset images the model could not embed."""
+        return self.n_failed / self.n_dataset_images if self.n_dataset_images else None
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Rates at one fixed threshold (score units): per group FNMR and within-group FMR with intervals, all pairs,
+    the cross-group FMR matrix (NaN where there are no impostor pairs), and the parity summaries."""
+
+    threshold: float
+    fnmr: dict[str, float | None]
+    fmr: dict[str, float | None]
+    fnmr_ci: dict[str, Interval | None]
+    fmr_ci: dict[str, Interval | None]
+    fmr_matrix: np.ndarray
+    impostor_matrix: np.ndarray
+    fnmr_max_over_geomean: float | None
+    fmr_max_over_geomean: float | None
+    fdr: float | None
+    fdr_ci: Interval | None
+
+
+@dataclass(frozen=True)
+class GroupReport:
+    """Everything the group analysis found for one model; `to_dict` gives the ``metrics.json`` entries."""
+
+    similarity: Similarity
+    group_by: tuple[str, ...]
+    target_fmr: float
+    fdr_alpha: float
+    groups: dict[str, GroupFigures]
+    overall: GroupFigures
+    global_point: OperatingPoint
+    global_figure: dict[str, Any]
+    user_point: OperatingPoint | None
+    applied: dict[str, Any] | None
+    calibration: dict[str, Any] | None
+    ranking: dict[str, list[str]]
+    ratios_differ: bool
+    bootstrap: dict[str, Any]
+    notes: tuple[str, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.groups)
+
+    def _units(self, value: float | None) -> float | None:
+        return _model_units(self.similarity, value)
+
+    def _figures_dict(self, figures: GroupFigures) -> dict[str, Any]:
+        table, summary = figures.table, figures.summary
+        entry: dict[str, Any] = {
+            "n_images": figures.n_images,
+            "n_identities": figures.n_identities,
+            "n_genuine": table.n_genuine,
+            "n_impostor": table.n_impostor,
+            "genuine_impostor_ratio": table.n_genuine / table.n_impostor if table.n_impostor else None,
+            "n_failed": figures.n_failed,
+            "fte": figures.fte,
+        }
+        intervals = {key: None if value is None else value.to_list() for key, value in figures.intervals.items()}
+        if summary is None:
+            entry.update({"auc": None, "auc_ci": None, "eer": None, "eer_ci": None, "eer_threshold": None})
+            entry.update({"eer_bracket": None, "tar_at_far": None, "best_f1": None})
+        else:
+            eer, tar = summary["eer"], next(iter(summary["tar_at_far"].values()))
+            entry.update(
+                {
+                    "auc": summary["auc"],
+                    "auc_ci": intervals.get("auc"),
+                    "eer": eer["value"],
+                    "eer_ci": intervals.get("eer"),
+                    "eer_threshold": self._units(eer["threshold"]),
+                    "eer_bracket": [eer["low"], eer["high"]],
+                    "tar_at_far": {
+                        **tar,
+                        "threshold": self._units(tar["threshold"]),
+                        "tar_ci": intervals.get("tar"),
+                    },
+                    "best_f1": {**summary["best_f1"], "threshold": self._units(summary["best_f1"]["threshold"])},
+                }
+            )
+        for prefix, point in (("global", self.global_point), ("threshold", self.user_point)):
+            if point is not None:
+                name = figures.name
+                entry[f"fnmr_at_{prefix}"] = point.fnmr.get(name)
+                entry[f"fnmr_at_{prefix}_ci"] = _interval_list(point.fnmr_ci.get(name))
+                entry[f"fmr_at_{prefix}"] = point.fmr.get(name)
+                entry[f"fmr_at_{prefix}_ci"] = _interval_list(point.fmr_ci.get(name))
+        entry["flags"] = list(figures.flags)
+        return entry
+
+    def _point_dict(self, point: OperatingPoint) -> dict[str, Any]:
+        with np.errstate(divide="ignore"):
+            log_ratio = np.log10(point.fmr_matrix / self.target_fmr)
+        return {
+            "threshold": self._units(point.threshold),
+            "fnmr": point.fnmr.get(ALL_PAIRS),
+            "fnmr_ci": _interval_list(point.fnmr_ci.get(ALL_PAIRS)),
+            "fmr": point.fmr.get(ALL_PAIRS),
+            "fmr_ci": _interval_list(point.fmr_ci.get(ALL_PAIRS)),
+            "groups": {
+                name: {
+                    "fnmr": point.fnmr.get(name),
+                    "fnmr_ci": _interval_list(point.fnmr_ci.get(name)),
+                    "fmr": point.fmr.get(name),
+                    "fmr_ci": _interval_list(point.fmr_ci.get(name)),
+                }
+                for name in self.names
+            },
+            "fmr_matrix": {
+                "groups": self.names,
+                "fmr": _nested(point.fmr_matrix),
+                "log10_fmr_over_target": _nested(log_ratio),
+                "n_impostor": point.impostor_matrix.tolist(),
+            },
+            "fnmr_max_over_geomean": point.fnmr_max_over_geomean,
+            "fmr_max_over_geomean": point.fmr_max_over_geomean,
+            "fdr": point.fdr,
+            "fdr_ci": _interval_list(point.fdr_ci),
+            "fdr_alpha": self.fdr_alpha,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Entries for a model in ``metrics.json`` (strict JSON; thresholds in the model's units)."""
+        global_threshold = {
+            "target_fmr": self.target_fmr,
+            **self.global_figure,
+            **self._point_dict(self.global_point),
+        }
+        document: dict[str, Any] = {
+            "group_by": list(self.group_by),
+            "groups": {name: self._figures_dict(figures) for name, figures in self.groups.items()},
+            "all_pairs": self._figures_dict(self.overall),
+            "global_threshold": global_threshold,
+            "at_threshold": None if self.user_point is None else self._point_dict(self.user_point),
+            "applied_thresholds": self.applied,
+            "calibration": self.calibration,
+            "group_ranking": self.ranking,
+            "group_ratios_differ": self.ratios_differ,
+            "bootstrap": self.bootstrap,
+            "group_notes": list(self.notes),
+        }
+        return json.loads(json.dumps(document, allow_nan=False))
+
+
+def _model_units(similarity: Similarity, value: float | None) -> float | None:
+    """A score threshold in the model's units; None for no threshold or +-inf (nothing or everything accepted)."""
+    if value is None or not np.isfinite(value):
+        return None
+    # "+ 0.0" turns the -0.0 of a negated zero distance into 0.0.
+    return float(similarity.to_model_units(value)) + 0.0
+
+
+def _interval_list(interval: Interval | None) -> list[float] | None:
+    return None if interval is None else interval.to_list()
+
+
+def _nested(matrix: np.ndarray) -> list[list[float | None]]:
+    """A matrix as lists with None for NaN, and -inf (log of a zero FMR) also None."""
+    return [[float(value) if np.isfinite(value) else None for value in row] for row in matrix]
+
+
+def _merged(parts: Iterable[ScoreCounts]) -> ScoreTable:
+    merged = ScoreCounts()
+    for part in parts:
+        merged.merge(part)
+    return merged.compute()
+
+
+def _accepted(table: ScoreTable, threshold: float) -> tuple[int, int]:
+    """Genuine and impostor pairs with score >= threshold (sweep_at needs both kinds; cross-group tables have
+    impostors only)."""
+    level = int(np.searchsorted(-table.thresholds, -threshold, side="right"))
+    if level == 0:
+        return 0, 0
+    return int(table.genuine_accepted[level - 1]), int(table.impostor_accepted[level - 1])
+
+
+def _rates(table: ScoreTable, threshold: float) -> tuple[float | None, float | None]:
+    """FNMR and FMR at a threshold, None where the table has no pair of that kind."""
+    genuine, impostor = _accepted(table, threshold)
+    fnmr = (table.n_genuine - genuine) / table.n_genuine if table.n_genuine else None
+    fmr = impostor / table.n_impostor if table.n_impostor else None
+    return fnmr, fmr
+
+
+def _max_over_geomean(values: Iterable[float | None]) -> float | None:
+    """max / geometric mean (1 = parity); None without values, or with a zero (the geometric mean is then 0)."""
+    defined = np.array([value for value in values if value is not None], dtype=np.float64)
+    if defined.size == 0 or np.any(defined <= 0):
+        return None
+    return float(defined.max() / np.exp(np.log(defined).mean()))
+
+
+def _discrepancy(fmr: np.ndarray, fnmr: np.ndarray, alpha: float) -> np.ndarray:
+    """Fairness Discrepancy Rate per row of per-group rates (NaN where a rate is missing)."""
+    fmr_spread = fmr.max(axis=-1) - fmr.min(axis=-1)
+    fnmr_spread = fnmr.max(axis=-1) - fnmr.min(axis=-1)
+    return 1.0 - (alpha * fmr_spread + (1.0 - alpha) * fnmr_spread)
+
+
+@dataclass
+class _Pairs:
+    """Every scored pair, streamed once into exact per-class counts, and kept in memory for the bootstrap."""
+
+    n_groups: int
+    counts: dict[int, ScoreCounts] = field(default_factory=dict)
+    scores: list[np.ndarray] = field(default_factory=list)
+    first: list[np.ndarray] = field(default_factory=list)
+    second: list[np.ndarray] = field(default_factory=list)
+    _tables: dict[tuple[int | None, int | None, int | None], ScoreTable] = field(default_factory=dict)
+
+    def key(self, low: int, high: int, split: int) -> int:
+        return (low * self.n_groups + high) * _SPLITS + split
+
+    def add(self, chunk: PairChunk, codes: np.ndarray, splits: np.ndarray, keep: bool) -> None:
+        first_group, second_group = codes[chunk.first], codes[chunk.second]
+        first_split, second_split = splits[chunk.first], splits[chunk.second]
+        split = np.where(first_split == second_split, first_split, 2)
+        keys = (np.minimum(first_group, second_group) * self.n_groups + np.maximum(first_group, second_group)) * _SPLITS
+        keys += split
+        order = np.argsort(keys, kind="stable")
+        values, starts = np.unique(keys[order], return_index=True)
+        for value, start, stop in zip(values.tolist(), starts, [*starts[1:], order.size], strict=True):
+            rows = order[start:stop]
+            self.counts.setdefault(value, ScoreCounts()).update(chunk.scores[rows], chunk.genuine[rows])
+        if keep:
+            self.scores.append(chunk.scores)
+            self.first.append(chunk.first.astype(np.int32))
+            self.second.append(chunk.second.astype(np.int32))
+
+    def table(self, low: int | None = None, high: int | None = None, split: int | None = None) -> ScoreTable:
+        """Pairs between groups ``low <= high`` (any when None) of one split (any when None), built once."""
+        request = (low, high, split)
+        if request not in self._tables:
+            self._tables[request] = _merged(
+                counts
+                for key, counts in self.counts.items()
+                if (low is None or key // _SPLITS == low * self.n_groups + high)
+                and (split is None or key % _SPLITS == split)
+            )
+        return self._tables[request]
+
+
+def _calibration_split(
+    identities: np.ndarray, codes: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per identity: 0 development, 1 held out, about ``fraction`` of each group's identities (at least one of
+    each where a group has two or more); and the per-image split codes."""
+    strata = identity_strata(identities, codes)
+    # A generator of its own, so the split does not shift the bootstrap's draws.
+    rng = np.random.default_rng((seed, 1))
+    split = np.ones(strata.size, dtype=np.int64)
+    for stratum in np.unique(strata):
+        members = rng.permutation(np.flatnonzero(strata == stratum))
+        if members.size >= 2:
+            size = min(max(round(fraction * members.size), 1), members.size - 1)
+            split[members[:size]] = 0
+    return split, split[identities]
+
+
+def _summary(table: ScoreTable, target_fmr: float) -> dict[str, Any] | None:
+    if table.n_genuine == 0 or table.n_impostor == 0:
+        return None
+    return verification_summary(table, fars=(target_fmr,))
+
+
+def _flags(n_identities: int, table: ScoreTable, target_fmr: float, n_images: int) -> list[str]:
+    flags = []
+    if n_images == 0:
+        flags.append("no scored images: the model failed on every image of the group (see fte)")
+    elif n_identities == 1:
+        flags.append("one identity: no impostor pairs within the group, so no FMR, AUC or EER")
+    elif table.n_impostor == 0:
+        flags.append("no impostor pairs within the group")
+    if n_images and table.n_genuine == 0:
+        flags.append("no genuine pairs (no identity has two images): no FNMR, AUC or EER")
+    needed = int(np.ceil(3.0 / target_fmr))
+    if 0 < table.n_impostor < needed:
+        flags.append(
+            f"too few impostor pairs to measure FMR {target_fmr:g} ({table.n_impostor} < {needed}, rule of three): "
+            "its FMR and TAR at that FMR are shown but not supported"
+        )
+    return flags
+
+
+def group_report(
+    chunks: Iterable[PairChunk],
+    groups: Sequence[str] | np.ndarray | None,
+    identities: Any,
+    similarity: Similarity,
+    options: GroupOptions | None = None,
+    failures: Mapping[str, tuple[int, int]] | None = None,
+    group_by: Sequence[str] = (),
+) -> GroupReport:
+    """Group figures of one model from its pairs (``chunks``, e.g. `faceval.scoring.iter_pair_chunks`, whose
+    indices refer to the scored images), each scored image's group label and identity code.
+
+    ``groups`` None puts every image in one group ``all`` (intervals for the whole set). ``failures`` maps a
+    group to ``(images failed, images)`` for its FTE (`group_failures`); a group whose every image failed is
+    listed with its FTE and flagged.
+
+    >>> from faceval.scoring import iter_pair_chunks
+    >>> rng = np.random.default_rng(0)
+    >>> ids = np.repeat(np.arange(12), 4)
+    >>> vectors = rng.normal(size=(12, 8))[ids] + rng.normal(scale=0.7, size=(48, 8))
+    >>> labels = np.where(ids < 6, "A", "B")
+    >>> options = GroupOptions(target_fmr=0.01, n_resamples=200)
+    >>> report = group_report(iter_pair_chunks(vectors, ids, "cosine"), labels, ids, Similarity.COSINE, options)
+    >>> sorted(report.groups), report.groups["A"].table.n_genuine, report.groups["A"].table.n_impostor
+    (['A', 'B'], 36, 240)
+    """
+    options = options or GroupOptions()
+    similarity = Similarity(similarity)
+    identities = np.asarray(identities)
+    if identities.ndim != 1 or (identities.size and identities.dtype.kind not in "iu"):
+        raise ValueError("identities must be 1-D integer codes, one per scored image (see identity_codes)")
+    labels = np.full(identities.size, ALL, dtype=object) if groups is None else np.asarray(groups, dtype=object)
+    if labels.shape != identities.shape:
+        raise ValueError(f"groups and identities need one entry per scored image: {labels.shape}, {identities.shape}")
+    names = sorted(set(map(str, labels.tolist())) | set(failures or {}))
+    code_of = {name: code for code, name in enumerate(names)}
+    codes = np.array([code_of[str(label)] for label in labels], dtype=np.int64)
+    n_images = identities.size
+    n_pairs = n_images * (n_images - 1) // 2
+    notes: list[str] = []
+
+    calibrating = options.calibrate is not None
+    identity_split, image_split = (
+        _calibration_split(identities, codes, options.calibrate, options.seed)
+        if calibrating
+        else (np.zeros(0, dtype=np.int64), np.zeros(n_images, dtype=np.int64))
+    )
+    resampling = options.n_resamples > 0 and n_pairs <= options.max_bootstrap_pairs
+    if options.n_resamples > 0 and not resampling:
+        notes.append(
+            f"no bootstrap intervals: {n_pairs:,} pairs exceed the limit of {options.max_bootstrap_pairs:,} "
+            "(memory grows with pairs, time with pairs x resamples); raise max_bootstrap_pairs or sample identities"
+        )
+    pairs = _Pairs(len(names))
+    for chunk in chunks:
+        pairs.add(chunk, codes, image_split, keep=resampling)
+
+    # Point figures: each group's own pairs, and every pair.
+    tables = {name: pairs.table(code, code) for code, name in enumerate(names)}
+    overall_table = pairs.table()
+    scorable = overall_table.n_genuine > 0 and overall_table.n_impostor > 0
+    global_tar = tar_at_far(overall_table, options.target_fmr) if scorable else None
+    tau = global_tar.threshold if global_tar is not None else np.inf
+    thresholds: dict[str, float] = {"global": tau}
+    if options.threshold is not None:
+        thresholds["threshold"] = float(similarity.from_model_units(options.threshold))
+    if options.threshold_from is not None and options.threshold_from.global_threshold is not None:
+        thresholds["applied"] = float(similarity.from_model_units(options.threshold_from.global_threshold))
+
+    # Intervals: one set of identity multiplicities for every group and all pairs, so figures of one resample
+    # (and the FDR built from them) belong together.
+    resampled: dict[str, ResampledFigures] = {}
+    if resampling and n_pairs:
+        scores = np.concatenate(pairs.scores)
+        first, second = np.concatenate(pairs.first), np.concatenate(pairs.second)
+        multiplicities = identity_multiplicities(identity_strata(identities, codes), options.n_resamples, options.seed)
+        first_identity, second_identity = identities[first], identities[second]
+        genuine = first_identity == second_identity
+        same_group = codes[first] == codes[second]
+        subsets = {ALL_PAIRS: np.ones(scores.size, dtype=bool)}
+        subsets.update({name: same_group & (codes[first] == code) for code, name in enumerate(names)})
+        for name, subset in subsets.items():
+            sorted_pairs = SortedPairs(scores[subset], genuine[subset], first_identity[subset], second_identity[subset])
+            resampled[name] = sorted_pairs.resampled_figures(
+                multiplicities, fars=(options.target_fmr,), thresholds=tuple(thresholds.values())
+            )
+        del scores, first, second
+
+    def intervals(name: str) -> dict[str, Interval | None]:
+        if name not in resampled:
+            return {"auc": None, "eer": None, "tar": None}
+        figures = resampled[name]
+        return {
+            "auc": percentile_interval(figures.auc),
+            "eer": percentile_interval(figures.eer),
+            "tar": percentile_interval(figures.tar[:, 0]),
+        }
+
+    figures_by_group = {}
+    for code, name in enumerate(names):
+        members = codes == code
+        n_identities = int(np.unique(identities[members]).size)
+        failed, dataset_images = (failures or {}).get(name, (None, None))
+        flags = _flags(n_identities, tables[name], options.target_fmr, int(members.sum()))
+        figures_by_group[name] = GroupFigures(
+            name,
+            int(members.sum()),
+            n_identities,
+            failed,
+            dataset_images,
+            tables[name],
+            _summary(tables[name], options.target_fmr),
+            intervals(name),
+            tuple(flags),
+        )
+    overall_failures = (
+        (sum(f for f, _ in failures.values()), sum(n for _, n in failures.values())) if failures else (None, None)
+    )
+    overall = GroupFigures(
+        ALL_PAIRS,
+        n_images,
+        int(np.unique(identities).size),
+        overall_failures[0],
+        overall_failures[1],
+        overall_table,
+        _summary(overall_table, options.target_fmr),
+        intervals(ALL_PAIRS),
+        tuple(_flags(int(np.unique(identities).size), overall_table, options.target_fmr, n_images)),
+    )
+    for name, result in resampled.items():
+        undefined = options.n_resamples - int(np.isfinite(result.auc).sum())
+        if undefined and (name == ALL_PAIRS or figures_by_group[name].summary is not None):
+            notes.append(
+                f"{name}: {undefined} of {options.n_resamples} resamples drew no genuine or no impostor pair; "
+                "its intervals come from the others (few identities: read them with care)"
+            )
+
+    points = {
+        key: _operating_point(pairs, names, value, index, resampled, options.fdr_alpha)
+        for index, (key, value) in enumerate(thresholds.items())
+    }
+    global_figure = {
+        "fmr_reached": None if global_tar is None else global_tar.fmr,
+        "n_impostor": overall_table.n_impostor,
+        "supported": None if global_tar is None else global_tar.supported,
+    }
+    if global_tar is None:
+        notes.append("no global threshold: the scored images need both genuine and impostor pairs")
+    elif not np.isfinite(tau):
+        notes.append(f"no score reaches FMR {options.target_fmr:g}: the global threshold accepts nothing")
+
+    ratios = [t.n_genuine / t.n_impostor for t in tables.values() if t.n_genuine and t.n_impostor]
+    ratios_differ = len(ratios) >= 2 and max(ratios) / min(ratios) > _RATIO_TOLERANCE
+    if ratios_differ:
+        notes.append(
+            f"genuine:impostor ratios differ across groups (from 1:{1 / max(ratios):.0f} to 1:{1 / min(ratios):.0f}): "
+            "precision, accuracy and F1 (best_f1) are not comparable across groups; compare AUC, EER, TAR@FAR and "
+            "FNMR/FMR at the global threshold, which do not depend on the ratio (group_ranking)"
+        )
+    for name, figures in figures_by_group.items():
+        notes.extend(f"group {name}: {flag}" for flag in figures.flags)
+
+    return GroupReport(
+        similarity=similarity,
+        group_by=tuple(group_by),
+        target_fmr=options.target_fmr,
+        fdr_alpha=options.fdr_alpha,
+        groups=figures_by_group,
+        overall=overall,
+        global_point=points["global"],
+        global_figure=global_figure,
+        user_point=points.get("threshold"),
+        applied=_applied(options.threshold_from, points.get("applied"), tables, similarity, names)
+        if options.threshold_from is not None
+        else None,
+        calibration=_calibration(pairs, names, identity_split, identities, codes, options, similarity)
+        if calibrating
+        else None,
+        ranking=_ranking(figures_by_group, points["global"]),
+        ratios_differ=bool(ratios_differ),
+        bootstrap={
+            "method": "identity bootstrap: identities resampled with replacement within each group, pairs rebuilt",
+            "n_resamples": options.n_resamples if resampled else 0,
+            "seed": options.seed,
+            "confidence": CONFIDENCE,
+            "interval": "percentile",
+            "thresholds": "held fixed: intervals of rates at a threshold are for that fixed threshold",
+        },
+        notes=tuple(notes),
+    )
+
+
+def _operating_point(
+    pairs: _Pairs,
+    names: list[str],
+    threshold: float,
+    column: int,
+    resampled: Mapping[str, ResampledFigures],
+    alpha: float,
+) -> OperatingPoint:
+    """Rates at one threshold: per group, all pairs, the cross-group matrix, parity summaries and the FDR."""
+    size = len(names)
+    fmr_matrix = np.full((size, size), np.nan)
+    impostor_matrix = np.zeros((size, size), dtype=np.int64)
+    fnmr: dict[str, float | None] = {}
+    fmr: dict[str, float | None] = {}
+    for low in range(size):
+        for high in range(low, size):
+            table = pairs.table(low, high)
+            group_fnmr, group_fmr = _rates(table, threshold)
+            impostor_matrix[low, high] = impostor_matrix[high, low] = table.n_impostor
+            if group_fmr is not None:
+                fmr_matrix[low, high] = fmr_matrix[high, low] = group_fmr
+            if low == high:
+                fnmr[names[low]], fmr[names[low]] = group_fnmr, group_fmr
+    fnmr[ALL_PAIRS], fmr[ALL_PAIRS] = _rates(pairs.table(), threshold)
+    fnmr_ci = {name: percentile_interval(r.fnmr[:, column]) for name, r in resampled.items()}
+    fmr_ci = {name: percentile_interval(r.fmr[:, column]) for name, r in resampled.items()}
+
+    defined = [name for name in names if fnmr[name] is not None and fmr[name] is not None]
+    fdr = fdr_ci = None
+    if len(defined) >= 2:
+        fdr = float(
+            _discrepancy(np.array([fmr[name] for name in defined]), np.array([fnmr[name] for name in defined]), alpha)
+        )
+        if resampled:
+            fdr_ci = percentile_interval(
+                _discrepancy(
+                    np.stack([resampled[name].fmr[:, column] for name in defined], axis=1),
+                    np.stack([resampled[name].fnmr[:, column] for name in defined], axis=1),
+                    alpha,
+                )
+            )
+    return OperatingPoint(
+        threshold=float(threshold),
+        fnmr=fnmr,
+        fmr=fmr,
+        fnmr_ci=fnmr_ci,
+        fmr_ci=fmr_ci,
+        fmr_matrix=fmr_matrix,
+        impostor_matrix=impostor_matrix,
+        fnmr_max_over_geomean=_max_over_geomean(fnmr[name] for name in names),
+        fmr_max_over_geomean=_max_over_geomean(fmr[name] for name in names),
+        fdr=fdr,
+        fdr_ci=fdr_ci,
+    )
+
+
+def _ranking(figures: Mapping[str, GroupFigures], point: OperatingPoint) -> dict[str, list[str]]:
+    """Groups ordered best first by each figure that does not depend on the genuine:impostor ratio."""
+    with_summary = {name: f.summary for name, f in figures.items() if f.summary is not None}
+    tar = {name: next(iter(s["tar_at_far"].values()))["tar"] for name, s in with_summary.items()}
+    return {
+        "auc": sorted(with_summary, key=lambda name: -with_summary[name]["auc"]),
+        "eer": sorted(with_summary, key=lambda name: with_summary[name]["eer"]["value"]),
+        "tar_at_far": sorted(tar, key=lambda name: -tar[name]),
+        "fnmr_at_global": sorted((n for n in figures if point.fnmr[n] is not None), key=lambda n: point.fnmr[n]),
+        "fmr_at_global": sorted((n for n in figures if point.fmr[n] is not None), key=lambda n: point.fmr[n]),
+    }
+
+
+def _rates_dict(table: ScoreTable, threshold: float) -> dict[str, float | None]:
+    fnmr, fmr = _rates(table, threshold)
+    return {"fnmr": fnmr, "fmr": fmr}
+
+
+def _applied(
+    chosen: ChosenThresholds,
+    point: OperatingPoint | None,
+    tables: Mapping[str, ScoreTable],
+    similarity: Similarity,
+    names: list[str],
+) -> dict[str, Any]:
+    """Rates at thresholds chosen in an earlier run: its global threshold, and each group's own thresholds."""
+    groups: dict[str, Any] = {}
+    for name in names:
+        entry = {}
+        for kind, value in chosen.groups.get(name, {}).items():
+            if value is not None:
+                threshold = float(similarity.from_model_units(value))
+                entry[kind] = {"threshold": value, **_rates_dict(tables[name], threshold)}
+        groups[name] = entry
+    return {
+        "source": chosen.source,
+        "global_threshold": chosen.global_threshold,
+        "global": None
+        if point is None
+        else {
+            "fnmr": point.fnmr.get(ALL_PAIRS),
+            "fmr": point.fmr.get(ALL_PAIRS),
+            "groups": {
+                name: {
+                    "fnmr": point.fnmr[name],
+                    "fnmr_ci": _interval_list(point.fnmr_ci.get(name)),
+                    "fmr": point.fmr[name],
+                    "fmr_ci": _interval_list(point.fmr_ci.get(name)),
+                }
+                for name in names
+            },
+        },
+        "groups": groups,
+    }
+
+
+def _calibration(
+    pairs: _Pairs,
+    names: list[str],
+    identity_split: np.ndarray,
+    identities: np.ndarray,
+    codes: np.ndarray,
+    options: GroupOptions,
+    similarity: Similarity,
+) -> dict[str, Any]:
+    """Thresholds chosen on the development identities, rates on the held-out ones (pairs mixing the two are
+    left out of both)."""
+
+    def units(value: float) -> float | None:
+        return _model_units(similarity, value)
+
+    development, held_out = pairs.table(split=0), pairs.table(split=1)
+    result: dict[str, Any] = {
+        "fraction": options.calibrate,
+        "seed": options.seed,
+        "n_development_identities": int((identity_split == 0).sum()),
+        "n_held_out_identities": int((identity_split == 1).sum()),
+        "global": None,
+        "groups": {},
+    }
+    tau = None
+    if development.n_genuine and development.n_impostor:
+        chosen = tar_at_far(development, options.target_fmr)
+        tau = chosen.threshold
+        result["global"] = {
+            "threshold": units(tau),
+            "target_fmr": options.target_fmr,
+            "development_fmr": chosen.fmr,
+            "development_fnmr": chosen.fnmr,
+            "held_out": _rates_dict(held_out, tau),
+            "n_held_out_genuine": held_out.n_genuine,
+            "n_held_out_impostor": held_out.n_impostor,
+        }
+    for code, name in enumerate(names):
+        group_identities = np.unique(identities[codes == code])
+        dev_table, test_table = pairs.table(code, code, 0), pairs.table(code, code, 1)
+        entry: dict[str, Any] = {
+            "n_development_identities": int((identity_split[group_identities] == 0).sum()),
+            "n_held_out_identities": int((identity_split[group_identities] == 1).sum()),
+            "held_out_at_global": None if tau is None else _rates_dict(test_table, tau),
+            "best_f1": None,
+            "eer": None,
+        }
+        if dev_table.n_genuine and dev_table.n_impostor:
+            best = best_f1(threshold_sweep(dev_table))
+            eer = equal_error_rate(dev_table)
+            entry["best_f1"] = {
+                "threshold": units(best.threshold),
+                "development_f1": best.f1,
+                "held_out": _rates_dict(test_table, best.threshold),
+                "held_out_f1": float(sweep_at(test_table, [best.threshold]).f1[0])
+                if test_table.n_genuine and test_table.n_impostor
+                else None,
+            }
+            entry["eer"] = {
+                "threshold": units(eer.threshold),
+                "development_eer": eer.value,
+                "held_out": _rates_dict(test_table, eer.threshold),
+            }
+        else:
+            entry["flag"] = "the development identities of this group give no genuine or no impostor pair"
+        result["groups"][name] = entry
+    return result
+
+
+def _csv_value(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def write_groups_csv(path: str | Path, report: GroupReport) -> Path:
+    """``groups.csv``: one row per group and one for all pairs, thresholds in the model's units."""
+    path = Path(path)
+    document = report.to_dict()
+    header = [
+        "group", "n_images", "n_identities", "n_genuine", "n_impostor", "genuine_impostor_ratio", "n_failed", "fte",
+        "auc", "auc_low", "auc_high", "eer", "eer_low", "eer_high", "eer_threshold", "tar_at_far", "tar_low",
+        "tar_high", "far", "tar_supported", "best_f1", "best_f1_threshold", "fnmr_at_global", "fnmr_at_global_low",
+        "fnmr_at_global_high", "fmr_at_global", "fmr_at_global_low", "fmr_at_global_high", "fmr_over_target",
+        "fnmr_at_threshold", "fmr_at_threshold", "flags",
+    ]  # fmt: skip
+    rows = []
+    entries = {**document["groups"], ALL_PAIRS: document["all_pairs"]}
+    for name, entry in entries.items():
+        tar = entry["tar_at_far"] or {}
+        best = entry["best_f1"] or {}
+
+        def bounds(key: str, entry: dict[str, Any] = entry) -> list[Any]:
+            return list(entry.get(key) or (None, None))
+
+        fmr_global = entry.get("fmr_at_global")
+        row = [
+            name, entry["n_images"], entry["n_identities"], entry["n_genuine"], entry["n_impostor"],
+            entry["genuine_impostor_ratio"], entry["n_failed"], entry["fte"], entry["auc"], *bounds("auc_ci"),
+            entry["eer"], *bounds("eer_ci"), entry["eer_threshold"], tar.get("tar"),
+            *list(tar.get("tar_ci") or (None, None)),
+            tar.get("far"), tar.get("supported"), best.get("f1"), best.get("threshold"), entry.get("fnmr_at_global"),
+            *bounds("fnmr_at_global_ci"), fmr_global, *bounds("fmr_at_global_ci"),
+            None if fmr_global is None else fmr_global / report.target_fmr, entry.get("fnmr_at_threshold"),
+            entry.get("fmr_at_threshold"), "; ".join(entry["flags"]),
+        ]  # fmt: skip
+        rows.append([_csv_value(value) for value in row])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(temporary, path)
+    return path
+
+
+def write_group_files(folder: str | Path, report: GroupReport, model: str) -> dict[str, str]:
+    """``groups.csv`` and the group figures of one model in ``folder``; returns ``{key: file name}``.
+
+    ROC (linear and log FMR) and DET with one curve per group, FNMR and FMR per group at the global threshold
+    with interval bars, the cross-group FMR heatmap and per-group score histograms.
+    """
+    folder = Path(folder)
+    files = {"groups_csv": write_groups_csv(folder / "groups.csv", report).name}
+    curves = []
+    for name, figures in report.groups.items():
+        if figures.summary is None:
+            continue
+        roc = roc_curve(figures.table)
+        interval = figures.intervals.get("auc")
+        ci = f" [{interval.low:.3f}, {interval.high:.3f}]" if interval else ""
+        curves.append(plots.Curve(f"{name} (AUC {figures.summary['auc']:.3f}{ci})", roc.fmr, roc.tmr))
+    if curves:
+        plots.plot_roc(curves, folder / "groups_roc.png", title=f"{model}: ROC per group")
+        plots.plot_roc(curves, folder / "groups_roc_log.png", log_fmr=True, title=f"{model}: ROC per group (log FMR)")
+        plots.plot_det(curves, folder / "groups_det.png", title=f"{model}: DET per group")
+        files.update(groups_roc="groups_roc.png", groups_roc_log="groups_roc_log.png", groups_det="groups_det.png")
+    point = report.global_point
+    threshold_text = _model_units(report.similarity, point.threshold)
+    plots.plot_group_rates(
+        report.names,
+        [point.fnmr[name] for name in report.names],
+        [point.fnmr_ci.get(name) and point.fnmr_ci[name].to_list() for name in report.names],
+        [point.fmr[name] for name in report.names],
+        [point.fmr_ci.get(name) and point.fmr_ci[name].to_list() for name in report.names],
+        report.target_fmr,
+        folder / "groups_rates.png",
+        title=f"{model}: FNMR and FMR per group at the global threshold "
+        f"{'none' if threshold_text is None else f'{threshold_text:.4g}'} (FMR {report.target_fmr:g} overall)",
+    )
+    plots.plot_fmr_heatmap(
+        report.names,
+        point.fmr_matrix,
+        report.target_fmr,
+        folder / "groups_fmr_heatmap.png",
+        title=f"{model}: log10(FMR / {report.target_fmr:g}) at the global threshold",
+    )
+    markers = {} if threshold_text is None else {"global threshold": threshold_text}
+    if report.user_point is not None and _model_units(report.similarity, report.user_point.threshold) is not None:
+        markers["your threshold"] = _model_units(report.similarity, report.user_point.threshold)
+    plots.plot_group_histograms(
+        {
+            name: (
+                report.similarity.to_model_units(figures.table.thresholds),
+                figures.table.genuine,
+                figures.table.impostor,
+            )
+            for name, figures in report.groups.items()
+            if len(figures.table)
+        },
+        folder / "groups_histograms.png",
+        units=report.similarity.model_units,
+        markers=markers,
+        title=f"{model}: genuine and impostor scores per group",
+    )
+    files.update(
+        groups_rates="groups_rates.png",
+        groups_fmr_heatmap="groups_fmr_heatmap.png",
+        groups_histograms="groups_histograms.png",
+    )
+    return files
