@@ -46,8 +46,9 @@ from faceval.metrics import _validated
 
 DEFAULT_RESAMPLES = 1000
 CONFIDENCE = 0.95
-# Above this many pairs intervals are not computed: memory is about 50 bytes per pair kept for the bootstrap
-# (1 GB here), and time grows as resamples x pairs (about a minute and a half at this size on 2 cores).
+# Above this many pairs intervals are not computed. A group analysis with 1,000 resamples peaks near 220 bytes
+# per pair (exact score tables included; 1.1 GB at 5 M pairs, about 4.5 GB here) and its time grows as
+# resamples x pairs (23 s at 5 M pairs on 2 cores, about 100 s here).
 MAX_BOOTSTRAP_PAIRS = 20_000_000
 # Weights held per block of resamples (int32): 16 MB, so a few blocks in flight stay in the hundreds of MB.
 _BLOCK_ELEMENTS = 1 << 22
@@ -233,29 +234,35 @@ class SortedPairs:
                 f"{int(first[index])} and {int(second[index])}"
             )
         self.n_identities = int(max(first.max(), second.max())) + 1 if scores.size else 0
-        genuine_order = _descending(scores[genuine])
-        impostor_order = _descending(scores[~genuine])
-        self.genuine_scores = scores[genuine][genuine_order]
-        self.genuine_identity = first[genuine][genuine_order]
-        self.impostor_scores = scores[~genuine][impostor_order]
-        self.impostor_first = first[~genuine][impostor_order]
-        self.impostor_second = second[~genuine][impostor_order]
-        # Where each pair of the input order sits in its sorted stream, to map per-pair weights.
-        self._input_genuine = genuine
-        self._input_position = np.empty(scores.size, dtype=np.intp)
-        self._input_position[np.flatnonzero(genuine)[genuine_order]] = np.arange(genuine_order.size)
-        self._input_position[np.flatnonzero(~genuine)[impostor_order]] = np.arange(impostor_order.size)
+        # Positions fit int32 below 2**31 pairs; identity codes stay intp, the index type np.take wants, since
+        # they are gathered once per block of resamples.
+        position = np.int32 if scores.size < 2**31 else np.int64
+        genuine_index = np.flatnonzero(genuine)
+        genuine_index = genuine_index[_descending(scores[genuine_index])]
+        impostor_index = np.flatnonzero(~genuine)
+        impostor_index = impostor_index[_descending(scores[impostor_index])]
+        self.genuine_scores = scores[genuine_index]
+        self.genuine_identity = first[genuine_index]
+        self.impostor_scores = scores[impostor_index]
+        self.impostor_first = first[impostor_index]
+        self.impostor_second = second[impostor_index]
+        del first, second
+        # Input positions of the sorted streams, to map per-pair weights given in input order.
+        self._genuine_input = genuine_index.astype(position)
+        self._impostor_input = impostor_index.astype(position)
+        del genuine_index, impostor_index
         # Levels: +inf (nothing accepted), then every distinct score; pairs accepted at each level.
         levels = np.unique(scores)[::-1]
-        self._level_impostors = np.concatenate(([0], _count_at_least(self.impostor_scores, levels)))
-        self._level_genuines = np.concatenate(([0], _count_at_least(self.genuine_scores, levels)))
+        self._level_impostors = np.concatenate(([0], _count_at_least(self.impostor_scores, levels))).astype(position)
+        self._level_genuines = np.concatenate(([0], _count_at_least(self.genuine_scores, levels))).astype(position)
+        del levels
         # AUC: impostors at least as high and strictly higher than each genuine pair.
         self._impostors_at_least = _count_at_least(self.impostor_scores, self.genuine_scores)
         self._impostors_above = _count_above(self.impostor_scores, self.genuine_scores)
         # TAR@FAR: if impostor p is the first one rejected, the genuine pairs scoring strictly above it are accepted.
         self._genuines_above_impostor = np.append(
             _count_above(self.genuine_scores, self.impostor_scores), self.genuine_scores.size
-        )
+        ).astype(position)
 
     @property
     def n_genuine(self) -> int:
@@ -323,10 +330,8 @@ class SortedPairs:
             raise ValueError(f"weights must be (rows, {len(self)}), got shape {weights.shape}")
         if weights.dtype.kind not in "iu" or (weights.size and weights.min() < 0):
             raise ValueError("weights must be non-negative integers")
-        genuine_weights = np.zeros((weights.shape[0], self.n_genuine), dtype=np.int64)
-        impostor_weights = np.zeros((weights.shape[0], self.n_impostor), dtype=np.int64)
-        genuine_weights[:, self._input_position[self._input_genuine]] = weights[:, self._input_genuine]
-        impostor_weights[:, self._input_position[~self._input_genuine]] = weights[:, ~self._input_genuine]
+        genuine_weights = weights[:, self._genuine_input].astype(np.int64)
+        impostor_weights = weights[:, self._impostor_input].astype(np.int64)
         result = _undefined_figures(weights.shape[0], fars, thresholds)
         self._fill(result, slice(0, weights.shape[0]), genuine_weights, impostor_weights)
         return result

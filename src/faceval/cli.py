@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +13,18 @@ import click
 from faceval import __version__
 from faceval.datasets import DatasetError
 from faceval.demo import CITATION, DemoDataError, prepare_demo_data
+from faceval.extraction import save_embeddings_npz
 from faceval.model_files import ModelError, list_models
-from faceval.pipeline import EvaluationRequest, metrics_from_embeddings_file, run_evaluation
+from faceval.pipeline import (
+    EmbeddingOptions,
+    EvaluationRequest,
+    embed_dataset,
+    load_sources,
+    metrics_from_embeddings_file,
+    model_specs,
+    run_evaluation,
+)
+from faceval.store import StoreError, default_store_path
 
 
 def _fail(message: str) -> None:
@@ -61,8 +73,112 @@ def main() -> None:
     """How well does a face-recognition model verify your own people, and at which threshold?"""
 
 
+def dataset_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """SOURCES, --layout, --manifest: where the images are (shared by 'evaluate' and 'embed')."""
+    for option in reversed(
+        [
+            click.argument("sources", nargs=-1, type=click.Path(path_type=Path)),
+            click.option(
+                "--layout",
+                type=click.Choice(["auto", "flat", "folders", "manifest"]),
+                default="auto",
+                show_default=True,
+                help="Dataset layout: flat name_xxx files, one folder per identity, or a CSV.",
+            ),
+            click.option(
+                "--manifest",
+                type=click.Path(path_type=Path, dir_okay=False),
+                help="A CSV with path,identity[,attributes] columns (paths relative to the CSV).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--spec and dlib's detector settings (shared by 'evaluate' and 'embed')."""
+    for option in reversed(
+        [
+            click.option(
+                "--spec",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="TOML or JSON preprocessing spec for --model onnx:PATH (input size, crop, colour, mean/std...).",
+            ),
+            click.option(
+                "--dlib-detector",
+                type=click.Choice(["hog", "cnn", "none"]),
+                default="hog",
+                show_default=True,
+                help="dlib face detector; 'none' uses the whole image as the face (pre-cropped sets).",
+            ),
+            click.option(
+                "--dlib-upsample",
+                type=click.IntRange(0, 4),
+                default=1,
+                show_default=True,
+                help="Times dlib's detector doubles the image first (finds smaller faces, slower).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def embedding_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--cache, --no-cache, --jobs, --max-temp, --quiet: how embeddings are computed and kept."""
+    for option in reversed(
+        [
+            click.option(
+                "--cache",
+                type=click.Path(path_type=Path, dir_okay=False),
+                help=f"Embedding store (SQLite) to reuse and fill [default: {default_store_path()}].",
+            ),
+            click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding store."),
+            click.option(
+                "--jobs",
+                "-j",
+                type=click.IntRange(min=1),
+                help="Worker processes for embedding [default: one per CPU core].",
+            ),
+            click.option(
+                "--max-temp",
+                type=click.FloatRange(min=0),
+                metavar="C",
+                help="Pause embedding while the CPU is hotter than C degrees Celsius (resumes 3 degrees below).",
+            ),
+            click.option("--quiet", is_flag=True, help="No progress bars."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _sources(sources: tuple[Path, ...], manifest: Path | None, command: str) -> tuple[Path, ...]:
+    sources = (*sources, manifest) if manifest is not None else sources
+    if not sources:
+        _fail(f"give a dataset folder or --manifest CSV, e.g. faceval {command} ./faces --model dlib")
+    return sources
+
+
+@contextlib.contextmanager
+def _reported_errors() -> Iterator[None]:
+    """Known problems become one clear message; Ctrl-C says that the finished work is kept."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(
+            "\ninterrupted: every image embedded so far is kept in the embedding store; run the same command "
+            "again to go on",
+            err=True,
+        )
+        sys.exit(130)
+    except (DatasetError, ModelError, StoreError, DemoDataError, ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+
+
 @main.command()
-@click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
+@dataset_options
 @click.option(
     "--model",
     "models",
@@ -72,11 +188,7 @@ def main() -> None:
     help="Model to evaluate; repeat to compare: dlib, japanese-face:PATH, sface[:PATH], arcface:PATH, "
     "or onnx:PATH with --spec. 'faceval models' lists them.",
 )
-@click.option(
-    "--spec",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="TOML or JSON preprocessing spec for --model onnx:PATH (input size, crop, colour, mean/std, ...).",
-)
+@model_options
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -84,67 +196,86 @@ def main() -> None:
     show_default=True,
     help="Folder for metrics.json, CSV files and plots.",
 )
-@click.option(
-    "--layout",
-    type=click.Choice(["auto", "flat", "folders", "manifest"]),
-    default="auto",
-    show_default=True,
-    help="Dataset layout: flat name_xxx files, one folder per identity, or a CSV.",
-)
-@click.option(
-    "--manifest",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="A CSV with path,identity[,attributes] columns (paths relative to the CSV).",
-)
-@click.option(
-    "--dlib-detector",
-    type=click.Choice(["hog", "cnn", "none"]),
-    default="hog",
-    show_default=True,
-    help="dlib face detector; 'none' uses the whole image as the face (pre-cropped sets).",
-)
-@click.option(
-    "--dlib-upsample",
-    type=click.IntRange(0, 4),
-    default=1,
-    show_default=True,
-    help="Times dlib's detector doubles the image first (finds smaller faces, slower).",
-)
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@embedding_options
 def evaluate(
     sources: tuple[Path, ...],
-    models: tuple[str, ...],
-    spec: Path | None,
-    out: Path,
     layout: str,
     manifest: Path | None,
+    models: tuple[str, ...],
+    spec: Path | None,
     dlib_detector: str,
     dlib_upsample: int,
+    out: Path,
+    cache: Path | None,
+    no_cache: bool,
+    jobs: int | None,
+    max_temp: float | None,
     quiet: bool,
 ) -> None:
     """Embed every image of SOURCES with each model and measure verification over all pairs.
 
     SOURCES is a folder of face images (flat 'name_001.png' files, or one sub-folder per identity) or a
-    manifest CSV.
+    manifest CSV. Embeddings are kept in the embedding store, so a re-run only embeds what is new.
     """
-    if manifest is not None:
-        sources = (*sources, manifest)
-    if not sources:
-        _fail("give a dataset folder or --manifest CSV, e.g. faceval evaluate ./faces --model dlib")
     request = EvaluationRequest(
-        sources=sources,
+        sources=_sources(sources, manifest, "evaluate"),
         models=models,
         out_dir=out,
         layout=layout,
         dlib_options={"detector": dlib_detector, "upsample": dlib_upsample},
         spec_file=spec,
-        progress=not quiet,
+        embedding=EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet),
     )
-    try:
+    with _reported_errors():
         document = run_evaluation(request, command=sys.argv)
-    except (DatasetError, ModelError, ValueError, FileNotFoundError) as error:
-        _fail(str(error))
     print_summary(document, out)
+
+
+@main.command()
+@dataset_options
+@click.option("--model", default="dlib", show_default=True, help="Model to embed with ('faceval models' lists them).")
+@model_options
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the vectors to this .npz (labels, paths, vectors, failed_paths, failed_reasons) for "
+    "'faceval metrics'.",
+)
+@embedding_options
+def embed(
+    sources: tuple[Path, ...],
+    layout: str,
+    manifest: Path | None,
+    model: str,
+    spec: Path | None,
+    dlib_detector: str,
+    dlib_upsample: int,
+    out: Path | None,
+    cache: Path | None,
+    no_cache: bool,
+    jobs: int | None,
+    max_temp: float | None,
+    quiet: bool,
+) -> None:
+    """Embed every image of SOURCES with one model into the embedding store, without evaluating.
+
+    A later 'faceval evaluate' with the same model and settings reuses every vector; Ctrl-C keeps what is done.
+    """
+    if no_cache and out is None:
+        _fail("--no-cache without --out would keep nothing; give --out EMB.npz or drop --no-cache")
+    with _reported_errors():
+        dataset = load_sources(_sources(sources, manifest, "embed"), layout)
+        specs = model_specs([model], {"detector": dlib_detector, "upsample": dlib_upsample}, spec, jobs)
+        options = EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet)
+        (embedding_set,) = embed_dataset(dataset, specs, options)
+        if out is not None:
+            save_embeddings_npz(out, dataset, embedding_set)
+    click.echo(
+        f"{dataset.n_images} images: {dataset.n_images - embedding_set.n_cached} embedded, "
+        f"{embedding_set.n_cached} from the store, {embedding_set.n_failed} without a vector"
+    )
+    if out is not None:
+        click.echo(f"vectors: {out} (faceval metrics {out} --metric {embedding_set.similarity.value})")
 
 
 @main.command()
@@ -158,10 +289,8 @@ def evaluate(
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 def metrics(embeddings: Path, metric: str, out: Path) -> None:
     """Compute the metrics from EMBEDDINGS, an .npz file with 'labels' and 'vectors' arrays made elsewhere."""
-    try:
+    with _reported_errors():
         document = metrics_from_embeddings_file(embeddings, metric, out, command=sys.argv)
-    except ValueError as error:
-        _fail(str(error))
     print_summary(document, out)
 
 
@@ -175,13 +304,12 @@ def metrics(embeddings: Path, metric: str, out: Path) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def demo(data: Path | None, out: Path, quiet: bool) -> None:
     """Download (once, checksum-verified) the public AT&T faces and evaluate dlib on them."""
-    try:
+    with _reported_errors():
         folder = prepare_demo_data(data, progress=not quiet)
-    except DemoDataError as error:
-        _fail(str(error))
-    click.echo(f"demo data: {folder} (AT&T Database of Faces; cite {CITATION})")
-    request = EvaluationRequest(sources=(folder,), out_dir=out, progress=not quiet)
-    print_summary(run_evaluation(request, command=sys.argv), out)
+        click.echo(f"demo data: {folder} (AT&T Database of Faces; cite {CITATION})")
+        request = EvaluationRequest(sources=(folder,), out_dir=out, embedding=EmbeddingOptions(progress=not quiet))
+        document = run_evaluation(request, command=sys.argv)
+    print_summary(document, out)
 
 
 @main.command()

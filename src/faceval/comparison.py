@@ -9,6 +9,7 @@ as they do here, its variance is too small and its p-value too optimistic. Read 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +19,15 @@ from scipy.stats import norm, rankdata
 from faceval.bootstrap import (
     CONFIDENCE,
     DEFAULT_RESAMPLES,
+    MAX_BOOTSTRAP_PAIRS,
     Interval,
     SortedPairs,
     identity_multiplicities,
+    identity_strata,
     percentile_interval,
 )
 from faceval.metrics import ScoreTable, _validated, roc_auc
+from faceval.scoring import Similarity, all_pair_scores
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,20 @@ class ModelComparison:
         }
 
 
+def comparison_summary_line(entry: dict[str, Any]) -> str:
+    """One terminal line from `ModelComparison.to_dict`.
+
+    >>> comparison_summary_line({"model_a": "a", "model_b": "b", "difference": 0.04, "ci": [0.01, 0.07],
+    ...                          "delong_p": 0.002, "n_resamples": 1000})
+    'a - b: AUC difference +0.0400 [+0.0100, +0.0700] (paired identity bootstrap, 1000 resamples); DeLong p 0.002'
+    """
+    interval = "" if entry["ci"] is None else f" [{entry['ci'][0]:+.4f}, {entry['ci'][1]:+.4f}]"
+    return (
+        f"{entry['model_a']} - {entry['model_b']}: AUC difference {entry['difference']:+.4f}{interval} "
+        f"(paired identity bootstrap, {entry['n_resamples']} resamples); DeLong p {entry['delong_p']:.2g}"
+    )
+
+
 def compare_models(
     scores_a: Any,
     scores_b: Any,
@@ -139,10 +157,12 @@ def compare_models(
     >>> result.difference > 0, result.ci_low > 0, result.delong_p < 0.05
     (True, True, True)
     """
+    if np.shape(scores_a) != np.shape(scores_b):
+        raise ValueError(
+            f"both models need scores of the same pairs: {np.size(scores_a)} and {np.size(scores_b)} scores"
+        )
     pairs_a = SortedPairs(scores_a, genuine, first_id, second_id)
     pairs_b = SortedPairs(scores_b, genuine, first_id, second_id)
-    if len(pairs_a) != len(pairs_b):
-        raise ValueError(f"both models need scores of the same pairs: {len(pairs_a)} and {len(pairs_b)} scores")
     auc_a = roc_auc(ScoreTable.from_scores(scores_a, genuine))
     auc_b = roc_auc(ScoreTable.from_scores(scores_b, genuine))
     delong = delong_test(scores_a, scores_b, genuine)
@@ -167,3 +187,51 @@ def compare_models(
         seed=int(seed),
         interval=interval,
     )
+
+
+def compare_model_vectors(
+    models: Sequence[tuple[str, np.ndarray, Similarity]],
+    identities: Any,
+    groups: Any = None,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    max_pairs: int = MAX_BOOTSTRAP_PAIRS,
+) -> list[ModelComparison]:
+    """Every pair of models, each given as ``(name, vectors of the same images, similarity)``, compared on all
+    pairs of those images; identities resampled within ``groups`` (one label per image) when given.
+
+    Empty when there are more than ``max_pairs`` pairs (every model's scores are held in memory at once).
+
+    >>> rng = np.random.default_rng(1)
+    >>> ids = np.repeat(np.arange(6), 3)
+    >>> good = rng.normal(size=(6, 4))[ids] + rng.normal(scale=0.3, size=(18, 4))
+    >>> poor = good + rng.normal(scale=1.5, size=(18, 4))
+    >>> [c.name_a + " vs " + c.name_b for c in compare_model_vectors(
+    ...     [("good", good, Similarity.COSINE), ("poor", poor, Similarity.COSINE)], ids, n_resamples=100)]
+    ['good vs poor']
+    """
+    identities = np.asarray(identities)
+    n_pairs = identities.size * (identities.size - 1) // 2
+    if len(models) < 2 or n_pairs > max_pairs:
+        return []
+    scored = [(name, all_pair_scores(vectors, identities, similarity)) for name, vectors, similarity in models]
+    first, second = scored[0][1].first, scored[0][1].second
+    strata = None
+    if groups is not None:
+        _, codes = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+        strata = identity_strata(identities, codes.reshape(-1))
+    return [
+        compare_models(
+            pairs_a.scores,
+            pairs_b.scores,
+            pairs_a.genuine,
+            identities[first],
+            identities[second],
+            n_resamples=n_resamples,
+            seed=seed,
+            strata=strata,
+            names=(name_a, name_b),
+        )
+        for index, (name_a, pairs_a) in enumerate(scored)
+        for name_b, pairs_b in scored[index + 1 :]
+    ]

@@ -9,15 +9,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from faceval.alignment import DlibLandmarks
 from faceval.embedders import Detection, EmbeddingResult
-from faceval.hashing import fingerprint, sha256_file
+from faceval.hashing import fingerprint, sha256_file_cached
 from faceval.model_files import locate_model
 from faceval.scoring import Similarity
 
@@ -48,11 +46,6 @@ class DlibSettings:
 _MODEL_FILES = {"descriptor": "dlib-resnet", "landmarks": "dlib-landmarks-5", "cnn_detector": "dlib-cnn-detector"}
 
 
-@cache
-def _file_identity(path: Path) -> dict[str, str]:
-    return {"path": str(path), "sha256": sha256_file(path)}
-
-
 class DlibEmbedder:
     """dlib ResNet face descriptor with its detector and 5-point landmarks.
 
@@ -77,6 +70,10 @@ class DlibEmbedder:
             self._files["landmarks"], self.settings.upsample, self.settings.detector, self._files.get("cnn_detector")
         )
 
+    def __reduce__(self) -> tuple[type[DlibEmbedder], tuple[DlibSettings]]:
+        # dlib's objects cannot be pickled: a worker process rebuilds the embedder from its settings.
+        return DlibEmbedder, (self.settings,)
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -84,7 +81,9 @@ class DlibEmbedder:
             "similarity": self.similarity.value,
             "units": self.similarity.model_units,
             "settings": asdict(self.settings),
-            "files": {role: _file_identity(path) for role, path in self._files.items()},
+            "files": {
+                role: {"path": str(path), "sha256": sha256_file_cached(path)} for role, path in self._files.items()
+            },
             "versions": {"dlib": self._dlib.__version__},
         }
 

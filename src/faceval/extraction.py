@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import pickle
 import signal
@@ -267,24 +268,30 @@ def extract_embeddings(
 ) -> EmbeddingSet:
     """Embed every image of ``dataset`` with ``model``, reusing and filling ``store``.
 
-    ``jobs`` worker processes (default: one per core) each build the model once; an `Embedder` instance must
-    then be picklable (a `ModelSpec` always is). ``jobs=1`` embeds in this process. ``max_temp`` (°C, or a
+    ``jobs`` worker processes (default: one per core) each build the model once, from a `ModelSpec` or a
+    picklable `Embedder`; ``jobs=1``, and the default for an embedder that cannot be pickled, embed in this
+    process. ``max_temp`` (°C, or a
     ready `ThermalGuard`) pauses new work while the CPU is hotter. ``batch_size`` images go to each
     `Embedder.embed_batch` call (models with a batch axis do better with 8-32). On Ctrl-C everything received
     is committed to the store before `KeyboardInterrupt` propagates.
     """
-    jobs = available_cores() if jobs is None else jobs
-    if jobs < 1 or batch_size < 1:
+    if (jobs is not None and jobs < 1) or batch_size < 1:
         raise ValueError("jobs and batch_size must be >= 1")
-    embedder = model.build() if isinstance(model, ModelSpec) else model
-    jobs = max(1, min(jobs, dataset.n_images))
-    if jobs > 1 and not isinstance(model, ModelSpec):
+    if jobs != 1 and not isinstance(model, ModelSpec):
         try:
             pickle.dumps(model)
         except (TypeError, AttributeError, pickle.PicklingError) as error:
-            raise TypeError(
-                f"model {embedder.name!r} cannot be sent to worker processes ({error}); pass its ModelSpec, or jobs=1"
-            ) from error
+            if jobs is not None:
+                raise TypeError(
+                    f"model {model.name!r} cannot be sent to worker processes ({error}); pass its ModelSpec, or jobs=1"
+                ) from error
+            jobs = 1
+    jobs = max(1, min(available_cores() if jobs is None else jobs, dataset.n_images))
+    if jobs > 1 and _START_METHOD == "forkserver":
+        # The fork server imports the main module (for the CLI: all of faceval) before its first fork; let it
+        # do so while this process builds its own model and hashes the files.
+        multiprocessing.forkserver.ensure_running()
+    embedder = model.build() if isinstance(model, ModelSpec) else model
     guard = ThermalGuard(max_temp) if isinstance(max_temp, int | float) else max_temp
     run = _Run(dataset.records, embedder, store, guard, progress)
     try:

@@ -249,7 +249,10 @@ class OperatingPoint:
 
 @dataclass(frozen=True)
 class GroupReport:
-    """Everything the group analysis found for one model; `to_dict` gives the ``metrics.json`` entries."""
+    """Everything the group analysis found for one model; `to_dict` gives the ``metrics.json`` entries.
+
+    ``development_identities`` are the identity codes that chose the thresholds under ``calibrate``.
+    """
 
     similarity: Similarity
     group_by: tuple[str, ...]
@@ -260,8 +263,10 @@ class GroupReport:
     global_point: OperatingPoint
     global_figure: dict[str, Any]
     user_point: OperatingPoint | None
+    applied_point: OperatingPoint | None
     applied: dict[str, Any] | None
     calibration: dict[str, Any] | None
+    development_identities: np.ndarray | None
     ranking: dict[str, list[str]]
     ratios_differ: bool
     bootstrap: dict[str, Any]
@@ -285,7 +290,7 @@ class GroupReport:
             "n_failed": figures.n_failed,
             "fte": figures.fte,
         }
-        intervals = {key: None if value is None else value.to_list() for key, value in figures.intervals.items()}
+        intervals = {key: _interval_list(value) for key, value in figures.intervals.items()}
         if summary is None:
             entry.update({"auc": None, "auc_ci": None, "eer": None, "eer_ci": None, "eer_threshold": None})
             entry.update({"eer_bracket": None, "tar_at_far": None, "best_f1": None})
@@ -348,6 +353,10 @@ class GroupReport:
             "fdr_alpha": self.fdr_alpha,
         }
 
+    def summary_lines(self, model: str) -> list[str]:
+        """The group table for a terminal (see `group_summary_lines`)."""
+        return group_summary_lines({**self.to_dict(), "units": self.similarity.model_units}, model)
+
     def to_dict(self) -> dict[str, Any]:
         """Entries for a model in ``metrics.json`` (strict JSON; thresholds in the model's units)."""
         global_threshold = {
@@ -361,7 +370,12 @@ class GroupReport:
             "all_pairs": self._figures_dict(self.overall),
             "global_threshold": global_threshold,
             "at_threshold": None if self.user_point is None else self._point_dict(self.user_point),
-            "applied_thresholds": self.applied,
+            "applied_thresholds": None
+            if self.applied is None
+            else {
+                **self.applied,
+                "global": None if self.applied_point is None else self._point_dict(self.applied_point),
+            },
             "calibration": self.calibration,
             "group_ranking": self.ranking,
             "group_ratios_differ": self.ratios_differ,
@@ -369,6 +383,50 @@ class GroupReport:
             "group_notes": list(self.notes),
         }
         return json.loads(json.dumps(document, allow_nan=False))
+
+
+def group_summary_lines(entry: Mapping[str, Any], model: str) -> list[str]:
+    """Terminal lines from a model's ``metrics.json`` entry (`GroupReport.to_dict` merged with ``units``): the group
+    table with 95 % intervals, rates at the global (and the user's) threshold, the FDR, and the notes."""
+
+    def figure(value: float | None, interval: list[float] | None, digits: int = 3) -> str:
+        if value is None:
+            return "-"
+        bounds = f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]" if interval else ""
+        return f"{value:.{digits}f}{bounds}"
+
+    chosen, units = entry["global_threshold"], entry.get("units", "score")
+    target = chosen["target_fmr"]
+    threshold = "none (no score reaches it)" if chosen["threshold"] is None else f"{chosen['threshold']:.4f}"
+    lines = [
+        f"groups ({model}): global threshold {threshold} ({units}) at FMR {target:g} over all "
+        f"{chosen['n_impostor']:,} impostor pairs; 95 % intervals from {entry['bootstrap']['n_resamples']} "
+        "identity resamples",
+        f"{'group':<28}{'images':>7}{'ids':>5}{'genuine':>9}{'impostor':>10}{'FTE':>7}  {'AUC':<22}"
+        f"{'EER':<22}{'FNMR at global':<22}{'FMR at global':<26}{'x target':>9}",
+    ]
+    for name, group in {**entry["groups"], ALL_PAIRS: entry["all_pairs"]}.items():
+        fte = "-" if group["fte"] is None else f"{group['fte']:.3f}"
+        fmr = group.get("fmr_at_global")
+        times = "-" if fmr is None else f"{fmr / target:.1f}"
+        lines.append(
+            f"{name[:27]:<28}{group['n_images']:>7}{group['n_identities']:>5}{group['n_genuine']:>9,}"
+            f"{group['n_impostor']:>10,}{fte:>7}  {figure(group['auc'], group['auc_ci']):<22}"
+            f"{figure(group['eer'], group['eer_ci']):<22}"
+            f"{figure(group.get('fnmr_at_global'), group.get('fnmr_at_global_ci')):<22}"
+            f"{figure(fmr, group.get('fmr_at_global_ci'), 5):<26}{times:>9}"
+        )
+    if chosen["fdr"] is not None:
+        lines.append(f"fairness discrepancy rate at the global threshold: {figure(chosen['fdr'], chosen['fdr_ci'])}")
+    point = entry.get("at_threshold")
+    if point is not None:
+        rates = ", ".join(
+            f"{name} FNMR {figure(values['fnmr'], None)} FMR {figure(values['fmr'], None, 4)}"
+            for name, values in point["groups"].items()
+        )
+        lines.append(f"at your threshold {point['threshold']:g} ({units}): {rates}")
+    lines.extend(f"note: {note}" for note in entry["group_notes"])
+    return lines
 
 
 def _model_units(similarity: Similarity, value: float | None) -> float | None:
@@ -457,17 +515,56 @@ class _Pairs:
             self.first.append(chunk.first.astype(np.int32))
             self.second.append(chunk.second.astype(np.int32))
 
-    def table(self, low: int | None = None, high: int | None = None, split: int | None = None) -> ScoreTable:
-        """Pairs between groups ``low <= high`` (any when None) of one split (any when None), built once."""
+    def table(
+        self, low: int | None = None, high: int | None = None, split: int | None = None, keep: bool = True
+    ) -> ScoreTable:
+        """Pairs between groups ``low <= high`` (any when None) of one split (any when None); built once when
+        ``keep``, else built for one use."""
         request = (low, high, split)
-        if request not in self._tables:
-            self._tables[request] = _merged(
-                counts
-                for key, counts in self.counts.items()
-                if (low is None or key // _SPLITS == low * self.n_groups + high)
-                and (split is None or key % _SPLITS == split)
+        if request in self._tables:
+            return self._tables[request]
+        table = _merged(
+            counts
+            for key, counts in self.counts.items()
+            if (low is None or key // _SPLITS == low * self.n_groups + high)
+            and (split is None or key % _SPLITS == split)
+        )
+        if keep:
+            self._tables[request] = table
+        return table
+
+    def resample(
+        self,
+        identities: np.ndarray,
+        codes: np.ndarray,
+        names: list[str],
+        options: GroupOptions,
+        thresholds: list[float],
+    ) -> dict[str, ResampledFigures]:
+        """Bootstrap figures of all pairs and of each group's pairs, from one set of identity multiplicities (so
+        that the figures of one resample, and the FDR built from them, belong together)."""
+        scores = np.concatenate(self.scores)
+        first, second = np.concatenate(self.first), np.concatenate(self.second)
+        # The pairs are held once, not twice.
+        for kept in (self.scores, self.first, self.second):
+            kept.clear()
+        group = codes.astype(np.int32)
+        group_of_pair = np.where(group[first] == group[second], group[first], -1)
+        first_identity, second_identity = identities.astype(np.intp)[first], identities.astype(np.intp)[second]
+        del first, second
+        genuine = first_identity == second_identity
+        multiplicities = identity_multiplicities(identity_strata(identities, codes), options.n_resamples, options.seed)
+        figures = {"fars": (options.target_fmr,), "thresholds": tuple(thresholds)}
+        resampled = {
+            ALL_PAIRS: SortedPairs(scores, genuine, first_identity, second_identity).resampled_figures(
+                multiplicities, **figures
             )
-        return self._tables[request]
+        }
+        for code, name in enumerate(names):
+            inside = group_of_pair == code
+            pairs = SortedPairs(scores[inside], genuine[inside], first_identity[inside], second_identity[inside])
+            resampled[name] = pairs.resampled_figures(multiplicities, **figures)
+        return resampled
 
 
 def _calibration_split(
@@ -581,24 +678,9 @@ def group_report(
     if options.threshold_from is not None and options.threshold_from.global_threshold is not None:
         thresholds["applied"] = float(similarity.from_model_units(options.threshold_from.global_threshold))
 
-    # Intervals: one set of identity multiplicities for every group and all pairs, so figures of one resample
-    # (and the FDR built from them) belong together.
-    resampled: dict[str, ResampledFigures] = {}
-    if resampling and n_pairs:
-        scores = np.concatenate(pairs.scores)
-        first, second = np.concatenate(pairs.first), np.concatenate(pairs.second)
-        multiplicities = identity_multiplicities(identity_strata(identities, codes), options.n_resamples, options.seed)
-        first_identity, second_identity = identities[first], identities[second]
-        genuine = first_identity == second_identity
-        same_group = codes[first] == codes[second]
-        subsets = {ALL_PAIRS: np.ones(scores.size, dtype=bool)}
-        subsets.update({name: same_group & (codes[first] == code) for code, name in enumerate(names)})
-        for name, subset in subsets.items():
-            sorted_pairs = SortedPairs(scores[subset], genuine[subset], first_identity[subset], second_identity[subset])
-            resampled[name] = sorted_pairs.resampled_figures(
-                multiplicities, fars=(options.target_fmr,), thresholds=tuple(thresholds.values())
-            )
-        del scores, first, second
+    resampled = (
+        pairs.resample(identities, codes, names, options, list(thresholds.values())) if resampling and n_pairs else {}
+    )
 
     def intervals(name: str) -> dict[str, Interval | None]:
         if name not in resampled:
@@ -649,10 +731,16 @@ def group_report(
                 "its intervals come from the others (few identities: read them with care)"
             )
 
-    points = {
-        key: _operating_point(pairs, names, value, index, resampled, options.fdr_alpha)
-        for index, (key, value) in enumerate(thresholds.items())
-    }
+    points = _operating_points(pairs, names, thresholds, resampled, options.fdr_alpha)
+    described = {"global": "global threshold", "threshold": "given threshold", "applied": "earlier run's threshold"}
+    for key, point in points.items():
+        for rate, values in (("FNMR", point.fnmr), ("FMR", point.fmr)):
+            zero = [name for name in names if values[name] == 0]
+            if zero:
+                notes.append(
+                    f"{rate} is 0 at the {described[key]} in {', '.join(zero)}: the max/geometric-mean ratio of "
+                    f"{rate} is unbounded there (reported as None); the FDR still compares the groups"
+                )
     global_figure = {
         "fmr_reached": None if global_tar is None else global_tar.fmr,
         "n_impostor": overall_table.n_impostor,
@@ -684,12 +772,17 @@ def group_report(
         global_point=points["global"],
         global_figure=global_figure,
         user_point=points.get("threshold"),
-        applied=_applied(options.threshold_from, points.get("applied"), tables, similarity, names)
-        if options.threshold_from is not None
-        else None,
+        applied_point=points.get("applied"),
+        applied=None
+        if options.threshold_from is None
+        else {
+            "source": options.threshold_from.source,
+            "groups": _own_thresholds_applied(options.threshold_from, tables, similarity, names),
+        },
         calibration=_calibration(pairs, names, identity_split, identities, codes, options, similarity)
         if calibrating
         else None,
+        development_identities=np.flatnonzero(identity_split == 0) if calibrating else None,
         ranking=_ranking(figures_by_group, points["global"]),
         ratios_differ=bool(ratios_differ),
         bootstrap={
@@ -704,60 +797,65 @@ def group_report(
     )
 
 
-def _operating_point(
+def _operating_points(
     pairs: _Pairs,
     names: list[str],
-    threshold: float,
-    column: int,
+    thresholds: Mapping[str, float],
     resampled: Mapping[str, ResampledFigures],
     alpha: float,
-) -> OperatingPoint:
-    """Rates at one threshold: per group, all pairs, the cross-group matrix, parity summaries and the FDR."""
-    size = len(names)
-    fmr_matrix = np.full((size, size), np.nan)
+) -> dict[str, OperatingPoint]:
+    """Rates at each threshold: per group, all pairs, the cross-group matrix, parity summaries and the FDR."""
+    size, count = len(names), len(thresholds)
+    fmr_matrix = np.full((count, size, size), np.nan)
     impostor_matrix = np.zeros((size, size), dtype=np.int64)
-    fnmr: dict[str, float | None] = {}
-    fmr: dict[str, float | None] = {}
+    fnmr: list[dict[str, float | None]] = [{} for _ in range(count)]
+    fmr: list[dict[str, float | None]] = [{} for _ in range(count)]
     for low in range(size):
         for high in range(low, size):
-            table = pairs.table(low, high)
-            group_fnmr, group_fmr = _rates(table, threshold)
+            # Cross-group tables are needed here only: built for all thresholds at once, then dropped.
+            table = pairs.table(low, high, keep=low == high)
             impostor_matrix[low, high] = impostor_matrix[high, low] = table.n_impostor
-            if group_fmr is not None:
-                fmr_matrix[low, high] = fmr_matrix[high, low] = group_fmr
-            if low == high:
-                fnmr[names[low]], fmr[names[low]] = group_fnmr, group_fmr
-    fnmr[ALL_PAIRS], fmr[ALL_PAIRS] = _rates(pairs.table(), threshold)
-    fnmr_ci = {name: percentile_interval(r.fnmr[:, column]) for name, r in resampled.items()}
-    fmr_ci = {name: percentile_interval(r.fmr[:, column]) for name, r in resampled.items()}
-
-    defined = [name for name in names if fnmr[name] is not None and fmr[name] is not None]
-    fdr = fdr_ci = None
-    if len(defined) >= 2:
-        fdr = float(
-            _discrepancy(np.array([fmr[name] for name in defined]), np.array([fnmr[name] for name in defined]), alpha)
-        )
-        if resampled:
-            fdr_ci = percentile_interval(
+            for column, threshold in enumerate(thresholds.values()):
+                group_fnmr, group_fmr = _rates(table, threshold)
+                if group_fmr is not None:
+                    fmr_matrix[column, low, high] = fmr_matrix[column, high, low] = group_fmr
+                if low == high:
+                    fnmr[column][names[low]], fmr[column][names[low]] = group_fnmr, group_fmr
+    points = {}
+    for column, (key, threshold) in enumerate(thresholds.items()):
+        fnmr[column][ALL_PAIRS], fmr[column][ALL_PAIRS] = _rates(pairs.table(), threshold)
+        defined = [name for name in names if fnmr[column][name] is not None and fmr[column][name] is not None]
+        fdr = fdr_ci = None
+        if len(defined) >= 2:
+            fdr = float(
                 _discrepancy(
-                    np.stack([resampled[name].fmr[:, column] for name in defined], axis=1),
-                    np.stack([resampled[name].fnmr[:, column] for name in defined], axis=1),
+                    np.array([fmr[column][name] for name in defined]),
+                    np.array([fnmr[column][name] for name in defined]),
                     alpha,
                 )
             )
-    return OperatingPoint(
-        threshold=float(threshold),
-        fnmr=fnmr,
-        fmr=fmr,
-        fnmr_ci=fnmr_ci,
-        fmr_ci=fmr_ci,
-        fmr_matrix=fmr_matrix,
-        impostor_matrix=impostor_matrix,
-        fnmr_max_over_geomean=_max_over_geomean(fnmr[name] for name in names),
-        fmr_max_over_geomean=_max_over_geomean(fmr[name] for name in names),
-        fdr=fdr,
-        fdr_ci=fdr_ci,
-    )
+            if resampled:
+                fdr_ci = percentile_interval(
+                    _discrepancy(
+                        np.stack([resampled[name].fmr[:, column] for name in defined], axis=1),
+                        np.stack([resampled[name].fnmr[:, column] for name in defined], axis=1),
+                        alpha,
+                    )
+                )
+        points[key] = OperatingPoint(
+            threshold=float(threshold),
+            fnmr=fnmr[column],
+            fmr=fmr[column],
+            fnmr_ci={name: percentile_interval(r.fnmr[:, column]) for name, r in resampled.items()},
+            fmr_ci={name: percentile_interval(r.fmr[:, column]) for name, r in resampled.items()},
+            fmr_matrix=fmr_matrix[column],
+            impostor_matrix=impostor_matrix,
+            fnmr_max_over_geomean=_max_over_geomean(fnmr[column][name] for name in names),
+            fmr_max_over_geomean=_max_over_geomean(fmr[column][name] for name in names),
+            fdr=fdr,
+            fdr_ci=fdr_ci,
+        )
+    return points
 
 
 def _ranking(figures: Mapping[str, GroupFigures], point: OperatingPoint) -> dict[str, list[str]]:
@@ -778,42 +876,18 @@ def _rates_dict(table: ScoreTable, threshold: float) -> dict[str, float | None]:
     return {"fnmr": fnmr, "fmr": fmr}
 
 
-def _applied(
-    chosen: ChosenThresholds,
-    point: OperatingPoint | None,
-    tables: Mapping[str, ScoreTable],
-    similarity: Similarity,
-    names: list[str],
-) -> dict[str, Any]:
-    """Rates at thresholds chosen in an earlier run: its global threshold, and each group's own thresholds."""
-    groups: dict[str, Any] = {}
+def _own_thresholds_applied(
+    chosen: ChosenThresholds, tables: Mapping[str, ScoreTable], similarity: Similarity, names: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Rates of each group at its own thresholds (best F1, EER) chosen in an earlier run, where it had them."""
+    groups: dict[str, dict[str, Any]] = {}
     for name in names:
-        entry = {}
-        for kind, value in chosen.groups.get(name, {}).items():
-            if value is not None:
-                threshold = float(similarity.from_model_units(value))
-                entry[kind] = {"threshold": value, **_rates_dict(tables[name], threshold)}
-        groups[name] = entry
-    return {
-        "source": chosen.source,
-        "global_threshold": chosen.global_threshold,
-        "global": None
-        if point is None
-        else {
-            "fnmr": point.fnmr.get(ALL_PAIRS),
-            "fmr": point.fmr.get(ALL_PAIRS),
-            "groups": {
-                name: {
-                    "fnmr": point.fnmr[name],
-                    "fnmr_ci": _interval_list(point.fnmr_ci.get(name)),
-                    "fmr": point.fmr[name],
-                    "fmr_ci": _interval_list(point.fmr_ci.get(name)),
-                }
-                for name in names
-            },
-        },
-        "groups": groups,
-    }
+        groups[name] = {
+            kind: {"threshold": value, **_rates_dict(tables[name], float(similarity.from_model_units(value)))}
+            for kind, value in chosen.groups.get(name, {}).items()
+            if value is not None
+        }
+    return groups
 
 
 def _calibration(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -22,6 +23,19 @@ def sha256_file(path: str | Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@functools.cache
+def _sha256_of_version(path: Path, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def sha256_file_cached(path: str | Path) -> str:
+    """`sha256_file`, computed once per process for each version (size, mtime) of a file: model files are large
+    and asked for often, and a file replaced in place is hashed again."""
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    return _sha256_of_version(resolved, stat.st_size, stat.st_mtime_ns)
 
 
 def fingerprint(settings: dict[str, Any]) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 
 from faceval.alignment import INTERPOLATIONS, DlibLandmarks, YuNetLandmarks, align_arcface, resize_whole
 from faceval.embedders import Detection, EmbeddingResult
-from faceval.hashing import fingerprint, sha256_file
+from faceval.hashing import fingerprint, sha256_file_cached
 from faceval.model_files import ModelError, locate_model
 from faceval.scoring import Similarity
 
@@ -203,17 +203,6 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-@functools.cache
-def _file_sha256(path: Path, size: int, mtime_ns: int) -> str:
-    # Keyed by size and mtime too, so a file replaced in place is hashed again.
-    return sha256_file(path)
-
-
-def _sha256(path: Path) -> str:
-    stat = path.stat()
-    return _file_sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
-
-
 def _onnx_info(path: Path, name: str) -> dict[str, Any]:
     """Producer, opsets and metadata properties (the seed prints ``signature``) of an ONNX file."""
     import onnx
@@ -265,7 +254,7 @@ class OnnxEmbedder:
         self._detector_path = detector_path
         if not self.model_path.is_file():
             raise ModelError(f"model {self.name!r}: file not found: {self.model_path}")
-        self.model_sha256 = _sha256(self.model_path)
+        self.model_sha256 = sha256_file_cached(self.model_path)
         if spec.sha256 is not None and self.model_sha256 != spec.sha256:
             raise ModelError(
                 f"model {self.name!r}: {self.model_path} has sha256 {self.model_sha256}, but the spec pins "
@@ -467,7 +456,7 @@ class OnnxEmbedder:
         files = {"model": {"path": str(self.model_path), "sha256": self.model_sha256}}
         if self._landmarks is not None:
             path = self._landmarks.model_path
-            files["landmarks"] = {"path": str(path), "sha256": _sha256(path)}
+            files["landmarks"] = {"path": str(path), "sha256": sha256_file_cached(path)}
         return files
 
     def _versions(self) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +20,22 @@ from faceval.evaluate import (
     population_problems,
     score_pairs,
 )
-from faceval.extraction import extract_embeddings
+from faceval.extraction import EmbeddingSet, extract_embeddings
+from faceval.onnx_embedder import available_cores
 from faceval.report import write_report
 from faceval.scoring import Similarity, identity_codes
+from faceval.store import EmbeddingStore
+
+
+@dataclass(frozen=True)
+class EmbeddingOptions:
+    """How embeddings are computed and kept: the store (``cache=None`` is the default one), workers, heat."""
+
+    cache: str | Path | None = None
+    use_cache: bool = True
+    jobs: int | None = None
+    max_temp: float | None = None
+    progress: bool = True
 
 
 @dataclass(frozen=True)
@@ -34,8 +48,7 @@ class EvaluationRequest:
     layout: str = "auto"
     dlib_options: Mapping[str, Any] = field(default_factory=dict)
     spec_file: str | Path | None = None
-    progress: bool = True
-    onnx_options: Mapping[str, Any] = field(default_factory=dict)
+    embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
 
 
 def load_sources(sources: Sequence[str | Path], layout: str = "auto") -> Dataset:
@@ -43,18 +56,43 @@ def load_sources(sources: Sequence[str | Path], layout: str = "auto") -> Dataset
     return combine_datasets([load_dataset(source, layout) for source in sources])  # type: ignore[arg-type]
 
 
+def model_specs(
+    models: Sequence[str],
+    dlib_options: Mapping[str, Any] | None = None,
+    spec_file: str | Path | None = None,
+    jobs: int | None = None,
+) -> list[ModelSpec]:
+    """`ModelSpec` for each ``--model`` value; ONNX Runtime gets an equal share of the cores per worker."""
+    workers = jobs or available_cores()
+    threads = max(1, available_cores() // workers)
+    return [
+        parse_model_argument(text, dlib_options=dlib_options, spec_file=spec_file, onnx_options={"threads": threads})
+        for text in models
+    ]
+
+
+def embed_dataset(dataset: Dataset, specs: Sequence[ModelSpec], options: EmbeddingOptions) -> list[EmbeddingSet]:
+    """Every model's embeddings of ``dataset``, reusing and filling the embedding store.
+
+    Every model is built before any image is embedded, so that a bad model file fails in seconds rather than
+    after an hour of another model's work.
+    """
+    embedders = [spec.build() for spec in specs]
+    with contextlib.ExitStack() as stack:
+        store = stack.enter_context(EmbeddingStore(options.cache)) if options.use_cache else None
+        return [
+            extract_embeddings(
+                dataset, embedder, jobs=options.jobs, store=store, progress=options.progress, max_temp=options.max_temp
+            )
+            for embedder in embedders
+        ]
+
+
 def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = None) -> dict[str, Any]:
     """Run the whole evaluation and write the report; returns the ``metrics.json`` document."""
     dataset = load_sources(request.sources, request.layout)
-    specs: list[ModelSpec] = [
-        parse_model_argument(
-            text, dlib_options=request.dlib_options, spec_file=request.spec_file, onnx_options=request.onnx_options
-        )
-        for text in request.models
-    ]
-    # Build every model before embedding anything: a bad model file should fail in seconds, not after an hour.
-    embedders = [spec.build() for spec in specs]
-    embedding_sets = [extract_embeddings(dataset, embedder, progress=request.progress) for embedder in embedders]
+    specs = model_specs(request.models, request.dlib_options, request.spec_file, request.embedding.jobs)
+    embedding_sets = embed_dataset(dataset, specs, request.embedding)
     evaluation = evaluate_embeddings(dataset, embedding_sets)
     return write_report(request.out_dir, evaluation, dataset, embedding_sets, command)
 

@@ -1,0 +1,341 @@
+"""Group analysis: figures equal the whole-set figures on each group's pairs, rates at the global threshold equal
+brute-force counts, intervals equal literally rebuilt resamples, bad groups are flagged (never a crash), and on
+real faces dlib's failure on young East-Asian women shows with its intervals."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_bootstrap import rebuilt_pairs
+
+from faceval.bootstrap import identity_multiplicities, identity_strata, percentile_interval
+from faceval.datasets import Dataset, DatasetError, ImageRecord, combine_datasets, load_dataset
+from faceval.groups import (
+    ALL_PAIRS,
+    GroupOptions,
+    group_failures,
+    group_labels,
+    group_report,
+    load_thresholds,
+    write_group_files,
+)
+from faceval.metrics import ScoreTable, equal_error_rate, roc_auc, tar_at_far, verification_summary
+from faceval.scoring import Similarity, all_pair_scores, iter_pair_chunks
+
+from shared_data import shared_file
+
+EUCLIDEAN = Similarity.EUCLIDEAN
+
+
+def population(seed: int, spec: dict[str, tuple[int, int, float]]):
+    """Vectors of groups ``name -> (identities, images each, noise)``: identity centres plus per-image noise."""
+    rng = np.random.default_rng(seed)
+    vectors, identities, groups = [], [], []
+    for name, (n_identities, images, noise) in spec.items():
+        for _ in range(n_identities):
+            centre = rng.normal(size=16)
+            vectors.append(centre + rng.normal(scale=noise, size=(images, 16)))
+            identities += [len(set(identities))] * images
+            groups += [name] * images
+    return np.concatenate(vectors), np.array(identities), np.array(groups, dtype=object)
+
+
+def run(vectors, identities, groups, options, **kwargs):
+    chunks = iter_pair_chunks(vectors, identities, EUCLIDEAN, max_pairs_per_chunk=97)  # chunks cut across groups
+    return group_report(chunks, groups, identities, EUCLIDEAN, options, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    """Two usable groups of different quality, one of a single identity, one without genuine pairs."""
+    spec = {"good": (8, 4, 0.4), "poor": (6, 5, 0.9), "single": (1, 3, 0.5), "singletons": (4, 1, 0.5)}
+    vectors, identities, groups = population(1, spec)
+    options = GroupOptions(target_fmr=0.01, threshold=5.0, n_resamples=300, seed=4)
+    report = run(vectors, identities, groups, options)
+    return vectors, identities, groups, options, report
+
+
+def test_group_figures_equal_the_whole_set_figures_on_each_group(mixed):
+    vectors, identities, groups, options, report = mixed
+    pairs = all_pair_scores(vectors, identities, EUCLIDEAN)
+    for name in ("good", "poor"):
+        inside = (groups[pairs.first] == name) & (groups[pairs.second] == name)
+        expected = verification_summary(
+            ScoreTable.from_scores(pairs.scores[inside], pairs.genuine[inside]), fars=(options.target_fmr,)
+        )
+        assert report.groups[name].summary == expected
+        entry = report.to_dict()["groups"][name]
+        assert entry["auc"] == expected["auc"] and entry["eer"] == expected["eer"]["value"]
+        assert entry["best_f1"]["threshold"] == -expected["best_f1"]["threshold"]  # a distance again
+        assert entry["n_images"] == (groups == name).sum()
+    whole = verification_summary(ScoreTable.from_scores(pairs.scores, pairs.genuine), fars=(options.target_fmr,))
+    assert report.overall.summary == whole
+    assert report.groups["good"].summary["auc"] > report.groups["poor"].summary["auc"]
+
+
+def test_rates_at_the_global_and_user_thresholds_match_brute_force_counts(mixed):
+    vectors, identities, groups, options, report = mixed
+    names = sorted(set(groups))
+    pairs = all_pair_scores(vectors, identities, EUCLIDEAN)
+    matrix = np.zeros((len(groups), len(groups)))
+    matrix[pairs.first, pairs.second] = pairs.scores
+    impostor_scores = pairs.scores[~pairs.genuine]
+    # tau = the lowest distinct score whose FMR over all impostor pairs is <= target.
+    candidates = [s for s in np.unique(pairs.scores) if (impostor_scores >= s).mean() <= options.target_fmr]
+    tau = min(candidates)
+    assert (
+        report.global_point.threshold
+        == tau
+        == tar_at_far(ScoreTable.from_scores(pairs.scores, pairs.genuine), 0.01).threshold
+    )
+    document = report.to_dict()
+    assert document["global_threshold"]["threshold"] == -tau
+
+    for point, threshold in ((report.global_point, tau), (report.user_point, -5.0)):  # a distance of 5.0
+        for g, name_g in enumerate(names):
+            for h, name_h in enumerate(names):
+                matches = impostors = 0
+                rejected = genuines = 0
+                for i in range(len(groups)):
+                    for j in range(i + 1, len(groups)):
+                        if {groups[i], groups[j]} != {name_g, name_h}:
+                            continue
+                        accepted = matrix[i, j] >= threshold
+                        if identities[i] == identities[j]:
+                            genuines += 1
+                            rejected += not accepted
+                        else:
+                            impostors += 1
+                            matches += accepted
+                if impostors:
+                    assert point.fmr_matrix[g, h] == matches / impostors
+                else:
+                    assert np.isnan(point.fmr_matrix[g, h])
+                if g == h:
+                    assert point.fmr[name_g] == (matches / impostors if impostors else None)
+                    assert point.fnmr[name_g] == (rejected / genuines if genuines else None)
+    fnmr = np.array([report.global_point.fnmr[name] for name in ("good", "poor")])
+    fmr = np.array([report.global_point.fmr[name] for name in ("good", "poor")])
+    assert report.global_point.fdr == 1 - (0.5 * np.ptp(fmr) + 0.5 * np.ptp(fnmr))
+    assert document["at_threshold"]["threshold"] == 5.0
+
+
+def test_intervals_equal_percentiles_of_literally_rebuilt_resamples():
+    vectors, identities, groups = population(2, {"a": (5, 3, 0.6), "b": (4, 3, 1.0)})
+    options = GroupOptions(target_fmr=0.05, threshold=4.0, n_resamples=25, seed=8)
+    report = run(vectors, identities, groups, options)
+    pairs = all_pair_scores(vectors, identities, EUCLIDEAN)
+    matrix = np.zeros((len(groups), len(groups)))
+    matrix[pairs.first, pairs.second] = matrix[pairs.second, pairs.first] = pairs.scores
+    codes = (groups == "b").astype(np.int64)
+    multiplicities = identity_multiplicities(identity_strata(identities, codes), 25, seed=8)
+    tau = report.global_point.threshold
+    for name in ("a", "b", ALL_PAIRS):
+        keep = None if name == ALL_PAIRS else (lambda i, j, name=name: groups[i] == groups[j] == name)
+        figures = {"auc": [], "eer": [], "tar": [], "fnmr": [], "fmr": []}
+        for multiplicity in multiplicities:
+            scores, genuine = rebuilt_pairs(identities, matrix, multiplicity, keep=keep)
+            both = genuine.any() and not genuine.all()
+            table = ScoreTable.from_scores(scores, genuine) if both else None
+            figures["auc"].append(roc_auc(table) if both else np.nan)
+            figures["eer"].append(equal_error_rate(table).value if both else np.nan)
+            figures["tar"].append(tar_at_far(table, 0.05).tar if both else np.nan)
+            figures["fnmr"].append(np.mean(scores[genuine] < tau) if genuine.any() else np.nan)
+            figures["fmr"].append(np.mean(scores[~genuine] >= tau) if not genuine.all() else np.nan)
+        figures_of = report.overall if name == ALL_PAIRS else report.groups[name]
+        for key in ("auc", "tar"):
+            assert figures_of.intervals[key] == percentile_interval(figures[key])
+        assert figures_of.intervals["eer"].low == pytest.approx(percentile_interval(figures["eer"]).low, abs=1e-12)
+        assert report.global_point.fnmr_ci[name] == percentile_interval(figures["fnmr"])
+        assert report.global_point.fmr_ci[name] == percentile_interval(figures["fmr"])
+
+
+def test_bad_groups_are_flagged_and_never_crash(mixed, tmp_path):
+    *_, groups, _, report = mixed
+    document = report.to_dict()
+    single, singletons = document["groups"]["single"], document["groups"]["singletons"]
+    assert single["n_impostor"] == 0 and single["auc"] is None and single["fmr_at_global"] is None
+    assert single["fnmr_at_global"] is not None  # its genuine pairs still have an FNMR
+    assert any("one identity" in flag for flag in single["flags"])
+    assert singletons["n_genuine"] == 0 and singletons["auc"] is None and singletons["fnmr_at_global"] is None
+    assert any("no genuine pairs" in flag for flag in singletons["flags"])
+    assert any("rule of three" in flag for flag in singletons["flags"])  # 6 impostor pairs, 300 needed for 1e-2
+    assert not any("rule of three" in flag for flag in document["groups"]["good"]["flags"])  # 448 pairs
+    fnmr = [report.global_point.fnmr[name] for name in ("good", "poor", "single")]  # "singletons" has none
+    expected = None if min(fnmr) == 0 else max(fnmr) / np.exp(np.mean(np.log(fnmr)))
+    assert document["global_threshold"]["fnmr_max_over_geomean"] == pytest.approx(expected)
+    files = write_group_files(tmp_path, report, "toy")
+    for name in files.values():
+        assert (tmp_path / name).stat().st_size > 1000
+    with open(tmp_path / "groups.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["group"] for row in rows] == [*sorted(set(groups)), ALL_PAIRS]
+    assert rows[2]["auc"] == "" and "one identity" in rows[2]["flags"]
+    json.dumps(document, allow_nan=False)
+    lines = report.summary_lines("toy")
+    assert lines[0].startswith("groups (toy): global threshold") and any(line.startswith("single") for line in lines)
+    assert any("one identity" in line for line in lines) and any("at your threshold 5" in line for line in lines)
+
+
+def test_a_group_whose_every_image_failed_is_listed_with_its_fte():
+    vectors, identities, groups = population(3, {"a": (4, 3, 0.5), "b": (4, 3, 0.5)})
+    failures = group_failures(np.array([*groups, "c", "c", "a"], dtype=object), np.array([True] * 24 + [False] * 3))
+    report = run(vectors, identities, groups, GroupOptions(n_resamples=50), failures=failures)
+    entry = report.to_dict()["groups"]["c"]
+    assert (entry["n_images"], entry["fte"], entry["auc"]) == (0, 1.0, None)
+    assert any("no scored images" in flag for flag in entry["flags"])
+    assert report.to_dict()["groups"]["a"]["fte"] == 1 / 13
+
+
+def test_precision_is_called_incomparable_where_ratios_differ_and_groups_are_ranked_without_it(mixed):
+    _, _, _, _, report = mixed
+    document = report.to_dict()
+    assert document["group_ratios_differ"] is True
+    assert any("not comparable" in note for note in document["group_notes"])
+    assert document["group_ranking"]["auc"] == ["good", "poor"]
+    assert document["group_ranking"]["eer"] == ["good", "poor"]
+
+
+def test_calibration_chooses_on_development_identities_and_reports_the_others():
+    vectors, identities, groups = population(4, {"a": (10, 4, 0.6), "b": (9, 4, 0.9)})
+    options = GroupOptions(target_fmr=0.02, calibrate=0.5, n_resamples=0, seed=3)
+    report = run(vectors, identities, groups, options)
+    development = np.isin(identities, report.development_identities)
+    for name in ("a", "b"):  # about half of each group's identities, at least one on each side
+        group_ids = np.unique(identities[groups == name])
+        assert 0 < np.isin(group_ids, report.development_identities).sum() < group_ids.size
+    pairs = all_pair_scores(vectors, identities, EUCLIDEAN)
+    both_dev = development[pairs.first] & development[pairs.second]
+    both_test = ~development[pairs.first] & ~development[pairs.second]
+    chosen = tar_at_far(ScoreTable.from_scores(pairs.scores[both_dev], pairs.genuine[both_dev]), 0.02)
+    calibration = report.calibration
+    assert calibration["global"]["threshold"] == -chosen.threshold
+    test_scores, test_genuine = pairs.scores[both_test], pairs.genuine[both_test]
+    held_out = calibration["global"]["held_out"]
+    assert held_out["fmr"] == np.mean(test_scores[~test_genuine] >= chosen.threshold)
+    assert held_out["fnmr"] == np.mean(test_scores[test_genuine] < chosen.threshold)
+    in_a = (groups[pairs.first] == "a") & (groups[pairs.second] == "a")
+    dev_a = verification_summary(ScoreTable.from_scores(pairs.scores[in_a & both_dev], pairs.genuine[in_a & both_dev]))
+    best = dev_a["best_f1"]["threshold"]
+    test_a = in_a & both_test
+    assert calibration["groups"]["a"]["best_f1"]["threshold"] == -best
+    assert calibration["groups"]["a"]["best_f1"]["held_out"]["fmr"] == np.mean(
+        pairs.scores[test_a & ~pairs.genuine] >= best
+    )
+    assert report.to_dict()["groups"]["a"]["auc_ci"] is None  # no resamples asked for
+
+
+def test_thresholds_chosen_earlier_are_applied(tmp_path):
+    vectors, identities, groups = population(5, {"a": (6, 4, 0.6), "b": (6, 4, 0.9)})
+    first = run(vectors, identities, groups, GroupOptions(target_fmr=0.02, n_resamples=0))
+    (tmp_path / "metrics.json").write_text(json.dumps({"models": {"toy": first.to_dict()}}), encoding="utf-8")
+    chosen = load_thresholds(tmp_path / "metrics.json", "toy")
+    assert chosen.global_threshold == first.to_dict()["global_threshold"]["threshold"]
+    later_vectors, later_ids, later_groups = population(6, {"a": (6, 4, 0.6), "b": (6, 4, 0.9)})
+    later = run(later_vectors, later_ids, later_groups, GroupOptions(threshold_from=chosen, n_resamples=20))
+    applied = later.to_dict()["applied_thresholds"]
+    pairs = all_pair_scores(later_vectors, later_ids, EUCLIDEAN)
+    in_b = (later_groups[pairs.first] == "b") & (later_groups[pairs.second] == "b")
+    assert applied["global"]["threshold"] == chosen.global_threshold and applied["source"].endswith("metrics.json")
+    tau = -chosen.global_threshold
+    assert applied["global"]["groups"]["b"]["fmr"] == np.mean(pairs.scores[in_b & ~pairs.genuine] >= tau)
+    own = -chosen.groups["b"]["best_f1"]
+    assert applied["groups"]["b"]["best_f1"]["fnmr"] == np.mean(pairs.scores[in_b & pairs.genuine] < own)
+    with pytest.raises(ValueError, match="no model 'other'; it has: toy"):
+        load_thresholds(tmp_path / "metrics.json", "other")
+
+
+def test_too_many_pairs_for_the_bootstrap_gives_figures_without_intervals():
+    vectors, identities, groups = population(7, {"a": (4, 3, 0.5), "b": (4, 3, 0.5)})
+    report = run(vectors, identities, groups, GroupOptions(max_bootstrap_pairs=100))
+    assert report.groups["a"].summary is not None and report.groups["a"].intervals["auc"] is None
+    assert any("no bootstrap intervals" in note for note in report.notes)
+    assert report.to_dict()["bootstrap"]["n_resamples"] == 0
+
+
+def test_without_groups_the_whole_set_gets_intervals():
+    vectors, identities, _ = population(8, {"x": (6, 3, 0.6)})
+    report = run(vectors, identities, None, GroupOptions(n_resamples=100))
+    assert list(report.groups) == ["all"]
+    assert report.groups["all"].intervals["auc"] == report.overall.intervals["auc"]
+
+
+def manifest_dataset() -> Dataset:
+    records = (
+        ImageRecord(Path("a.png"), "amy", {"gender": "F", "age": "young"}),
+        ImageRecord(Path("b.png"), "bob", {"gender": "M", "age": ""}),
+        ImageRecord(Path("c.png"), "amy", {"gender": "F", "age": "young"}),
+    )
+    return Dataset(Path("."), "manifest", records, (), ("gender", "age"))
+
+
+def test_group_labels_from_columns_combinations_and_attribute_csv(tmp_path):
+    dataset = manifest_dataset()
+    assert group_labels(dataset, None, ["gender"]).tolist() == ["F", "M", "F"]
+    assert group_labels(dataset, [1, 2], ["gender", "age"]).tolist() == ["M, (missing)", "F, young"]
+    assert group_labels(dataset, None, None) is None
+    with pytest.raises(DatasetError, match="no column 'race' in the dataset; available columns: gender, age"):
+        group_labels(dataset, None, ["gender", "race"])
+    attributes = tmp_path / "people.csv"
+    attributes.write_text("identity,region\namy,Kanto\n", encoding="utf-8")
+    assert group_labels(dataset, None, None, attributes).tolist() == ["Kanto", "(missing)", "Kanto"]
+    with pytest.raises(DatasetError, match="available columns: region"):
+        group_labels(dataset, None, ["gender"], attributes)
+
+
+def test_group_labels_of_several_folders_are_the_folder_names(tmp_path):
+    for folder, names in (("general", ["aoi_1", "aoi_2", "ken_1"]), ("young_women", ["yui_1", "yui_2"])):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            (tmp_path / folder / f"{name}.png").write_bytes(b"not read here")
+    combined = combine_datasets([load_dataset(tmp_path / "general"), load_dataset(tmp_path / "young_women")])
+    assert group_labels(combined, None, ["group"]).tolist() == ["general"] * 3 + ["young_women"] * 2
+    flat = load_dataset(tmp_path / "general")
+    with pytest.raises(DatasetError, match="available columns: none"):
+        group_labels(flat, None, ["group"])
+
+
+@pytest.mark.slow
+def test_dlib_fails_young_east_asian_women_with_intervals_on_real_faces():
+    """The seed's finding on real faces, 8 images per identity of three sets: dlib's AUC interval for the young
+    East-Asian women's sets lies below the Western celebrities', and at the one global threshold their FMR is many
+    times the target."""
+    from faceval.dlib_embedder import DlibEmbedder
+    from faceval.extraction import extract_embeddings
+    from faceval.scoring import identity_codes
+
+    full = load_dataset(shared_file("faces/manifest.csv"))
+    sets = ("nogizaka46_shozend", "kpop_idols15", "glint360k_celeb24_sample")
+    taken: Counter[str] = Counter()
+    records = []
+    for record in full.records:
+        if record.attributes["dataset"] in sets and taken[record.identity] < 8:
+            taken[record.identity] += 1
+            records.append(record)
+    dataset = Dataset(full.root, full.layout, tuple(records), (), full.attribute_names)
+    embeddings = extract_embeddings(dataset, DlibEmbedder(), progress=False)
+    labels = group_labels(dataset, None, ["dataset"])
+    scored = np.flatnonzero(embeddings.embedded)
+    identities = identity_codes([dataset.records[index].identity for index in scored])
+    chunks = iter_pair_chunks(embeddings.vectors(scored), identities, embeddings.similarity)
+    report = group_report(
+        chunks,
+        labels[scored],
+        identities,
+        embeddings.similarity,
+        GroupOptions(target_fmr=1e-3, threshold=0.6),
+        failures=group_failures(labels, embeddings.embedded),
+        group_by=["dataset"],
+    )
+    groups = report.to_dict()["groups"]
+    western = groups["glint360k_celeb24_sample"]
+    assert western["auc"] > 0.98 and western["fmr_at_global"] <= 1e-3
+    for name in sets[:2]:
+        assert groups[name]["auc_ci"][1] < western["auc_ci"][0], (name, groups[name]["auc_ci"], western["auc_ci"])
+        assert groups[name]["fmr_at_global"] >= 3e-3, (name, groups[name]["fmr_at_global"])
+        assert groups[name]["fmr_at_threshold"] > 0.5  # dlib's customary 0.6 accepts most different people
