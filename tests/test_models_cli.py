@@ -11,6 +11,7 @@ from PIL import Image
 
 from faceval.cli import main
 from faceval.embedders import ModelSpec, parse_model_argument
+
 from onnx_fixtures import SIGNATURE, write_pooled_matmul_model
 
 
@@ -50,17 +51,13 @@ def test_two_onnx_models_are_evaluated_side_by_side(tmp_path):
     write_pooled_matmul_model(model)
     spec = tmp_path / "other.toml"
     spec.write_text(
-        'name = "other"\ninput_size = [224, 224]\ncrop = "whole"\nscale = 0.00392156862745098\n'
-        "embedding_size = 512\n"
+        'name = "other"\ninput_size = [224, 224]\ncrop = "whole"\nscale = 0.00392156862745098\nembedding_size = 512\n'
     )
     textures(tmp_path / "faces")
     out = tmp_path / "out"
-    result = CliRunner().invoke(
-        main,
-        ["evaluate", str(tmp_path / "faces"), "--model", f"japanese-face:{model}", "--model", f"onnx:{model}",
-         "--spec", str(spec), "--out", str(out), "--quiet", "--jobs", "1", "--no-cache"],  # fmt: skip
-        catch_exceptions=False,
-    )
+    models = ["--model", f"japanese-face:{model}", "--model", f"onnx:{model}", "--spec", str(spec)]
+    options = ["--out", str(out), "--quiet", "--jobs", "1", "--no-cache"]
+    result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "faces"), *models, *options], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     document = json.loads((out / "metrics.json").read_text())
     assert set(document["models"]) == {"japanese-face", "other"}
