@@ -36,6 +36,9 @@ ARCFACE_TEMPLATE = np.array(
 # template's own eye and nose-tip points would shrink the face by 15 % and shift it 6 px down.
 DLIB_ARCFACE_TEMPLATE = np.array([[37.35, 53.31], [74.63, 53.09], [56.18, 81.08]])
 
+# OpenCV 5 warns at every YuNet load that its new graph engine ignores the (default) target: noise to a user.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 _PIL_FILTERS = {
     "pil_bilinear": Image.Resampling.BILINEAR,
     "pil_bicubic": Image.Resampling.BICUBIC,
