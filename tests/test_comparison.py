@@ -8,12 +8,13 @@ import json
 import numpy as np
 import pytest
 from scipy.stats import norm
-from test_bootstrap import rebuilt_pairs
 
 from faceval.bootstrap import identity_multiplicities, percentile_interval
 from faceval.comparison import compare_model_vectors, compare_models, delong_test
 from faceval.metrics import ScoreTable, roc_auc
 from faceval.scoring import Similarity, all_pair_scores
+
+from test_bootstrap import rebuilt_pairs
 
 
 def delong_by_definition(scores_a, scores_b, genuine):

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_bootstrap import rebuilt_pairs
 
 from faceval.bootstrap import identity_multiplicities, identity_strata, percentile_interval
 from faceval.datasets import Dataset, DatasetError, ImageRecord, combine_datasets, load_dataset
@@ -28,6 +27,7 @@ from faceval.metrics import ScoreTable, equal_error_rate, roc_auc, tar_at_far, v
 from faceval.scoring import Similarity, all_pair_scores, iter_pair_chunks
 
 from shared_data import shared_file
+from test_bootstrap import rebuilt_pairs
 
 EUCLIDEAN = Similarity.EUCLIDEAN
 
@@ -179,7 +179,20 @@ def test_bad_groups_are_flagged_and_never_crash(mixed, tmp_path):
     json.dumps(document, allow_nan=False)
     lines = report.summary_lines("toy")
     assert lines[0].startswith("groups (toy): global threshold") and any(line.startswith("single") for line in lines)
-    assert any("one identity" in line for line in lines) and any("at your threshold 5" in line for line in lines)
+    assert any("one identity" in line for line in lines) and any("at threshold 5 (distance)" in line for line in lines)
+
+
+@pytest.mark.parametrize("identities", [[], [0], [0, 0, 0], [0, 1, 2]])
+def test_sets_without_genuine_or_impostor_pairs_give_flags_not_errors(identities):
+    identities = np.array(identities, dtype=np.int64)
+    vectors = np.random.default_rng(0).normal(size=(identities.size, 4))
+    labels = np.full(identities.size, "g", dtype=object)
+    chunks = iter_pair_chunks(vectors, identities, Similarity.COSINE)
+    report = group_report(chunks, labels, identities, Similarity.COSINE, GroupOptions(threshold=0.5))
+    document = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert document["global_threshold"]["threshold"] is None and document["all_pairs"]["auc"] is None
+    assert any("no global threshold" in note for note in report.notes)
+    assert report.summary_lines("m")[0].startswith("groups (m): global threshold none")
 
 
 def test_a_group_whose_every_image_failed_is_listed_with_its_fte():
@@ -228,6 +241,7 @@ def test_calibration_chooses_on_development_identities_and_reports_the_others():
         pairs.scores[test_a & ~pairs.genuine] >= best
     )
     assert report.to_dict()["groups"]["a"]["auc_ci"] is None  # no resamples asked for
+    assert any(line.startswith("calibrated: threshold") for line in report.summary_lines("toy"))
 
 
 def test_thresholds_chosen_earlier_are_applied(tmp_path):
@@ -246,6 +260,7 @@ def test_thresholds_chosen_earlier_are_applied(tmp_path):
     assert applied["global"]["groups"]["b"]["fmr"] == np.mean(pairs.scores[in_b & ~pairs.genuine] >= tau)
     own = -chosen.groups["b"]["best_f1"]
     assert applied["groups"]["b"]["best_f1"]["fnmr"] == np.mean(pairs.scores[in_b & pairs.genuine] < own)
+    assert any(f"from {tmp_path / 'metrics.json'}" in line for line in later.summary_lines("toy"))
     with pytest.raises(ValueError, match="no model 'other'; it has: toy"):
         load_thresholds(tmp_path / "metrics.json", "other")
 

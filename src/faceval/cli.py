@@ -11,13 +11,16 @@ from typing import Any
 import click
 
 from faceval import __version__
+from faceval.comparison import comparison_summary_line
 from faceval.datasets import DatasetError
 from faceval.demo import CITATION, DemoDataError, prepare_demo_data
 from faceval.extraction import save_embeddings_npz
+from faceval.groups import group_summary_lines
 from faceval.model_files import ModelError, list_models
 from faceval.pipeline import (
     EmbeddingOptions,
     EvaluationRequest,
+    GroupRequest,
     embed_dataset,
     load_sources,
     metrics_from_embeddings_file,
@@ -62,6 +65,13 @@ def print_summary(document: dict[str, Any], out_dir: Path) -> None:
             )
     if any(m["auc"] is not None and not m["tar_at_far"]["1e-3"]["supported"] for m in document["models"].values()):
         click.echo("* too few impostor pairs to measure FMR 1e-3 (rule of three: need 3,000)")
+    for name, model in document["models"].items():
+        if model.get("groups"):
+            click.echo("")
+            for line in group_summary_lines(model, name):
+                click.echo(line)
+    for comparison in document.get("comparisons", []):
+        click.echo(comparison_summary_line(comparison))
     for note in document["notes"]:
         click.echo(f"note: {note}")
     click.echo(f"results: {out_dir / 'metrics.json'}")
@@ -154,6 +164,75 @@ def embedding_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def group_analysis_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--group-by, --attributes, --target-fmr, --threshold, --calibrate, --threshold-from, --resamples, --seed."""
+    for option in reversed(
+        [
+            click.option(
+                "--group-by",
+                metavar="COLUMN[,COLUMN...]",
+                help="Manifest columns that form groups (combinations of values are groups), e.g. group,gender. "
+                "Several dataset folders are grouped by folder without it.",
+            ),
+            click.option(
+                "--attributes",
+                "attribute_csv",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="CSV of identity,<columns...> whose columns (or --group-by ones) form the groups.",
+            ),
+            click.option(
+                "--target-fmr",
+                type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                default=1e-3,
+                show_default=True,
+                help="FMR over all impostor pairs that fixes the one global threshold applied to every group.",
+            ),
+            click.option(
+                "--threshold",
+                "thresholds",
+                multiple=True,
+                metavar="[MODEL=]VALUE",
+                help="Your threshold in the model's units (dlib: a distance, e.g. 0.6): FNMR/FMR per group at it. "
+                "Repeat as MODEL=VALUE for several models.",
+            ),
+            click.option(
+                "--calibrate",
+                type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                metavar="FRACTION",
+                help="Choose thresholds on this share of the identities (per group), report FMR/FNMR on the others.",
+            ),
+            click.option(
+                "--threshold-from",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                metavar="RUN_DIR/metrics.json",
+                help="Apply the thresholds chosen in an earlier run (global and per group).",
+            ),
+            click.option(
+                "--resamples",
+                type=click.IntRange(min=0),
+                default=1000,
+                show_default=True,
+                help="Identity-bootstrap resamples for the 95 % intervals (0: no intervals).",
+            ),
+            click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap and splits."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _thresholds(values: tuple[str, ...]) -> dict[str, float]:
+    """``--threshold 0.6`` (every model, key "") or ``--threshold dlib=0.6``."""
+    parsed = {}
+    for value in values:
+        model, _, number = value.rpartition("=")
+        try:
+            parsed[model.strip()] = float(number)
+        except ValueError:
+            _fail(f"--threshold takes VALUE or MODEL=VALUE in the model's units (e.g. dlib=0.6), got {value!r}")
+    return parsed
+
+
 def _sources(sources: tuple[Path, ...], manifest: Path | None, command: str) -> tuple[Path, ...]:
     sources = (*sources, manifest) if manifest is not None else sources
     if not sources:
@@ -197,6 +276,7 @@ def _reported_errors() -> Iterator[None]:
     help="Folder for metrics.json, CSV files and plots.",
 )
 @embedding_options
+@group_analysis_options
 def evaluate(
     sources: tuple[Path, ...],
     layout: str,
@@ -211,6 +291,14 @@ def evaluate(
     jobs: int | None,
     max_temp: float | None,
     quiet: bool,
+    group_by: str | None,
+    attribute_csv: Path | None,
+    target_fmr: float,
+    thresholds: tuple[str, ...],
+    calibrate: float | None,
+    threshold_from: Path | None,
+    resamples: int,
+    seed: int,
 ) -> None:
     """Embed every image of SOURCES with each model and measure verification over all pairs.
 
@@ -225,6 +313,16 @@ def evaluate(
         dlib_options={"detector": dlib_detector, "upsample": dlib_upsample},
         spec_file=spec,
         embedding=EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet),
+        groups=GroupRequest(
+            group_by=tuple(column.strip() for column in (group_by or "").split(",") if column.strip()),
+            attribute_csv=attribute_csv,
+            target_fmr=target_fmr,
+            thresholds=_thresholds(thresholds),
+            calibrate=calibrate,
+            threshold_from=threshold_from,
+            n_resamples=resamples,
+            seed=seed,
+        ),
     )
     with _reported_errors():
         document = run_evaluation(request, command=sys.argv)

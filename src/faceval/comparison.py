@@ -26,7 +26,7 @@ from faceval.bootstrap import (
     identity_strata,
     percentile_interval,
 )
-from faceval.metrics import ScoreTable, _validated, roc_auc
+from faceval.metrics import ScoreTable, roc_auc, validated_scores
 from faceval.scoring import Similarity, all_pair_scores
 
 
@@ -52,8 +52,8 @@ def delong_test(scores_a: Any, scores_b: Any, genuine: Any) -> DeLong:
     >>> result.auc_a, result.auc_b, round(result.p, 4)
     (1.0, 0.75, 0.4795)
     """
-    scores_a, genuine = _validated(scores_a, genuine)
-    scores_b, _ = _validated(scores_b, genuine)
+    scores_a, genuine = validated_scores(scores_a, genuine)
+    scores_b, _ = validated_scores(scores_b, genuine)
     if scores_a.shape != scores_b.shape:
         raise ValueError(f"both models need scores of the same pairs: {scores_a.size} and {scores_b.size} scores")
     n_genuine, n_impostor = int(genuine.sum()), int((~genuine).sum())
@@ -127,9 +127,11 @@ def comparison_summary_line(entry: dict[str, Any]) -> str:
     'a - b: AUC difference +0.0400 [+0.0100, +0.0700] (paired identity bootstrap, 1000 resamples); DeLong p 0.002'
     """
     interval = "" if entry["ci"] is None else f" [{entry['ci'][0]:+.4f}, {entry['ci'][1]:+.4f}]"
+    # A p-value below the smallest double reads 0.
+    p = f"{entry['delong_p']:.2g}" if entry["delong_p"] > 0 else "< 1e-300"
     return (
         f"{entry['model_a']} - {entry['model_b']}: AUC difference {entry['difference']:+.4f}{interval} "
-        f"(paired identity bootstrap, {entry['n_resamples']} resamples); DeLong p {entry['delong_p']:.2g}"
+        f"(paired identity bootstrap, {entry['n_resamples']} resamples); DeLong p {p}"
     )
 
 

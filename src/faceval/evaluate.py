@@ -6,14 +6,16 @@ own failures are reported beside its figures, never hidden by dropping pairs sil
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from faceval.comparison import ModelComparison, compare_model_vectors
 from faceval.datasets import Dataset
 from faceval.extraction import EmbeddingSet
+from faceval.groups import GroupOptions, GroupReport, group_failures, group_report
 from faceval.metrics import ScoreCounts, ScoreTable
 from faceval.scoring import Similarity, identity_codes, iter_pair_chunks
 
@@ -37,6 +39,8 @@ class Evaluation:
     dataset: dict[str, Any]
     models: dict[str, ModelResult]
     notes: list[str] = field(default_factory=list)
+    groups: dict[str, GroupReport] = field(default_factory=dict)
+    comparisons: list[ModelComparison] = field(default_factory=list)
 
 
 def score_pairs(vectors: np.ndarray, identities: np.ndarray, similarity: Similarity) -> ScoreTable:
@@ -84,8 +88,19 @@ def population_problems(population: dict[str, Any], where: str) -> list[str]:
     return notes
 
 
-def evaluate_embeddings(dataset: Dataset, embedding_sets: Sequence[EmbeddingSet]) -> Evaluation:
-    """Score every model on the pairs of images that all of them embedded."""
+def evaluate_embeddings(
+    dataset: Dataset,
+    embedding_sets: Sequence[EmbeddingSet],
+    groups: np.ndarray | None = None,
+    group_options: Mapping[str, GroupOptions] | None = None,
+    group_by: Sequence[str] = (),
+) -> Evaluation:
+    """Score every model on the pairs of images that all of them embedded.
+
+    With ``group_options`` (per model) each model also gets a `GroupReport`: per-group figures when ``groups``
+    holds one label per dataset record (`faceval.groups.group_labels`), identity-bootstrap intervals in any case;
+    several models are then compared pairwise (AUC difference, paired bootstrap, DeLong).
+    """
     if not embedding_sets:
         raise ValueError("evaluate_embeddings needs at least one model's embeddings")
     names = [embeddings.model for embeddings in embedding_sets]
@@ -127,4 +142,29 @@ def evaluate_embeddings(dataset: Dataset, embedding_sets: Sequence[EmbeddingSet]
             embeddings.n_failed,
             table,
         )
+        options = (group_options or {}).get(embeddings.model)
+        if options is not None and len(indices) >= 2:
+            evaluation.groups[embeddings.model] = group_report(
+                iter_pair_chunks(embeddings.vectors(indices), identities, embeddings.similarity),
+                None if groups is None else groups[indices],
+                identities,
+                embeddings.similarity,
+                options,
+                failures=None if groups is None else group_failures(groups, embeddings.embedded),
+                group_by=group_by,
+            )
+    if group_options and len(embedding_sets) > 1 and len(indices) >= 2:
+        options = next(iter(group_options.values()))
+        evaluation.comparisons = compare_model_vectors(
+            [(embeddings.model, embeddings.vectors(indices), embeddings.similarity) for embeddings in embedding_sets],
+            identities,
+            None if groups is None else groups[indices],
+            n_resamples=options.n_resamples,
+            seed=options.seed,
+            max_pairs=options.max_bootstrap_pairs,
+        )
+        if not evaluation.comparisons:
+            evaluation.notes.append(
+                f"models not compared pairwise: more than {options.max_bootstrap_pairs:,} pairs to hold in memory"
+            )
     return evaluation

@@ -397,7 +397,7 @@ def group_summary_lines(entry: Mapping[str, Any], model: str) -> list[str]:
 
     chosen, units = entry["global_threshold"], entry.get("units", "score")
     target = chosen["target_fmr"]
-    threshold = "none (no score reaches it)" if chosen["threshold"] is None else f"{chosen['threshold']:.4f}"
+    threshold = "none (see the notes)" if chosen["threshold"] is None else f"{chosen['threshold']:.4f}"
     lines = [
         f"groups ({model}): global threshold {threshold} ({units}) at FMR {target:g} over all "
         f"{chosen['n_impostor']:,} impostor pairs; 95 % intervals from {entry['bootstrap']['n_resamples']} "
@@ -418,13 +418,29 @@ def group_summary_lines(entry: Mapping[str, Any], model: str) -> list[str]:
         )
     if chosen["fdr"] is not None:
         lines.append(f"fairness discrepancy rate at the global threshold: {figure(chosen['fdr'], chosen['fdr_ci'])}")
-    point = entry.get("at_threshold")
-    if point is not None:
-        rates = ", ".join(
+
+    def rates(point: Mapping[str, Any]) -> str:
+        return ", ".join(
             f"{name} FNMR {figure(values['fnmr'], None)} FMR {figure(values['fmr'], None, 4)}"
             for name, values in point["groups"].items()
         )
-        lines.append(f"at your threshold {point['threshold']:g} ({units}): {rates}")
+
+    if entry.get("at_threshold") is not None:
+        lines.append(f"at threshold {entry['at_threshold']['threshold']:g} ({units}): {rates(entry['at_threshold'])}")
+    applied = entry.get("applied_thresholds")
+    if applied is not None and applied["global"] is not None:
+        lines.append(
+            f"at threshold {applied['global']['threshold']:g} from {applied['source']}: {rates(applied['global'])}"
+        )
+    calibration = entry.get("calibration")
+    if calibration is not None and calibration["global"] is not None:
+        chosen_on_development, held_out = calibration["global"], calibration["global"]["held_out"]
+        lines.append(
+            f"calibrated: threshold {figure(chosen_on_development['threshold'], None, 4)} chosen on "
+            f"{calibration['n_development_identities']} identities gives FMR {figure(held_out['fmr'], None, 5)} "
+            f"(target {target:g}) and FNMR {figure(held_out['fnmr'], None)} on the "
+            f"{calibration['n_held_out_identities']} others"
+        )
     lines.extend(f"note: {note}" for note in entry["group_notes"])
     return lines
 
@@ -732,15 +748,13 @@ def group_report(
             )
 
     points = _operating_points(pairs, names, thresholds, resampled, options.fdr_alpha)
-    described = {"global": "global threshold", "threshold": "given threshold", "applied": "earlier run's threshold"}
-    for key, point in points.items():
-        for rate, values in (("FNMR", point.fnmr), ("FMR", point.fmr)):
-            zero = [name for name in names if values[name] == 0]
-            if zero:
-                notes.append(
-                    f"{rate} is 0 at the {described[key]} in {', '.join(zero)}: the max/geometric-mean ratio of "
-                    f"{rate} is unbounded there (reported as None); the FDR still compares the groups"
-                )
+    for rate, values in (("FNMR", points["global"].fnmr), ("FMR", points["global"].fmr)):
+        zero = [name for name in names if values[name] == 0]
+        if zero:
+            notes.append(
+                f"{rate} is 0 at the global threshold in {', '.join(zero)}: the max/geometric-mean ratio of {rate} "
+                "is unbounded (reported as None); the FDR still compares the groups"
+            )
     global_figure = {
         "fmr_reached": None if global_tar is None else global_tar.fmr,
         "n_impostor": overall_table.n_impostor,
@@ -1048,7 +1062,7 @@ def write_group_files(folder: str | Path, report: GroupReport, model: str) -> di
     )
     markers = {} if threshold_text is None else {"global threshold": threshold_text}
     if report.user_point is not None and _model_units(report.similarity, report.user_point.threshold) is not None:
-        markers["your threshold"] = _model_units(report.similarity, report.user_point.threshold)
+        markers["given threshold"] = _model_units(report.similarity, report.user_point.threshold)
     plots.plot_group_histograms(
         {
             name: (

@@ -38,7 +38,7 @@ _COMPACT_MIN = 1 << 22
 _Counted = tuple[np.ndarray, ...]
 
 
-def _validated(scores: Any, genuine: Any) -> tuple[np.ndarray, np.ndarray]:
+def validated_scores(scores: Any, genuine: Any) -> tuple[np.ndarray, np.ndarray]:
     """Scores as finite float64 and labels as bool, both 1-D of one length, or a ValueError saying why not."""
     scores = np.asarray(scores)
     genuine = np.asarray(genuine)
@@ -136,7 +136,7 @@ class ScoreCounts:
 
     def update(self, scores: Any, genuine: Any) -> None:
         """Add pairs: their scores (finite, larger = more alike) and genuine labels (bool or 0/1)."""
-        scores, genuine = _validated(scores, genuine)
+        scores, genuine = validated_scores(scores, genuine)
         # Boolean indexing copies, so later changes to the caller's arrays cannot reach the state.
         for label, chunk in ((True, scores[genuine]), (False, scores[~genuine])):
             if chunk.size:

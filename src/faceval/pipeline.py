@@ -21,8 +21,9 @@ from faceval.evaluate import (
     score_pairs,
 )
 from faceval.extraction import EmbeddingSet, extract_embeddings
+from faceval.groups import GroupOptions, group_labels, load_thresholds
 from faceval.onnx_embedder import available_cores
-from faceval.report import write_report
+from faceval.report import REFERENCE_THRESHOLDS, write_report
 from faceval.scoring import Similarity, identity_codes
 from faceval.store import EmbeddingStore
 
@@ -39,6 +40,21 @@ class EmbeddingOptions:
 
 
 @dataclass(frozen=True)
+class GroupRequest:
+    """The group analysis: groups from ``group_by`` columns (several dataset folders: their folder names) or an
+    identity-attribute CSV; ``thresholds`` in each model's units by model name (``""``: every model)."""
+
+    group_by: Sequence[str] = ()
+    attribute_csv: str | Path | None = None
+    target_fmr: float = 1e-3
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    calibrate: float | None = None
+    threshold_from: str | Path | None = None
+    n_resamples: int = 1000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class EvaluationRequest:
     """What ``faceval evaluate`` was asked to do."""
 
@@ -49,6 +65,7 @@ class EvaluationRequest:
     dlib_options: Mapping[str, Any] = field(default_factory=dict)
     spec_file: str | Path | None = None
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
+    groups: GroupRequest = field(default_factory=GroupRequest)
 
 
 def load_sources(sources: Sequence[str | Path], layout: str = "auto") -> Dataset:
@@ -88,12 +105,31 @@ def embed_dataset(dataset: Dataset, specs: Sequence[ModelSpec], options: Embeddi
         ]
 
 
+def group_options(request: GroupRequest, models: Sequence[str]) -> dict[str, GroupOptions]:
+    """Each model's `GroupOptions`; its threshold is the user's, else the customary one (dlib 0.6), if any."""
+    return {
+        model: GroupOptions(
+            target_fmr=request.target_fmr,
+            threshold=request.thresholds.get(model, request.thresholds.get("", REFERENCE_THRESHOLDS.get(model))),
+            calibrate=request.calibrate,
+            threshold_from=None if request.threshold_from is None else load_thresholds(request.threshold_from, model),
+            n_resamples=request.n_resamples,
+            seed=request.seed,
+        )
+        for model in models
+    }
+
+
 def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = None) -> dict[str, Any]:
     """Run the whole evaluation and write the report; returns the ``metrics.json`` document."""
     dataset = load_sources(request.sources, request.layout)
     specs = model_specs(request.models, request.dlib_options, request.spec_file, request.embedding.jobs)
+    # Groups and thresholds are checked before any embedding: a wrong column should fail in seconds.
+    group_by = tuple(request.groups.group_by) or (("group",) if len(request.sources) > 1 else ())
+    groups = group_labels(dataset, None, group_by or None, request.groups.attribute_csv)
+    options = group_options(request.groups, [spec.name for spec in specs])
     embedding_sets = embed_dataset(dataset, specs, request.embedding)
-    evaluation = evaluate_embeddings(dataset, embedding_sets)
+    evaluation = evaluate_embeddings(dataset, embedding_sets, groups, options, group_by)
     return write_report(request.out_dir, evaluation, dataset, embedding_sets, command)
 
 

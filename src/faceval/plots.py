@@ -73,8 +73,12 @@ def plot_roc(curves: Sequence[Curve], path: Path, log_fmr: bool = False, title: 
 
 
 def plot_det(curves: Sequence[Curve], path: Path, title: str = "DET") -> Path:
-    """DET curves: FNMR against FMR on normal-deviate (probit) axes, as in NIST and ISO/IEC 19795-1 reports."""
-    ticks = np.array([1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5])
+    """DET curves: FNMR against FMR on normal-deviate (probit) axes, as in NIST and ISO/IEC 19795-1 reports.
+
+    FNMR runs up to 0.95: at strict thresholds a model that fails a group misses most genuine pairs.
+    """
+    fmr_ticks = np.array([1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5])
+    fnmr_ticks = np.array([1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5, 0.8, 0.95])
     limit = 1e-6
     figure, axes = plt.subplots(figsize=(6.4, 5.2))
     for curve in curves:
@@ -86,12 +90,10 @@ def plot_det(curves: Sequence[Curve], path: Path, title: str = "DET") -> Path:
             label=curve.label,
             linewidth=1.5,
         )
-    positions = norm.ppf(ticks)
-    labels = [f"{tick:g}" for tick in ticks]
-    axes.set_xticks(positions, labels)
-    axes.set_yticks(positions, labels)
+    axes.set_xticks(norm.ppf(fmr_ticks), [f"{tick:g}" for tick in fmr_ticks])
+    axes.set_yticks(norm.ppf(fnmr_ticks), [f"{tick:g}" for tick in fnmr_ticks])
     axes.set_xlim(norm.ppf(limit), norm.ppf(0.5))
-    axes.set_ylim(norm.ppf(limit), norm.ppf(0.5))
+    axes.set_ylim(norm.ppf(limit), norm.ppf(0.95))
     axes.set_xlabel("False match rate (FMR)")
     axes.set_ylabel("False non-match rate (FNMR)")
     axes.set_title(title)

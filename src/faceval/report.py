@@ -30,6 +30,7 @@ from faceval import __version__, plots
 from faceval.datasets import Dataset
 from faceval.evaluate import Evaluation, ModelResult
 from faceval.extraction import EmbeddingSet
+from faceval.groups import write_group_files
 from faceval.metrics import (
     DEFAULT_FARS,
     Sweep,
@@ -132,8 +133,13 @@ def metrics_document(evaluation: Evaluation, command: Iterable[str] | None = Non
         "environment": environment(),
         "dataset": evaluation.dataset,
         "models": {
-            name: model_summary(result, evaluation.dataset["n_images"]) for name, result in evaluation.models.items()
+            name: {
+                **model_summary(result, evaluation.dataset["n_images"]),
+                **(evaluation.groups[name].to_dict() if name in evaluation.groups else {}),
+            }
+            for name, result in evaluation.models.items()
         },
+        "comparisons": [comparison.to_dict() for comparison in evaluation.comparisons],
         "notes": evaluation.notes,
     }
 
@@ -263,6 +269,9 @@ def write_report(
         summary = document["models"][name]
         folder = out / _safe_name(name)
         summary["files"] = {}
+        if name in evaluation.groups:
+            written = write_group_files(folder, evaluation.groups[name], name)
+            summary["files"].update({key: f"{folder.name}/{file}" for key, file in written.items()})
         if summary["auc"] is None:
             continue
         write_sweep_csv(folder / "sweep.csv", threshold_sweep(result.table), result.similarity)
@@ -273,7 +282,7 @@ def write_report(
             result.similarity,
         )
         draw_model_figures(folder, result, summary)
-        summary["files"] = {
+        summary["files"] |= {
             key: f"{folder.name}/{file}"
             for key, file in (
                 ("sweep", "sweep.csv"),
