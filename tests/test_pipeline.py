@@ -69,6 +69,10 @@ def test_jaffe_outputs_agree_with_each_other(jaffe_run):
     assert int(sweep[-1]["tp"]) + int(sweep[-1]["fp"]) == model["n_pairs"]  # loosest threshold accepts all
     with open(out / "dlib" / "sweep_grid.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 100  # the seed's grid 0.10 .. 1.09
+    with open(out / "models.csv") as handle:
+        (table_row,) = list(csv.DictReader(handle))
+    assert float(table_row["auc"]) == model["auc"] and int(table_row["n_failed"]) == model["n_failed"]
+    assert float(table_row["best_f1_threshold"]) == model["best_f1"]["threshold"]
     rows = read_images_csv(out)
     assert len(rows) == 213 + document["dataset"]["n_skipped_files"]
     assert sum(row["status"] == "embedded" for row in rows) == model["n_images"]

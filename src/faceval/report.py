@@ -4,6 +4,7 @@ Layout of an output folder (the schema of ``metrics.json`` is documented in ``do
 
     metrics.json            every figure, per model, with versions and model-file checksums
     images.csv              one row per image and model: status, failure reason, faces found, box
+    models.csv              the comparison table: one row per model
     roc.png roc_log.png det.png          every model on one figure
     <model>/sweep.csv       every distinct threshold, in the model's own units
     <model>/sweep_grid.csv  the seed's grid 0.10 .. 1.10 step 0.01
@@ -216,6 +217,26 @@ def write_images_csv(path: Path, dataset: Dataset, embedding_sets: Sequence[Embe
     _write_csv(path, header, rows())
 
 
+def write_models_csv(path: Path, document: dict[str, Any]) -> None:
+    """The comparison table: one row per model, thresholds in each model's own units."""
+    header = ["model", "units", "n_images", "n_failed", "fte", "n_genuine", "n_impostor", "auc", "eer",
+              "eer_threshold", "tar_at_far_1e-3", "tar_threshold_1e-3", "best_f1", "best_f1_threshold"]  # fmt: skip
+
+    def rows() -> Iterable[list[Any]]:
+        for name, model in document["models"].items():
+            scored = model["auc"] is not None
+            tar = model["tar_at_far"]["1e-3"] if scored else None
+            yield [
+                name, model["units"], model["n_images"], model["n_failed"], model["fte"], model["n_genuine"],
+                model["n_impostor"], model["auc"],
+                model["eer"]["value"] if scored else None, model["eer"]["threshold"] if scored else None,
+                tar["tar"] if tar else None, tar["threshold"] if tar else None,
+                model["best_f1"]["f1"] if scored else None, model["best_f1"]["threshold"] if scored else None,
+            ]  # fmt: skip
+
+    _write_csv(path, header, rows())
+
+
 def _safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
@@ -297,6 +318,7 @@ def write_report(
         plots.plot_roc(curves, out / "roc.png")
         plots.plot_roc(curves, out / "roc_log.png", log_fmr=True, title="ROC (log FMR)")
         plots.plot_det(curves, out / "det.png")
+    write_models_csv(out / "models.csv", document)
     if dataset is not None and embedding_sets:
         write_images_csv(out / "images.csv", dataset, embedding_sets)
     write_json_atomic(out / "metrics.json", document)
