@@ -12,10 +12,8 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import multiprocessing.forkserver
-import os
 import pickle
 import signal
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from faceval.atomic import atomic_write
 from faceval.datasets import Dataset, ImageRecord
 from faceval.embedders import Embedder, EmbeddingResult, ModelSpec
 from faceval.hashing import sha256_file
@@ -327,16 +326,6 @@ def save_embeddings_npz(path: str | Path, dataset: Dataset, embedding_set: Embed
         "model": np.array(embedding_set.model),
         "similarity": np.array(embedding_set.similarity.value),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the target and renamed over it: a crash leaves the old file or none, never half of one.
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as handle:
+        np.savez(handle, **arrays)
     return path

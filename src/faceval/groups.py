@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from faceval import plots
+from faceval.atomic import write_csv
 from faceval.bootstrap import (
     CONFIDENCE,
     DEFAULT_RESAMPLES,
@@ -1009,13 +1009,7 @@ def write_groups_csv(path: str | Path, report: GroupReport) -> Path:
             entry.get("fmr_at_threshold"), "; ".join(entry["flags"]),
         ]  # fmt: skip
         rows.append([_csv_value(value) for value in row])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(temporary, path)
+    write_csv(path, header, rows)
     return path
 
 

@@ -40,6 +40,14 @@ def _thin(*arrays: np.ndarray) -> list[np.ndarray]:
     return [array[keep] for array in arrays]
 
 
+def _label(axes: plt.Axes, xlabel: str, ylabel: str, title: str, legend: str = "best") -> None:
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(loc=legend, fontsize="small")
+
+
 def _save(figure: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
@@ -59,16 +67,12 @@ def plot_roc(curves: Sequence[Curve], path: Path, log_fmr: bool = False, title: 
         axes.plot(fmr, tmr, label=curve.label, linewidth=1.5)
     if log_fmr:
         axes.set_xscale("log")
-        axes.set_xlabel("False match rate (FMR, log scale)")
     else:
         axes.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1)
         axes.set_xlim(0, 1)
-        axes.set_xlabel("False match rate (FMR)")
     axes.set_ylim(0, 1.01)
-    axes.set_ylabel("True match rate (TMR = 1 - FNMR)")
-    axes.set_title(title)
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend(loc="lower right", fontsize="small")
+    xlabel = "False match rate (FMR, log scale)" if log_fmr else "False match rate (FMR)"
+    _label(axes, xlabel, "True match rate (TMR = 1 - FNMR)", title, legend="lower right")
     return _save(figure, path)
 
 
@@ -94,11 +98,7 @@ def plot_det(curves: Sequence[Curve], path: Path, title: str = "DET") -> Path:
     axes.set_yticks(norm.ppf(fnmr_ticks), [f"{tick:g}" for tick in fnmr_ticks])
     axes.set_xlim(norm.ppf(limit), norm.ppf(0.5))
     axes.set_ylim(norm.ppf(limit), norm.ppf(0.95))
-    axes.set_xlabel("False match rate (FMR)")
-    axes.set_ylabel("False non-match rate (FNMR)")
-    axes.set_title(title)
-    axes.grid(True, alpha=0.3)
-    axes.legend(loc="upper right", fontsize="small")
+    _label(axes, "False match rate (FMR)", "False non-match rate (FNMR)", title, legend="upper right")
     return _save(figure, path)
 
 
@@ -130,11 +130,7 @@ def plot_threshold_metrics(
     low, high = float(np.min(thresholds)), float(np.max(thresholds))
     axes.set_xlim((high, low) if reverse_x else (low, high))
     axes.set_ylim(0, 1.01)
-    axes.set_xlabel(f"Threshold ({units})")
-    axes.set_ylabel("Value")
-    axes.set_title(title)
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize="small")
+    _label(axes, f"Threshold ({units})", "Value", title)
     return _save(figure, path)
 
 
@@ -159,11 +155,7 @@ def plot_score_histograms(
     colours = ["black", "tab:blue", "tab:purple", "tab:orange", "tab:brown"]
     for (label, value), colour in zip(markers.items(), colours, strict=False):
         axes.axvline(value, color=colour, linestyle="--", linewidth=1.2, label=f"{label}: {value:.4g}")
-    axes.set_xlabel(f"Score ({units})")
-    axes.set_ylabel("Density")
-    axes.set_title(title)
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize="small")
+    _label(axes, f"Score ({units})", "Density", title)
     return _save(figure, path)
 
 

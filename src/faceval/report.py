@@ -13,12 +13,9 @@ Layout of an output folder (the schema of ``metrics.json`` is documented in ``do
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import platform
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
@@ -28,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from faceval import __version__, plots
+from faceval.atomic import write_csv, write_json
 from faceval.datasets import Dataset
 from faceval.evaluate import Evaluation, ModelResult
 from faceval.extraction import EmbeddingSet
@@ -145,25 +143,6 @@ def metrics_document(evaluation: Evaluation, command: Iterable[str] | None = Non
     }
 
 
-def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
-    """Write JSON through a temporary file and a rename, so an interrupted run never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
-        json.dump(document, handle, indent=2, ensure_ascii=False, allow_nan=False)
-        handle.write("\n")
-    os.replace(handle.name, path)
-
-
-def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(temporary, path)
-
-
 def write_sweep_csv(path: Path, sweep: Sweep, similarity: Similarity) -> None:
     """One row per threshold (model units): counts and rates at that threshold."""
     thresholds = similarity.to_model_units(sweep.threshold) + 0.0
@@ -181,7 +160,7 @@ def write_sweep_csv(path: Path, sweep: Sweep, similarity: Similarity) -> None:
         sweep.fnmr,
     ]
     header = ["threshold", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "f1", "fmr", "fnmr"]
-    _write_csv(path, header, zip(*(column.tolist() for column in columns), strict=True))
+    write_csv(path, header, zip(*(column.tolist() for column in columns), strict=True))
 
 
 def write_images_csv(path: Path, dataset: Dataset, embedding_sets: Sequence[EmbeddingSet]) -> None:
@@ -214,7 +193,7 @@ def write_images_csv(path: Path, dataset: Dataset, embedding_sets: Sequence[Embe
         for path_, reason in dataset.skipped:
             yield [path_.as_posix(), "", "", "skipped", reason, "", "", ""]
 
-    _write_csv(path, header, rows())
+    write_csv(path, header, rows())
 
 
 def write_models_csv(path: Path, document: dict[str, Any]) -> None:
@@ -234,7 +213,7 @@ def write_models_csv(path: Path, document: dict[str, Any]) -> None:
                 model["best_f1"]["f1"] if scored else None, model["best_f1"]["threshold"] if scored else None,
             ]  # fmt: skip
 
-    _write_csv(path, header, rows())
+    write_csv(path, header, rows())
 
 
 def _safe_name(name: str) -> str:
@@ -321,5 +300,5 @@ def write_report(
     write_models_csv(out / "models.csv", document)
     if dataset is not None and embedding_sets:
         write_images_csv(out / "images.csv", dataset, embedding_sets)
-    write_json_atomic(out / "metrics.json", document)
+    write_json(out / "metrics.json", document)
     return document
