@@ -15,7 +15,7 @@ import numpy as np
 from faceval.comparison import ModelComparison, compare_model_vectors
 from faceval.datasets import Dataset
 from faceval.extraction import EmbeddingSet
-from faceval.groups import GroupOptions, GroupReport, group_failures, group_report
+from faceval.groups import ALL, GroupOptions, GroupReport, group_failures, group_report
 from faceval.metrics import ScoreCounts, ScoreTable
 from faceval.scoring import Similarity, identity_codes, iter_pair_chunks
 
@@ -128,6 +128,8 @@ def evaluate_embeddings(
         )
     evaluation.notes.extend(population_problems(population, "scored images"))
     identities = identity_codes(labels)
+    # Without groups every record is in the one group, so its failures (FTE) are still counted.
+    record_groups = groups if groups is not None else np.full(dataset.n_images, ALL, dtype=object)
     for embeddings in embedding_sets:
         table = (
             score_pairs(embeddings.vectors(indices), identities, embeddings.similarity)
@@ -150,7 +152,7 @@ def evaluate_embeddings(
                 identities,
                 embeddings.similarity,
                 options,
-                failures=None if groups is None else group_failures(groups, embeddings.embedded),
+                failures=group_failures(record_groups, embeddings.embedded),
                 group_by=group_by,
             )
     if group_options and len(embedding_sets) > 1 and len(indices) >= 2:
