@@ -99,7 +99,14 @@ def embed_dataset(dataset: Dataset, specs: Sequence[ModelSpec], options: Embeddi
         store = stack.enter_context(EmbeddingStore(options.cache)) if options.use_cache else None
         return [
             extract_embeddings(
-                dataset, embedder, jobs=options.jobs, store=store, progress=options.progress, max_temp=options.max_temp
+                dataset,
+                embedder,
+                jobs=options.jobs,
+                store=store,
+                progress=options.progress,
+                max_temp=options.max_temp,
+                # A model with a batch axis runs several images per inference call.
+                batch_size=getattr(embedder, "batch_size", 1),
             )
             for embedder in embedders
         ]
