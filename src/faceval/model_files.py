@@ -227,8 +227,7 @@ def download_file(url: str, destination: Path, sha256: str, *, name: str, timeou
                 handle.write(chunk)
         if digest.hexdigest() != sha256:
             raise ModelError(
-                f"{name!r}: download from {url} has sha256 {digest.hexdigest()}, expected {sha256}; "
-                "nothing was kept"
+                f"{name!r}: download from {url} has sha256 {digest.hexdigest()}, expected {sha256}; nothing was kept"
             )
         os.replace(temporary, destination)
     finally:
