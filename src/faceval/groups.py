@@ -398,16 +398,17 @@ def group_summary_lines(entry: Mapping[str, Any], model: str) -> list[str]:
     chosen, units = entry["global_threshold"], entry.get("units", "score")
     target = chosen["target_fmr"]
     threshold = "none (see the notes)" if chosen["threshold"] is None else f"{chosen['threshold']:.4f}"
+    # Without groups the one group is the whole set: one row says it all.
+    grouped = list(entry["groups"]) != [ALL]
     lines = [
-        f"{'groups' if entry.get('group_by') else 'intervals'} ({model}): global threshold {threshold} ({units}) "
+        f"{'groups' if grouped else 'intervals'} ({model}): global threshold {threshold} ({units}) "
         f"at FMR {target:g} over all "
         f"{chosen['n_impostor']:,} impostor pairs; 95 % intervals from {entry['bootstrap']['n_resamples']} "
         "identity resamples",
         f"{'group':<28}{'images':>7}{'ids':>5}{'genuine':>9}{'impostor':>10}{'FTE':>7}  {'AUC':<22}"
         f"{'EER':<22}{'FNMR at global':<22}{'FMR at global':<26}{'x target':>9}",
     ]
-    # Without groups the one group is the whole set: one row says it all.
-    rows = {**entry["groups"], ALL_PAIRS: entry["all_pairs"]} if entry.get("group_by") else {ALL: entry["all_pairs"]}
+    rows = {**entry["groups"], ALL_PAIRS: entry["all_pairs"]} if grouped else {ALL: entry["all_pairs"]}
     for name, group in rows.items():
         fte = "-" if group["fte"] is None else f"{group['fte']:.3f}"
         fmr = group.get("fmr_at_global")
