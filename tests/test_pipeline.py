@@ -115,6 +115,22 @@ def test_metrics_from_embeddings_file_matches_sklearn(tmp_path):
     assert model["n_genuine"] == 12 * 10 and model["n_pairs"] == 60 * 59 // 2
 
 
+def test_embed_then_metrics_keeps_the_failures(tmp_path):
+    data = tmp_path / "faces"
+    for identity in ("ann", "bob"):
+        for k in range(3):
+            face_like(data / identity / f"{k}.png", seed=ord(identity[0]) * 10 + k)
+    (data / "bob" / "empty.png").write_bytes(b"")
+    npz = tmp_path / "dlib.npz"
+    code, output = run_cli("embed", str(data), "--dlib-detector", "none", "--no-cache", "--out", str(npz), "--quiet")
+    assert code == 0 and "7 images: 7 embedded, 0 from the store, 1 without a vector" in output, output
+    code, output = run_cli("metrics", str(npz), "--metric", "euclidean", "--out", str(tmp_path / "out"))
+    assert code == 0, output
+    model = json.loads((tmp_path / "out" / "metrics.json").read_text())["models"]["dlib"]
+    assert (model["n_images"], model["n_failed"], model["n_genuine"], model["n_impostor"]) == (6, 1, 6, 9)
+    assert model["fte"] == pytest.approx(1 / 7) and model["all_pairs"]["auc_ci"] is not None
+
+
 def test_metrics_file_errors(tmp_path):
     np.savez(tmp_path / "bad.npz", names=np.array(["a"]))
     code, output = run_cli("metrics", str(tmp_path / "bad.npz"), "--metric", "euclidean")

@@ -164,8 +164,8 @@ def embedding_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def group_analysis_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--group-by, --attributes, --target-fmr, --threshold, --calibrate, --threshold-from, --resamples, --seed."""
+def grouping_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--group-by, --attributes: which images form the demographic groups."""
     for option in reversed(
         [
             click.option(
@@ -180,6 +180,16 @@ def group_analysis_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 type=click.Path(exists=True, dir_okay=False, path_type=Path),
                 help="CSV of identity,<columns...> whose columns (or --group-by ones) form the groups.",
             ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def threshold_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--target-fmr, --threshold, --calibrate, --threshold-from, --resamples, --seed: thresholds and intervals."""
+    for option in reversed(
+        [
             click.option(
                 "--target-fmr",
                 type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -233,6 +243,28 @@ def _thresholds(values: tuple[str, ...]) -> dict[str, float]:
     return parsed
 
 
+def _group_request(
+    target_fmr: float,
+    thresholds: tuple[str, ...],
+    calibrate: float | None,
+    threshold_from: Path | None,
+    resamples: int,
+    seed: int,
+    group_by: str | None = None,
+    attribute_csv: Path | None = None,
+) -> GroupRequest:
+    return GroupRequest(
+        group_by=tuple(column.strip() for column in (group_by or "").split(",") if column.strip()),
+        attribute_csv=attribute_csv,
+        target_fmr=target_fmr,
+        thresholds=_thresholds(thresholds),
+        calibrate=calibrate,
+        threshold_from=threshold_from,
+        n_resamples=resamples,
+        seed=seed,
+    )
+
+
 def _sources(sources: tuple[Path, ...], manifest: Path | None, command: str) -> tuple[Path, ...]:
     sources = (*sources, manifest) if manifest is not None else sources
     if not sources:
@@ -276,7 +308,8 @@ def _reported_errors() -> Iterator[None]:
     help="Folder for metrics.json, CSV files and plots.",
 )
 @embedding_options
-@group_analysis_options
+@grouping_options
+@threshold_options
 def evaluate(
     sources: tuple[Path, ...],
     layout: str,
@@ -313,15 +346,8 @@ def evaluate(
         dlib_options={"detector": dlib_detector, "upsample": dlib_upsample},
         spec_file=spec,
         embedding=EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet),
-        groups=GroupRequest(
-            group_by=tuple(column.strip() for column in (group_by or "").split(",") if column.strip()),
-            attribute_csv=attribute_csv,
-            target_fmr=target_fmr,
-            thresholds=_thresholds(thresholds),
-            calibrate=calibrate,
-            threshold_from=threshold_from,
-            n_resamples=resamples,
-            seed=seed,
+        groups=_group_request(
+            target_fmr, thresholds, calibrate, threshold_from, resamples, seed, group_by, attribute_csv
         ),
     )
     with _reported_errors():
@@ -385,10 +411,25 @@ def embed(
     help="How the vectors are compared: euclidean distance (dlib) or cosine similarity.",
 )
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
-def metrics(embeddings: Path, metric: str, out: Path) -> None:
-    """Compute the metrics from EMBEDDINGS, an .npz file with 'labels' and 'vectors' arrays made elsewhere."""
+@threshold_options
+def metrics(
+    embeddings: Path,
+    metric: str,
+    out: Path,
+    target_fmr: float,
+    thresholds: tuple[str, ...],
+    calibrate: float | None,
+    threshold_from: Path | None,
+    resamples: int,
+    seed: int,
+) -> None:
+    """Compute the metrics from EMBEDDINGS, an .npz file with 'labels' and 'vectors' arrays made elsewhere.
+
+    'faceval embed --out' writes such a file; its failed images count in the FTE.
+    """
+    groups = _group_request(target_fmr, thresholds, calibrate, threshold_from, resamples, seed)
     with _reported_errors():
-        document = metrics_from_embeddings_file(embeddings, metric, out, command=sys.argv)
+        document = metrics_from_embeddings_file(embeddings, metric, out, command=sys.argv, groups=groups)
     print_summary(document, out)
 
 

@@ -10,21 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from faceval.datasets import Dataset, combine_datasets, load_dataset
-from faceval.embedders import ModelSpec, parse_model_argument
+from faceval.datasets import Dataset, ImageRecord, combine_datasets, load_dataset
+from faceval.embedders import EmbeddingResult, ModelSpec, parse_model_argument
 from faceval.evaluate import (
-    Evaluation,
-    ModelResult,
-    describe_population,
     evaluate_embeddings,
-    population_problems,
-    score_pairs,
 )
 from faceval.extraction import EmbeddingSet, extract_embeddings
 from faceval.groups import GroupOptions, group_labels, load_thresholds
 from faceval.onnx_embedder import available_cores
 from faceval.report import REFERENCE_THRESHOLDS, write_report
-from faceval.scoring import Similarity, identity_codes
+from faceval.scoring import Similarity
 from faceval.store import EmbeddingStore
 
 
@@ -142,6 +137,11 @@ def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = N
 
 def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """``labels`` and ``vectors`` from an .npz file, validated, with errors that say what is wrong."""
+    labels, vectors, _ = _read_embeddings_file(path)
+    return labels, vectors
+
+
+def _read_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     path = Path(path)
     try:
         archive = np.load(path, allow_pickle=False)
@@ -155,6 +155,7 @@ def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
                 f"it has {', '.join(archive.files) or 'none'})"
             )
         labels, vectors = archive["labels"], archive["vectors"]
+        extras = {key: archive[key] for key in ("paths", "failed_paths", "failed_reasons") if key in archive.files}
     if vectors.ndim != 2 or len(labels) != len(vectors):
         raise ValueError(
             f"{path}: 'vectors' must be 2-D with one row per label, got {vectors.shape} for {len(labels)} labels"
@@ -162,29 +163,35 @@ def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(vectors).all():
         rows = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
         raise ValueError(f"{path}: 'vectors' rows {rows[:10].tolist()} contain NaN or infinity")
-    return labels.astype(str), vectors.astype(np.float64)
+    return labels.astype(str), vectors.astype(np.float64), extras
 
 
 def metrics_from_embeddings_file(
-    path: str | Path, metric: str, out_dir: str | Path, command: Iterable[str] | None = None
+    path: str | Path,
+    metric: str,
+    out_dir: str | Path,
+    command: Iterable[str] | None = None,
+    groups: GroupRequest | None = None,
 ) -> dict[str, Any]:
-    """``faceval metrics``: the same figures from embeddings made elsewhere; the model is named after the file."""
+    """``faceval metrics``: the same figures from embeddings made elsewhere; the model is named after the file.
+
+    The failures a ``faceval embed`` file lists (``failed_paths``, ``failed_reasons``) count in the FTE.
+    """
     path = Path(path)
-    labels, vectors = load_embeddings_file(path)
+    labels, vectors, extras = _read_embeddings_file(path)
     similarity = Similarity(metric)
-    population = describe_population(labels.tolist())
-    evaluation = Evaluation(
-        dataset={
-            "root": str(path),
-            "layout": "embeddings",
-            "n_images": population["n_images"],
-            "n_identities": population["n_identities"],
-            "scored": population,
-        },
-        models={},
-        notes=population_problems(population, path.name),
-    )
-    table = score_pairs(vectors, identity_codes(labels.tolist()), similarity)
+    paths = extras.get("paths", np.array([f"row {index}" for index in range(len(labels))]))
+    failed_paths = extras.get("failed_paths", np.array([], dtype=str))
+    failed_reasons = extras.get("failed_reasons", np.full(len(failed_paths), "failed", dtype=object))
+    # Failed images have no identity in the file; they count as failures, never as pairs.
+    records = [ImageRecord(path.parent / str(p), str(label)) for p, label in zip(paths, labels, strict=True)]
+    records += [ImageRecord(path.parent / str(p), "") for p in failed_paths]
+    results = [EmbeddingResult(vector) for vector in vectors]
+    results += [EmbeddingResult(None, failure=str(reason)) for reason in failed_reasons]
+    dataset = Dataset(path.parent, "embeddings", tuple(records))
     description = {"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value}
-    evaluation.models[path.stem] = ModelResult(path.stem, similarity, description, len(labels), 0, table)
+    embeddings = EmbeddingSet(path.stem, similarity, description, tuple(results))
+    request = groups or GroupRequest()
+    evaluation = evaluate_embeddings(dataset, [embeddings], None, group_options(request, [path.stem]))
+    evaluation.dataset.update(root=str(path), n_identities=len(set(labels.tolist())))
     return write_report(out_dir, evaluation, command=command)
