@@ -76,4 +76,4 @@ def test_a_missing_column_is_named_with_the_available_ones(tmp_path):
     result = evaluate("--manifest", str(tmp_path / "people.csv"), "--group-by", "race", "--out", str(tmp_path / "o"))
     assert result.exit_code == 1
     assert "race" in result.output and "gender" in result.output
-    assert not (tmp_path / "o").exists()
+    assert not (tmp_path / "o" / "metrics.json").exists()

@@ -123,18 +123,43 @@ def test_embed_then_metrics_keeps_the_failures(tmp_path):
     (data / "bob" / "empty.png").write_bytes(b"")
     npz = tmp_path / "dlib.npz"
     code, output = run_cli("embed", str(data), "--dlib-detector", "none", "--no-cache", "--out", str(npz), "--quiet")
-    assert code == 0 and "7 images: 7 embedded, 0 from the store, 1 without a vector" in output, output
-    code, output = run_cli("metrics", str(npz), "--metric", "euclidean", "--out", str(tmp_path / "out"))
+    assert code == 0 and "7 images: 7 processed now, 0 from the store; 1 without a vector" in output, output
+    code, output = run_cli("metrics", str(npz), "--metric", "cosine", "--out", str(tmp_path / "wrong"))
+    assert code == 1 and "compared by euclidean, not cosine" in output
+    code, output = run_cli("metrics", str(npz), "--out", str(tmp_path / "out"))  # the file says: euclidean
     assert code == 0, output
     model = json.loads((tmp_path / "out" / "metrics.json").read_text())["models"]["dlib"]
     assert (model["n_images"], model["n_failed"], model["n_genuine"], model["n_impostor"]) == (6, 1, 6, 9)
     assert model["fte"] == pytest.approx(1 / 7) and model["all_pairs"]["auc_ci"] is not None
+    # ISO/IEC 19795-1 with failures counted against the system.
+    point = model["tar_at_far"]["1e-1"]
+    assert point["fnmr_with_failures"] == pytest.approx(1 / 7 + 6 / 7 * point["fnmr"])
+    assert point["fmr_with_failures"] == pytest.approx(6 / 7 * point["fmr"])
 
 
 def test_metrics_file_errors(tmp_path):
     np.savez(tmp_path / "bad.npz", names=np.array(["a"]))
     code, output = run_cli("metrics", str(tmp_path / "bad.npz"), "--metric", "euclidean")
     assert code != 0 and "needs arrays 'labels' and 'vectors'" in output
+    np.savez(tmp_path / "text.npz", labels=np.array(["a", "b"]), vectors=np.array([["x"], ["y"]]))
+    code, output = run_cli("metrics", str(tmp_path / "text.npz"), "--metric", "euclidean")
+    assert code == 1 and "must be numbers" in output
+    np.savez(tmp_path / "plain.npz", labels=np.array(["a", "b"]), vectors=np.eye(2))
+    code, output = run_cli("metrics", str(tmp_path / "plain.npz"))
+    assert code == 1 and "give --metric" in output
+
+
+def test_problems_found_before_any_embedding(tmp_path):
+    face_like(tmp_path / "d" / "ann" / "0.png", seed=1)
+    (tmp_path / "taken").write_text("a file where the output folder should go")
+    code, output = run_cli("evaluate", str(tmp_path / "d"), "--out", str(tmp_path / "taken"))
+    assert code == 1 and "choose another --out" in output
+    code, output = run_cli("evaluate", str(tmp_path / "d"), "--model", "dlib", "--model", "dlib")
+    assert code == 1 and "given twice" in output
+    code, output = run_cli("evaluate", str(tmp_path / "d"), "--threshold", "dlb=0.5", "--out", str(tmp_path / "o"))
+    assert code == 1 and "--threshold names dlb" in output
+    code, output = run_cli("evaluate", str(tmp_path / "d"), "--threshold", "inf", "--out", str(tmp_path / "o"))
+    assert code == 1 and "finite number" in output
 
 
 def test_bad_files_are_recorded_and_the_run_goes_on(tmp_path):

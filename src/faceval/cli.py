@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from faceval import __version__
 from faceval.comparison import comparison_summary_line
 from faceval.datasets import DatasetError
 from faceval.demo import CITATION, DemoDataError, prepare_demo_data
-from faceval.extraction import save_embeddings_npz
+from faceval.extraction import WorkerError, save_embeddings_npz
 from faceval.groups import group_summary_lines
 from faceval.model_files import ModelError, list_models
 from faceval.pipeline import (
@@ -237,9 +238,13 @@ def _thresholds(values: tuple[str, ...]) -> dict[str, float]:
     for value in values:
         model, _, number = value.rpartition("=")
         try:
-            parsed[model.strip()] = float(number)
+            threshold = float(number)
         except ValueError:
-            _fail(f"--threshold takes VALUE or MODEL=VALUE in the model's units (e.g. dlib=0.6), got {value!r}")
+            threshold = math.nan
+        if not math.isfinite(threshold):
+            _fail(f"--threshold takes VALUE or MODEL=VALUE, a finite number in the model's units (e.g. dlib=0.6), "
+                  f"got {value!r}")  # fmt: skip
+        parsed[model.strip()] = threshold
     return parsed
 
 
@@ -279,12 +284,12 @@ def _reported_errors() -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         click.echo(
-            "\ninterrupted: every image embedded so far is kept in the embedding store; run the same command "
-            "again to go on",
+            "\ninterrupted: every image embedded so far is kept in the embedding store (unless --no-cache); run "
+            "the same command again to go on",
             err=True,
         )
         sys.exit(130)
-    except (DatasetError, ModelError, StoreError, DemoDataError, ValueError, FileNotFoundError) as error:
+    except (DatasetError, ModelError, StoreError, DemoDataError, WorkerError, ValueError, OSError) as error:
         _fail(str(error))
 
 
@@ -395,8 +400,9 @@ def embed(
         if out is not None:
             save_embeddings_npz(out, dataset, embedding_set)
     click.echo(
-        f"{dataset.n_images} images: {dataset.n_images - embedding_set.n_cached} embedded, "
-        f"{embedding_set.n_cached} from the store, {embedding_set.n_failed} without a vector"
+        f"{dataset.n_images} images: {dataset.n_images - embedding_set.n_cached} processed now, "
+        f"{embedding_set.n_cached} from the store; {embedding_set.n_failed} without a vector (see the reasons "
+        "in the .npz or with faceval evaluate)"
     )
     if out is not None:
         click.echo(f"vectors: {out} (faceval metrics {out} --metric {embedding_set.similarity.value})")
@@ -407,14 +413,14 @@ def embed(
 @click.option(
     "--metric",
     type=click.Choice(["euclidean", "cosine"]),
-    required=True,
-    help="How the vectors are compared: euclidean distance (dlib) or cosine similarity.",
+    help="How the vectors are compared: euclidean distance (dlib) or cosine similarity "
+    "[default: what the file says; 'faceval embed' files say it].",
 )
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @threshold_options
 def metrics(
     embeddings: Path,
-    metric: str,
+    metric: str | None,
     out: Path,
     target_fmr: float,
     thresholds: tuple[str, ...],

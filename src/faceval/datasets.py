@@ -68,9 +68,6 @@ class Dataset:
     def n_identities(self) -> int:
         return len(self.identities)
 
-    def images_per_identity(self) -> Counter[str]:
-        return Counter(record.identity for record in self.records)
-
     def relative_path(self, record: ImageRecord) -> str:
         """The record's path relative to the dataset root when it lies inside it, else the full path."""
         try:

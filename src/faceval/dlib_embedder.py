@@ -14,8 +14,8 @@ from typing import Any, Literal
 import numpy as np
 
 from faceval.alignment import DlibLandmarks
-from faceval.embedders import Detection, EmbeddingResult
-from faceval.hashing import fingerprint, sha256_file_cached
+from faceval.embedders import Detection, EmbeddingResult, model_fingerprint
+from faceval.hashing import sha256_file_cached
 from faceval.model_files import locate_model
 from faceval.scoring import Similarity
 
@@ -89,7 +89,7 @@ class DlibEmbedder:
 
     def fingerprint(self) -> str:
         description = self.describe()
-        return fingerprint(
+        return model_fingerprint(
             {
                 "settings": description["settings"],
                 "files": {role: item["sha256"] for role, item in description["files"].items()},

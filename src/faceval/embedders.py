@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from faceval.hashing import fingerprint
 from faceval.scoring import Similarity
 
 
@@ -64,6 +65,14 @@ class EmbeddingResult:
     @property
     def ok(self) -> bool:
         return self.vector is not None
+
+
+def model_fingerprint(settings: dict[str, Any]) -> str:
+    """The fingerprint an embedder reports: its own settings, files and versions, plus how pixels are decoded
+    (a Pillow upgrade or a change in `faceval.images` must never reuse vectors of differently decoded images)."""
+    from faceval.images import loader_identity
+
+    return fingerprint({**settings, "image_loader": loader_identity()})
 
 
 @runtime_checkable

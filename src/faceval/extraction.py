@@ -73,6 +73,10 @@ class EmbeddingSet:
         return np.stack([self.results[index].vector for index in indices]).astype(np.float64, copy=False)
 
 
+class WorkerError(RuntimeError):
+    """A worker process died; what was embedded before is kept in the store."""
+
+
 def _embed_files(embedder: Embedder, paths: Sequence[Path]) -> list[_Outcome]:
     """Load and embed images (one `embed_batch` call); an unreadable file becomes a failure, never an exception."""
     outcomes: list[_Outcome | None] = [None] * len(paths)
@@ -236,7 +240,7 @@ class _Run:
                     self.finish(batch, future.result())
             _stop_workers(executor)
             if isinstance(error, BrokenProcessPool):
-                raise RuntimeError(
+                raise WorkerError(
                     "a worker process died (killed, or out of memory?); every image embedded so far is kept in "
                     "the store: run again, with fewer jobs if memory is short"
                 ) from error

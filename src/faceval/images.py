@@ -16,17 +16,18 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "TIFF", "PPM", "GIF", "BMP", "WEBP"})
 
 
+# Part of every embedding's cache key: bump it whenever load_rgb's conversion changes, so that stored vectors
+# computed from differently converted pixels are never reused.
+LOADER_VERSION = 1
+
+
+def loader_identity() -> dict[str, object]:
+    """What turns files into pixels: this module's conversion and the Pillow that decodes."""
+    return {"loader": LOADER_VERSION, "pillow": Image.__version__}
+
+
 class ImageLoadError(Exception):
     """An image file that cannot be used; the message says why and what to do."""
-
-
-def is_image_file(path: str | Path) -> bool:
-    """True when Pillow recognises the file's content as one of `SUPPORTED_FORMATS` (header only, fast)."""
-    try:
-        with Image.open(path) as image:
-            return image.format in SUPPORTED_FORMATS
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError):
-        return False
 
 
 def _to_rgb8(image: Image.Image) -> Image.Image:

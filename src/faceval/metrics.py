@@ -606,7 +606,8 @@ def seed_grid() -> np.ndarray:
     Convert with ``similarity.from_model_units(seed_grid())`` before `sweep_at`. For cosine the seed accepted
     ``s > t`` where faceval accepts ``s >= t``; they differ only for a score exactly on a grid value.
     """
-    return np.arange(0.1, 1.1, 0.01)
+    # Integers over 100: np.arange(0.1, 1.1, 0.01) itself gives 0.5999999999999998 for "0.60".
+    return np.arange(10, 110) / 100
 
 
 def far_key(far: float) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from faceval.hashing import sha256_file
+from faceval.hashing import sha256_file_cached
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def find_model(name: str) -> Path | None:
 
 def verify_sha256(path: Path, expected: str, name: str) -> None:
     """Raise `ModelError` when the file's sha256 is not the expected one."""
-    actual = sha256_file(path)
+    actual = sha256_file_cached(path)
     if actual != expected:
         raise ModelError(
             f"model {name!r}: {path} has sha256 {actual}, expected {expected}; "

@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from faceval.alignment import INTERPOLATIONS, DlibLandmarks, YuNetLandmarks, align_arcface, resize_whole
-from faceval.embedders import Detection, EmbeddingResult
-from faceval.hashing import fingerprint, sha256_file_cached
+from faceval.embedders import Detection, EmbeddingResult, model_fingerprint
+from faceval.hashing import sha256_file_cached
 from faceval.model_files import ModelError, locate_model
 from faceval.scoring import Similarity
 
@@ -499,7 +499,7 @@ class OnnxEmbedder:
     def fingerprint(self) -> str:
         """Hash of the model and detector sha256, the spec's vector settings and the library versions."""
         files = self._files()
-        return fingerprint(
+        return model_fingerprint(
             {
                 "kind": "onnx",
                 "model_sha256": files["model"]["sha256"],

@@ -11,14 +11,14 @@ from typing import Any
 import numpy as np
 
 from faceval.datasets import Dataset, ImageRecord, combine_datasets, load_dataset
-from faceval.embedders import EmbeddingResult, ModelSpec, parse_model_argument
+from faceval.embedders import Embedder, EmbeddingResult, ModelSpec, parse_model_argument
 from faceval.evaluate import (
     evaluate_embeddings,
 )
 from faceval.extraction import EmbeddingSet, extract_embeddings
 from faceval.groups import GroupOptions, group_labels, load_thresholds
 from faceval.onnx_embedder import available_cores
-from faceval.report import REFERENCE_THRESHOLDS, write_report
+from faceval.report import reference_threshold, write_report
 from faceval.scoring import Similarity
 from faceval.store import EmbeddingStore
 
@@ -77,19 +77,38 @@ def model_specs(
     """`ModelSpec` for each ``--model`` value; ONNX Runtime gets an equal share of the cores per worker."""
     workers = jobs or available_cores()
     threads = max(1, available_cores() // workers)
-    return [
+    specs = [
         parse_model_argument(text, dlib_options=dlib_options, spec_file=spec_file, onnx_options={"threads": threads})
         for text in models
     ]
+    names = [spec.name for spec in specs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"model {', '.join(repeated)} is given twice; each --model must name a different model")
+    return specs
 
 
-def embed_dataset(dataset: Dataset, specs: Sequence[ModelSpec], options: EmbeddingOptions) -> list[EmbeddingSet]:
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    """Create the output folder now, so that an unusable one fails before the embedding, not after it."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(
+            f"{out}: cannot be used as the output folder ({error.strerror}); choose another --out"
+        ) from None
+    return out
+
+
+def embed_dataset(
+    dataset: Dataset, embedders: Sequence[ModelSpec | Embedder], options: EmbeddingOptions
+) -> list[EmbeddingSet]:
     """Every model's embeddings of ``dataset``, reusing and filling the embedding store.
 
-    Every model is built before any image is embedded, so that a bad model file fails in seconds rather than
-    after an hour of another model's work.
+    Models given as `ModelSpec` are all built before any image is embedded, so that a bad model file fails in
+    seconds rather than after an hour of another model's work.
     """
-    embedders = [spec.build() for spec in specs]
+    embedders = [item.build() if isinstance(item, ModelSpec) else item for item in embedders]
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(EmbeddingStore(options.cache)) if options.use_cache else None
         return [
@@ -107,30 +126,39 @@ def embed_dataset(dataset: Dataset, specs: Sequence[ModelSpec], options: Embeddi
         ]
 
 
-def group_options(request: GroupRequest, models: Sequence[str]) -> dict[str, GroupOptions]:
+def group_options(request: GroupRequest, models: Mapping[str, Similarity]) -> dict[str, GroupOptions]:
     """Each model's `GroupOptions`; its threshold is the user's, else the customary one (dlib 0.6), if any."""
+    unknown = sorted(set(request.thresholds) - {"", *models})
+    if unknown:
+        raise ValueError(f"--threshold names {', '.join(unknown)}, but the models are {', '.join(models)}")
     return {
         model: GroupOptions(
             target_fmr=request.target_fmr,
-            threshold=request.thresholds.get(model, request.thresholds.get("", REFERENCE_THRESHOLDS.get(model))),
+            threshold=request.thresholds.get(model, request.thresholds.get("", reference_threshold(model, similarity))),
             calibrate=request.calibrate,
             threshold_from=None if request.threshold_from is None else load_thresholds(request.threshold_from, model),
             n_resamples=request.n_resamples,
             seed=request.seed,
         )
-        for model in models
+        for model, similarity in models.items()
     }
 
 
 def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = None) -> dict[str, Any]:
-    """Run the whole evaluation and write the report; returns the ``metrics.json`` document."""
+    """Run the whole evaluation and write the report; returns the ``metrics.json`` document.
+
+    Everything that can be checked is checked before any image is embedded (the output folder, the models,
+    group columns, thresholds): a typo should fail in seconds, not after an hour of embedding.
+    """
+    prepare_out_dir(request.out_dir)
     dataset = load_sources(request.sources, request.layout)
     specs = model_specs(request.models, request.dlib_options, request.spec_file, request.embedding.jobs)
-    # Groups and thresholds are checked before any embedding: a wrong column should fail in seconds.
-    group_by = tuple(request.groups.group_by) or (("group",) if len(request.sources) > 1 else ())
+    embedders = [spec.build() for spec in specs]
+    several_folders = len(request.sources) > 1 and request.groups.attribute_csv is None
+    group_by = tuple(request.groups.group_by) or (("group",) if several_folders else ())
     groups = group_labels(dataset, None, group_by or None, request.groups.attribute_csv)
-    options = group_options(request.groups, [spec.name for spec in specs])
-    embedding_sets = embed_dataset(dataset, specs, request.embedding)
+    options = group_options(request.groups, {embedder.name: embedder.similarity for embedder in embedders})
+    embedding_sets = embed_dataset(dataset, embedders, request.embedding)
     evaluation = evaluate_embeddings(dataset, embedding_sets, groups, options, group_by)
     return write_report(request.out_dir, evaluation, dataset, embedding_sets, command)
 
@@ -155,7 +183,13 @@ def _read_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dic
                 f"it has {', '.join(archive.files) or 'none'})"
             )
         labels, vectors = archive["labels"], archive["vectors"]
-        extras = {key: archive[key] for key in ("paths", "failed_paths", "failed_reasons") if key in archive.files}
+        extras = {
+            key: archive[key]
+            for key in ("paths", "failed_paths", "failed_reasons", "similarity")
+            if key in archive.files
+        }
+    if vectors.dtype.kind not in "iuf":
+        raise ValueError(f"{path}: 'vectors' must be numbers, got {vectors.dtype} values")
     if vectors.ndim != 2 or len(labels) != len(vectors):
         raise ValueError(
             f"{path}: 'vectors' must be 2-D with one row per label, got {vectors.shape} for {len(labels)} labels"
@@ -168,18 +202,25 @@ def _read_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dic
 
 def metrics_from_embeddings_file(
     path: str | Path,
-    metric: str,
+    metric: str | None,
     out_dir: str | Path,
     command: Iterable[str] | None = None,
     groups: GroupRequest | None = None,
 ) -> dict[str, Any]:
     """``faceval metrics``: the same figures from embeddings made elsewhere; the model is named after the file.
 
-    The failures a ``faceval embed`` file lists (``failed_paths``, ``failed_reasons``) count in the FTE.
+    ``metric`` may be left out when the file says how its vectors compare (``faceval embed`` files do). The
+    failures such a file lists (``failed_paths``, ``failed_reasons``) count in the FTE.
     """
     path = Path(path)
+    prepare_out_dir(out_dir)
     labels, vectors, extras = _read_embeddings_file(path)
-    similarity = Similarity(metric)
+    stored = str(extras["similarity"]) if "similarity" in extras else None
+    if metric is None and stored is None:
+        raise ValueError(f"{path}: the file does not say how its vectors compare; give --metric euclidean|cosine")
+    if metric is not None and stored is not None and metric != stored:
+        raise ValueError(f"{path}: its vectors are compared by {stored}, not {metric}; drop --metric")
+    similarity = Similarity(metric or stored)
     paths = extras.get("paths", np.array([f"row {index}" for index in range(len(labels))]))
     failed_paths = extras.get("failed_paths", np.array([], dtype=str))
     failed_reasons = extras.get("failed_reasons", np.full(len(failed_paths), "failed", dtype=object))
@@ -192,6 +233,6 @@ def metrics_from_embeddings_file(
     description = {"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value}
     embeddings = EmbeddingSet(path.stem, similarity, description, tuple(results))
     request = groups or GroupRequest()
-    evaluation = evaluate_embeddings(dataset, [embeddings], None, group_options(request, [path.stem]))
+    evaluation = evaluate_embeddings(dataset, [embeddings], None, group_options(request, {path.stem: similarity}))
     evaluation.dataset.update(root=str(path), n_identities=len(set(labels.tolist())))
     return write_report(out_dir, evaluation, command=command)

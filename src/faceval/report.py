@@ -7,7 +7,7 @@ Layout of an output folder (the schema of ``metrics.json`` is documented in ``do
     models.csv              the comparison table: one row per model
     roc.png roc_log.png det.png          every model on one figure
     <model>/sweep.csv       every distinct threshold, in the model's own units
-    <model>/sweep_grid.csv  the seed's grid 0.10 .. 1.10 step 0.01
+    <model>/sweep_grid.csv  the seed's grid 0.10 .. 1.09 step 0.01
     <model>/threshold_metrics.png  <model>/score_histogram.png
 """
 
@@ -55,8 +55,14 @@ _PACKAGES = (
     "matplotlib",
     "click",
 )
-# Thresholds users already apply, to show what their current setting does on their people.
-REFERENCE_THRESHOLDS = {"dlib": 0.6}
+# Thresholds users already apply, to show what their current setting does on their people: dlib's 0.6
+# (face_recognition's default tolerance), a Euclidean distance.
+REFERENCE_THRESHOLDS = {("dlib", Similarity.EUCLIDEAN): 0.6}
+
+
+def reference_threshold(model: str, similarity: Similarity) -> float | None:
+    """The customary threshold of a model, in its units, when it has one."""
+    return REFERENCE_THRESHOLDS.get((model, similarity))
 
 
 def environment() -> dict[str, Any]:
@@ -97,6 +103,13 @@ def _operating_point(sweep: Sweep, index: int = 0) -> dict[str, float]:
     return {name: float(getattr(point, name)[0]) for name in ("fmr", "fnmr", "precision", "recall", "f1", "accuracy")}
 
 
+def add_failure_adjusted_rates(point: dict[str, Any], fta: float) -> None:
+    """ISO/IEC 19795-1 rates when failures count against the system: FNMR' = FTA + (1 - FTA) FNMR,
+    FMR' = (1 - FTA) FMR (a person whose image yields no template is rejected, and cannot be falsely matched)."""
+    point["fnmr_with_failures"] = fta + (1.0 - fta) * point["fnmr"]
+    point["fmr_with_failures"] = (1.0 - fta) * point["fmr"]
+
+
 def model_summary(result: ModelResult, dataset_images: int, fars: Sequence[float] = DEFAULT_FARS) -> dict[str, Any]:
     """The ``models.<name>`` entry of ``metrics.json``."""
     similarity = result.similarity
@@ -113,10 +126,14 @@ def model_summary(result: ModelResult, dataset_images: int, fars: Sequence[float
     }
     if result.table.n_genuine and result.table.n_impostor:
         entry.update(summary_in_model_units(verification_summary(result.table, fars), similarity))
-        reference = REFERENCE_THRESHOLDS.get(result.name)
+        reference = reference_threshold(result.name, similarity)
         if reference is not None:
             sweep = sweep_at(result.table, [similarity.from_model_units(reference)])
             entry["at_reference_threshold"] = {"threshold": reference, **_operating_point(sweep)}
+        fta = entry["fte"] or 0.0
+        for point in (entry["best_f1"], *entry["tar_at_far"].values(), entry.get("at_reference_threshold")):
+            if point is not None:
+                add_failure_adjusted_rates(point, fta)
     else:
         entry.update({"auc": None, "eer": None, "best_f1": None, "tar_at_far": {far_key(f): None for f in fars}})
     entry["model"] = result.description
