@@ -284,8 +284,9 @@ def test_seed_grid_sweep_reproduces_the_seed_loop() -> None:
     genuine = rng.random(3_000) < 0.05
     distances = np.abs(rng.normal(0.75, 0.15, size=3_000) - 0.35 * genuine)
     grid = seed_grid()
-    np.testing.assert_array_equal(grid, np.arange(0.1, 1.1, 0.01))
-    assert grid.size == 100
+    # The seed's values, but exact decimals: the "0.60" row must accept a distance of exactly 0.6.
+    np.testing.assert_allclose(grid, np.arange(0.1, 1.1, 0.01), rtol=0, atol=1e-12)
+    assert grid.size == 100 and grid[50] == 0.6 and grid[-1] == 1.09
     table = ScoreTable.from_scores(-distances, genuine)
     sweep = sweep_at(table, Similarity.EUCLIDEAN.from_model_units(grid))
     for k, t in enumerate(grid):
