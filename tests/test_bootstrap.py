@@ -1,5 +1,5 @@
 """The identity bootstrap engine against independent oracles: faceval.metrics (unit weights), the pairs literally
-repeated or rebuilt (weighted figures, resamples), scikit-learn (weighted AUC), and coverage by simulation."""
+repeated or rebuilt (weighted pairs, resamples), scikit-learn (weighted AUC), and coverage by simulation."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from faceval.bootstrap import (
     identity_multiplicities,
     identity_strata,
     percentile_interval,
+    stratum_sizes,
 )
 from faceval.metrics import ScoreTable, equal_error_rate, roc_auc, sweep_at, tar_at_far
 
@@ -68,15 +69,26 @@ def test_unit_multiplicities_equal_metrics(seed):
     assert_row_equals(figures, 0, reference(scores, genuine, thresholds))
 
 
+def pair_weighted_figures(scores, genuine, weights, fars=(), thresholds=()):
+    """Figures of the pairs each repeated ``weights[row, pair]`` times, through the identity engine: every pair gets
+    an identity of its own (a genuine pair for both its images; an impostor pair for its first image, its second
+    image being one identity shared by all and drawn once), so that the identity multiplicities are the pair
+    weights. Resampling pairs (as if they were independent) is this with multinomial weights."""
+    scores, genuine = np.asarray(scores), np.asarray(genuine, dtype=bool)
+    own = np.arange(scores.size)
+    pairs = SortedPairs(scores, genuine, own, np.where(genuine, own, scores.size))
+    multiplicities = np.concatenate((weights, np.ones((len(weights), 1), dtype=weights.dtype)), axis=1)
+    return pairs.resampled_figures(multiplicities.astype(np.int32), fars, thresholds)
+
+
 @pytest.mark.parametrize("seed", range(8))
-def test_weighted_figures_equal_repeated_pairs(seed):
+def test_weighted_pairs_equal_repeated_pairs(seed):
     identity, matrix, first, second = tied_set(seed + 100)
-    pairs = pairs_of(identity, matrix, first, second)
     scores, genuine = matrix[first, second], identity[first] == identity[second]
     rng = np.random.default_rng(seed)
     weights = rng.integers(0, 4, size=(5, scores.size))
     thresholds = [0.75, 0.25]
-    figures = pairs.weighted_figures(weights, FARS, thresholds)
+    figures = pair_weighted_figures(scores, genuine, weights, FARS, thresholds)
     for row, weight in enumerate(weights):
         expected = reference(np.repeat(scores, weight), np.repeat(genuine, weight), thresholds)
         assert_row_equals(figures, row, expected)
@@ -145,9 +157,31 @@ def test_multiplicities_draw_each_stratum_to_its_size():
     assert (multiplicities != identity_multiplicities(strata, n_resamples=4000, seed=6)).any()
 
 
-def test_identity_strata_puts_an_identity_spanning_groups_apart():
+def test_identity_strata_puts_an_identity_spanning_groups_with_most_of_its_images():
     assert identity_strata([0, 0, 1, 1, 2], [0, 0, 1, 1, 0]).tolist() == [0, 1, 0]
-    assert identity_strata([0, 1, 1, 2], [4, 4, 5, 5]).tolist() == [0, 1, 2]
+    # Identity 1 has one image in group 4 and one in 5 (a tie: the lower code); identity 3 has most in group 5.
+    assert identity_strata([0, 1, 1, 2, 3, 3, 3], [4, 4, 5, 5, 4, 5, 5]).tolist() == [4, 4, 5, 5]
+    assert identity_strata([0, 0, 2], [1, 1, 3]).tolist() == [1, -1, 3]  # code 1 has no image
+    assert stratum_sizes([1, -1, 3, 3]) == {1: 1, 3: 2}
+    assert identity_strata([], []).tolist() == []
+
+
+def test_identities_spanning_groups_vary_between_resamples():
+    """Per-image groups (age bands): every identity has its own combination of bands. Each combination was a stratum
+    of one identity, always drawn once, so every resample equalled the data and the intervals had zero width."""
+    identity = np.array([0, 0, 1, 1, 2, 2, 3, 3, 3, 4, 4, 5, 5])
+    band = np.array([0, 1, 1, 2, 0, 2, 0, 1, 2, 0, 0, 1, 1])
+    strata = identity_strata(identity, band)
+    assert strata.tolist() == [0, 1, 0, 0, 0, 1]  # the band of most images, the lower one on a tie
+    multiplicities = identity_multiplicities(strata, n_resamples=200, seed=0)
+    assert all(len(np.unique(multiplicities[:, k])) > 1 for k in range(6))
+    rng = np.random.default_rng(0)
+    matrix = np.triu(rng.random((identity.size, identity.size)) + 0.5 * (identity[:, None] == identity[None, :]), 1)
+    first, second = np.triu_indices(identity.size, k=1)
+    figures = pairs_of(identity, matrix, first, second).resampled_figures(multiplicities, thresholds=[0.75])
+    for values in (figures.auc, figures.fmr[:, 0]):
+        interval = percentile_interval(values)
+        assert interval.low < interval.high
 
 
 def test_blocks_and_threads_do_not_change_the_figures(monkeypatch):
@@ -184,7 +218,8 @@ def test_bad_input_is_refused():
 
 
 def simulated_set(rng, n_identities, images, mean, identity_sd, pair_sd, impostor_sd):
-    """Scores with identity effects: genuine of identity k ~ a_k + e, impostor (k, l) ~ b_k + b_l + e."""
+    """Scores with identity effects: genuine of identity k ~ a_k + e, impostor (k, l) ~ b_k + b_l + e; the pairs,
+    and their scores and labels."""
     identity = np.repeat(np.arange(n_identities), images)
     first, second = np.triu_indices(identity.size, k=1)
     a = rng.normal(mean, identity_sd, n_identities)
@@ -192,7 +227,7 @@ def simulated_set(rng, n_identities, images, mean, identity_sd, pair_sd, imposto
     genuine = identity[first] == identity[second]
     scores = np.where(genuine, a[identity[first]], b[identity[first]] + b[identity[second]])
     scores = scores + rng.normal(0.0, pair_sd, first.size)
-    return SortedPairs(scores, genuine, identity[first], identity[second])
+    return SortedPairs(scores, genuine, identity[first], identity[second]), scores, genuine
 
 
 def test_identity_bootstrap_intervals_cover_the_true_values():
@@ -211,14 +246,14 @@ def test_identity_bootstrap_intervals_cover_the_true_values():
     n_sets, n_pair_sets, n_identities = 300, 100, 60
     covered = {method: dict.fromkeys(truth, 0) for method in ("identities", "pairs")}
     for index in range(n_sets):
-        pairs = simulated_set(rng, n_identities, 2, mean, identity_sd, pair_sd, impostor_sd)
+        pairs, scores, genuine = simulated_set(rng, n_identities, 2, mean, identity_sd, pair_sd, impostor_sd)
         multiplicities = identity_multiplicities(np.zeros(n_identities, dtype=np.int64), n_resamples=1000, seed=index)
         methods = [("identities", pairs.resampled_figures(multiplicities, thresholds=(threshold,)))]
         if index < n_pair_sets:
             # Pairs drawn with replacement (100 resamples are plenty to show how narrow their intervals are).
             drawn = rng.integers(0, len(pairs), size=(100, len(pairs))) + len(pairs) * np.arange(100)[:, None]
             weights = np.bincount(drawn.ravel(), minlength=100 * len(pairs)).reshape(100, len(pairs))
-            methods.append(("pairs", pairs.weighted_figures(weights, thresholds=(threshold,))))
+            methods.append(("pairs", pair_weighted_figures(scores, genuine, weights, thresholds=(threshold,))))
         for method, figures in methods:
             for name, values in (("auc", figures.auc), ("fnmr", figures.fnmr[:, 0]), ("fmr", figures.fmr[:, 0])):
                 interval = percentile_interval(values)

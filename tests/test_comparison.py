@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import norm
 
 from faceval.bootstrap import identity_multiplicities, percentile_interval
-from faceval.comparison import compare_model_vectors, compare_models, delong_test
+from faceval.comparison import compare_model_vectors, compare_models, comparison_summary_line, delong_test
 from faceval.metrics import ScoreTable, roc_auc
 from faceval.scoring import Similarity, all_pair_scores
 
@@ -164,3 +164,44 @@ def test_compare_model_vectors_compares_every_pair_of_models_on_the_same_pairs()
         expected.delong_p,
     )
     assert compare_model_vectors(models, identities, max_pairs=100) == []
+
+
+@pytest.mark.parametrize(
+    ("identities", "genuine", "impostor"),
+    [([0, 0, 1, 2], 1, 5), ([0, 0, 1, 1], 2, 4), ([0, 0, 0, 1], 3, 3), ([0, 1, 2, 3], 0, 6), ([0, 0, 0], 3, 0)],
+)
+def test_too_few_pairs_to_compare_give_an_entry_that_says_why(identities, genuine, impostor):
+    """Thin common pairs made DeLong's test (or the AUC) raise, which aborted the whole run."""
+    identities = np.array(identities)
+    rng = np.random.default_rng(0)
+    models = [(name, rng.normal(size=(identities.size, 4)), Similarity.COSINE) for name in ("a", "b", "c")]
+    results = compare_model_vectors(models, identities, np.array(["x"] * identities.size), n_resamples=50)
+    assert [(r.name_a, r.name_b) for r in results] == [("a", "b"), ("a", "c"), ("b", "c")]
+    for result in results:
+        document = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+        assert (document["n_genuine"], document["n_impostor"]) == (genuine, impostor)
+        line = comparison_summary_line(document)
+        if genuine == 0 or impostor == 0:
+            assert result.auc_a is None and result.difference is None and result.interval is None
+            assert result.delong_p is None and result.note == (
+                f"an AUC needs genuine and impostor pairs; the common pairs have {genuine} genuine and {impostor} "
+                "impostor"
+            )
+            assert line == f"{result.name_a} - {result.name_b}: not compared ({result.note})"
+        elif genuine < 2 or impostor < 2:
+            assert result.difference == result.auc_a - result.auc_b and result.interval is not None
+            assert result.delong_z is None and result.delong_p is None and document["delong_z"] is None
+            assert result.note == (
+                f"DeLong's test needs at least 2 genuine and 2 impostor pairs, got {genuine} and {impostor}: no z or p"
+            )
+            assert "DeLong p not computed" in line and result.note in line
+        else:
+            assert result.note is None and line.endswith(f"DeLong p {result.delong_p:.2g}")
+
+
+def test_one_image_or_none_gives_no_error():
+    for size in (0, 1):
+        vectors = np.zeros((size, 4)) + 1.0
+        models = [("a", vectors, Similarity.COSINE), ("b", vectors, Similarity.COSINE)]
+        (result,) = compare_model_vectors(models, np.zeros(size, dtype=np.int64), n_resamples=10)
+        assert result.difference is None and result.note is not None

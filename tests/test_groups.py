@@ -195,6 +195,111 @@ def test_sets_without_genuine_or_impostor_pairs_give_flags_not_errors(identities
     assert report.summary_lines("m")[0].startswith("groups (m): global threshold none")
 
 
+@pytest.mark.parametrize("groups", [["a", "a", "b", "b"], ["a", "b", "a", "b"]])
+@pytest.mark.parametrize("same", [True, False])
+def test_without_a_global_threshold_there_are_no_rates_at_it(groups, same, tmp_path):
+    """No genuine (or no impostor) pair among the scored images: no global threshold, so no FNMR/FMR "at" it. They
+    were those of a threshold of +inf (FNMR 1, FMR 0), ranked, and noted as "FMR is 0 ... unbounded"."""
+    identities = np.zeros(4, dtype=np.int64) if same else np.arange(4)
+    vectors = np.random.default_rng(1).normal(size=(4, 4))
+    labels = np.array(groups, dtype=object)
+    report = run(vectors, identities, labels, GroupOptions(threshold=1.0, n_resamples=50))
+    document = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    point = document["global_threshold"]
+    assert point["threshold"] is None and point["fnmr"] is None and point["fmr"] is None and point["fdr"] is None
+    for entry in (*document["groups"].values(), document["all_pairs"]):
+        assert entry["fnmr_at_global"] is None and entry["fmr_at_global"] is None
+        assert entry["fnmr_at_global_ci"] is None and entry["fmr_at_global_ci"] is None
+        # The user's threshold is a real one: its rates stand where there are pairs of the kind.
+        assert (entry["fnmr_at_threshold"] is None) != same and (entry["fmr_at_threshold"] is None) == same
+    assert all(value is None for row in point["fmr_matrix"]["fmr"] for value in row)
+    assert all(ranked == [] for ranked in document["group_ranking"].values())
+    assert not any("at the global threshold" in note for note in document["group_notes"])
+    assert any("no global threshold" in note for note in document["group_notes"])
+    files = write_group_files(tmp_path, report, "toy")
+    assert "groups_rates" not in files and "groups_fmr_heatmap" not in files
+    with open(tmp_path / "groups.csv", encoding="utf-8") as handle:
+        assert all(row["fnmr_at_global"] == row["fmr_at_global"] == "" for row in csv.DictReader(handle))
+
+
+def test_a_global_threshold_that_accepts_nothing_keeps_its_rates():
+    """tar_at_far gives +inf when no score is strict enough: a real threshold accepting nothing, FNMR 1 and FMR 0."""
+    vectors, identities, groups = population(9, {"a": (3, 2, 0.5), "b": (3, 2, 0.5)})
+    vectors[6] = vectors[0]  # an impostor pair (identities 0 and 3) scores highest
+    report = run(vectors, identities, groups, GroupOptions(target_fmr=1e-3, n_resamples=0))
+    point = report.global_point
+    assert point.threshold == np.inf and point.fnmr[ALL_PAIRS] == 1.0 and point.fmr[ALL_PAIRS] == 0.0
+    assert point.fnmr["a"] == 1.0 and point.fmr["b"] == 0.0
+    assert any("accepts nothing" in note for note in report.notes)
+    assert report.to_dict()["group_ranking"]["fnmr_at_global"] == ["a", "b"]
+
+
+def test_identities_spanning_groups_are_resampled_with_their_main_group():
+    """A per-image attribute (e.g. an age band): identities have images in several groups. Each combination of
+    groups was a stratum of its own; with one identity per combination every resample equalled the data, so every
+    interval had zero width (AUC 0.750 [0.750, 0.750]) and nothing said why."""
+    rng = np.random.default_rng(6)
+    bands = [["20s", "20s"], ["30s", "30s"], ["40s", "40s"], ["20s", "30s", "30s"], ["30s", "40s", "40s"]]
+    bands += [["20s", "20s", "40s"], ["20s", "30s", "40s"], ["40s", "50s", "50s"]]  # every combination differs
+    identities = np.concatenate([np.full(len(b), k) for k, b in enumerate(bands)])
+    groups = np.array([band for b in bands for band in b], dtype=object)
+    vectors = rng.normal(size=(len(bands), 8))[identities] + rng.normal(scale=1.5, size=(identities.size, 8))
+    report = run(vectors, identities, groups, GroupOptions(target_fmr=0.1, n_resamples=200, seed=1))
+    with_figures = [f for f in (*report.groups.values(), report.overall) if f.summary is not None]
+    assert [f.name for f in with_figures] == ["20s", "30s", "40s", ALL_PAIRS]
+    for figures in with_figures:
+        interval = figures.intervals["auc"]
+        assert interval is not None and interval.low < interval.high, (figures.name, interval)
+    for rate in (report.global_point.fnmr_ci[ALL_PAIRS], report.global_point.fmr_ci[ALL_PAIRS]):
+        assert rate.low < rate.high
+    # 20s: identities 0, 5, 6 (a tie goes to the earlier name); 30s: 1, 3; 40s: 2, 4; 50s: 7 alone.
+    single = [note for note in report.notes if "single identity is resampled" in note]
+    assert len(single) == 1 and single[0].startswith("50s: ")
+
+
+def test_a_group_of_one_identity_is_said_to_have_no_sampling_variation(mixed):
+    *_, report = mixed
+    single = [note for note in report.notes if "single identity is resampled" in note]
+    assert len(single) == 1 and single[0].startswith("single: ")  # "singletons" has 4 identities of one image
+    interval = report.global_point.fnmr_ci["single"]
+    assert interval.low == interval.high  # what the note warns of
+
+
+def test_notes_on_zero_rates_and_ratios_say_what_is_meant():
+    """Ratios 1:1.5 and 1:2 read "from 1:2 to 1:2"; a zero rate makes max/geometric mean undefined, not unbounded,
+    and 0/0 when every group has it."""
+    vectors, identities, groups = population(10, {"a": (2, 3, 0.05), "b": (2, 2, 0.05)})  # 6:9 and 2:4 pairs
+    report = run(vectors, identities, groups, GroupOptions(target_fmr=0.2, n_resamples=0))
+    assert any("(from 1:1.5 to 1:2)" in note for note in report.notes), report.notes
+    assert report.global_point.fnmr == {"a": 0.0, "b": 0.0, ALL_PAIRS: 0.0}
+    assert report.global_point.fnmr_max_over_geomean is None
+    zero = [note for note in report.notes if note.startswith("FNMR is 0")]
+    assert zero == [
+        "FNMR is 0 at the global threshold in every group: its max/geometric-mean ratio is 0/0, undefined "
+        "(reported as None); the groups are at parity on it"
+    ]
+    assert not any("unbounded" in note for note in report.notes)
+
+
+def test_some_zero_rates_make_the_ratio_undefined(mixed):
+    *_, report = mixed
+    fmr = report.global_point.fmr
+    zero = [name for name in ("good", "poor", "singletons") if fmr[name] == 0]
+    assert zero and len(zero) < 3  # some, not all
+    notes = [note for note in report.notes if note.startswith("FMR is 0")]
+    assert notes == [
+        f"FMR is 0 at the global threshold in {', '.join(zero)}: the geometric mean of FMR is then 0, so its "
+        "max/geometric-mean ratio is undefined (reported as None); the FDR still compares the groups"
+    ]
+
+
+def test_without_groups_the_resample_note_is_given_once():
+    """The one group "all" holds every pair: its note repeated the all-pairs one."""
+    vectors, identities, _ = population(11, {"x": (2, 3, 0.6)})
+    report = run(vectors, identities, None, GroupOptions(n_resamples=200))
+    assert sum("resamples drew no genuine or no impostor pair" in note for note in report.notes) == 1
+
+
 def test_a_group_whose_every_image_failed_is_listed_with_its_fte():
     vectors, identities, groups = population(3, {"a": (4, 3, 0.5), "b": (4, 3, 0.5)})
     failures = group_failures(np.array([*groups, "c", "c", "a"], dtype=object), np.array([True] * 24 + [False] * 3))
@@ -297,10 +402,20 @@ def test_group_labels_from_columns_combinations_and_attribute_csv(tmp_path):
     with pytest.raises(DatasetError, match="no column 'race' in the dataset; available columns: gender, age"):
         group_labels(dataset, None, ["gender", "race"])
     attributes = tmp_path / "people.csv"
-    attributes.write_text("identity,region\namy,Kanto\n", encoding="utf-8")
+    attributes.write_text("identity,region\namy,Kanto\nbob,\n", encoding="utf-8")
     assert group_labels(dataset, None, None, attributes).tolist() == ["Kanto", "(missing)", "Kanto"]
     with pytest.raises(DatasetError, match="available columns: region"):
         group_labels(dataset, None, ["gender"], attributes)
+
+
+def test_identities_the_attribute_csv_does_not_list_are_an_error_not_missing(tmp_path):
+    """They were put silently in "(missing)"; a blank value is how the CSV says an attribute is unknown."""
+    dataset = manifest_dataset()
+    attributes = tmp_path / "people.csv"
+    attributes.write_text("identity,region\namy,Kanto\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"people.csv: 1 of 2 identities are not listed: 'bob'; add a row"):
+        group_labels(dataset, None, None, attributes)
+    assert group_labels(dataset, [0, 2], None, attributes).tolist() == ["Kanto", "Kanto"]  # only those asked for
 
 
 def test_group_labels_of_several_folders_are_the_folder_names(tmp_path):
@@ -313,6 +428,27 @@ def test_group_labels_of_several_folders_are_the_folder_names(tmp_path):
     flat = load_dataset(tmp_path / "general")
     with pytest.raises(DatasetError, match="available columns: none"):
         group_labels(flat, None, ["group"])
+
+
+def test_an_attribute_csv_names_identities_of_several_folders_plainly_or_by_folder(tmp_path):
+    """combine_datasets names identities folder/name; a CSV of plain names matched none of them (all "(missing)")."""
+    for folder, names in (("general", ["aoi_1", "aoi_2", "ken_1"]), ("young_women", ["yui_1", "yui_2", "ken_1"])):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            (tmp_path / folder / f"{name}.png").write_bytes(b"not read here")
+    combined = combine_datasets([load_dataset(tmp_path / "general"), load_dataset(tmp_path / "young_women")])
+    attributes = tmp_path / "people.csv"
+    attributes.write_text("identity,sex\naoi,F\nken,M\nyui,F\nyoung_women/ken,F\n", encoding="utf-8")
+    # A qualified name wins over the plain one; the plain one applies in every folder.
+    assert group_labels(combined, None, ["sex"], attributes).tolist() == ["F", "F", "M", "F", "F", "F"]
+    attributes.write_text("identity,sex\naoi,F\nken,M\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"1 of 4 identities are not listed: 'young_women/yui'"):
+        group_labels(combined, None, ["sex"], attributes)
+    # Only an identity that combine_datasets qualified (its "group" is its folder) falls back to the plain name.
+    records = (ImageRecord(Path("a.png"), "team/aoi", {}), ImageRecord(Path("b.png"), "other/ken", {"group": "x"}))
+    manifest = Dataset(Path("."), "manifest", records, (), ())
+    with pytest.raises(DatasetError, match=r"2 of 2 identities are not listed: 'team/aoi', 'other/ken'"):
+        group_labels(manifest, None, ["sex"], attributes)
 
 
 @pytest.mark.slow

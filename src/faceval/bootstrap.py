@@ -89,13 +89,16 @@ def percentile_interval(values: Any, confidence: float = CONFIDENCE) -> Interval
 
 
 def identity_strata(identities: Any, image_strata: Any) -> np.ndarray:
-    """One stratum code per identity from per-image stratum codes (e.g. groups).
+    """One stratum code per identity from per-image stratum codes (e.g. groups): the stratum of most of its images.
 
-    An identity whose images all lie in one stratum gets that stratum; one whose images span several strata gets
-    a stratum of its own combination, so that it is resampled as one unit.
+    An identity whose images span several strata (a per-image attribute such as an age band or glasses) is
+    resampled with the stratum holding most of its images (on a tie, the lowest code), so every identity is drawn
+    in exactly one stratum and the strata keep the size of the groups. Giving each combination of strata a stratum
+    of its own instead would leave many strata of one identity, always drawn exactly once: their figures would not
+    vary at all and the intervals would shrink to a point. Identity codes without images get ``-1``.
 
-    >>> identity_strata([0, 0, 1, 2], [5, 5, 7, 5]).tolist()
-    [0, 1, 0]
+    >>> identity_strata([0, 0, 1, 2, 2, 2], [5, 5, 7, 5, 7, 7]).tolist()
+    [5, 7, 7]
     """
     identities = np.asarray(identities, dtype=np.int64)
     image_strata = np.asarray(image_strata, dtype=np.int64)
@@ -103,13 +106,32 @@ def identity_strata(identities: Any, image_strata: Any) -> np.ndarray:
         raise ValueError(
             f"identities and image_strata must be 1-D of one length: {identities.shape}, {image_strata.shape}"
         )
+    if identities.size and int(identities.min()) < 0:
+        raise ValueError("identity codes must be >= 0")
     n_identities = int(identities.max()) + 1 if identities.size else 0
-    memberships: list[set[int]] = [set() for _ in range(n_identities)]
-    for identity, stratum in set(zip(identities.tolist(), image_strata.tolist(), strict=True)):
-        memberships[identity].add(stratum)
-    keys = [tuple(sorted(member)) for member in memberships]
-    code_of = {key: code for code, key in enumerate(sorted(set(keys)))}
-    return np.array([code_of[key] for key in keys], dtype=np.int64)
+    strata = np.full(n_identities, -1, dtype=np.int64)
+    if not identities.size:
+        return strata
+    # Images per (identity, stratum), ordered by identity, then by count descending, then by stratum ascending:
+    # the first row of each identity is its stratum.
+    pairs, counts = np.unique(np.stack((identities, image_strata), axis=1), axis=0, return_counts=True)
+    order = np.lexsort((pairs[:, 1], -counts, pairs[:, 0]))
+    pairs = pairs[order]
+    first = np.concatenate(([True], pairs[1:, 0] != pairs[:-1, 0]))
+    strata[pairs[first, 0]] = pairs[first, 1]
+    return strata
+
+
+def stratum_sizes(strata: Any) -> dict[int, int]:
+    """Identities per stratum code (`identity_strata`), leaving out ``-1`` (identity codes without images).
+
+    A stratum of one identity draws it exactly once in every resample, so it adds no sampling variation.
+
+    >>> stratum_sizes([5, 7, 7, -1])
+    {5: 1, 7: 2}
+    """
+    codes, counts = np.unique(np.asarray(strata, dtype=np.int64), return_counts=True)
+    return {int(code): int(count) for code, count in zip(codes, counts, strict=True) if code >= 0}
 
 
 def identity_multiplicities(strata: Any, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> np.ndarray:
@@ -246,11 +268,7 @@ class SortedPairs:
         self.impostor_scores = scores[impostor_index]
         self.impostor_first = first[impostor_index]
         self.impostor_second = second[impostor_index]
-        del first, second
-        # Input positions of the sorted streams, to map per-pair weights given in input order.
-        self._genuine_input = genuine_index.astype(position)
-        self._impostor_input = impostor_index.astype(position)
-        del genuine_index, impostor_index
+        del first, second, genuine_index, impostor_index
         # Levels: +inf (nothing accepted), then every distinct score; pairs accepted at each level.
         levels = np.unique(scores)[::-1]
         self._level_impostors = np.concatenate(([0], _count_at_least(self.impostor_scores, levels))).astype(position)
@@ -318,22 +336,6 @@ class SortedPairs:
         else:
             with ThreadPoolExecutor(workers) as pool:
                 list(pool.map(run, starts))
-        return result
-
-    def weighted_figures(
-        self, weights: Any, fars: Sequence[float] = (), thresholds: Sequence[float] = ()
-    ) -> ResampledFigures:
-        """Figures for explicit non-negative integer weights of the pairs in their input order (one row per set of
-        weights): the figures of the pairs repeated that many times."""
-        weights = np.atleast_2d(np.asarray(weights))
-        if weights.ndim != 2 or weights.shape[1] != len(self):
-            raise ValueError(f"weights must be (rows, {len(self)}), got shape {weights.shape}")
-        if weights.dtype.kind not in "iu" or (weights.size and weights.min() < 0):
-            raise ValueError("weights must be non-negative integers")
-        genuine_weights = weights[:, self._genuine_input].astype(np.int64)
-        impostor_weights = weights[:, self._impostor_input].astype(np.int64)
-        result = _undefined_figures(weights.shape[0], fars, thresholds)
-        self._fill(result, slice(0, weights.shape[0]), genuine_weights, impostor_weights)
         return result
 
     def _fill(

@@ -179,7 +179,8 @@ def grouping_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 "--attributes",
                 "attribute_csv",
                 type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                help="CSV of identity,<columns...> whose columns (or --group-by ones) form the groups.",
+                help="CSV of identity,<columns...> whose columns (or --group-by ones) form the groups; it lists every "
+                "identity, by plain name or as folder/identity when several folders are given.",
             ),
         ]
     ):

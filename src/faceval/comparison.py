@@ -10,7 +10,7 @@ as they do here, its variance is too small and its p-value too optimistic. Read 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,9 @@ from faceval.bootstrap import (
 )
 from faceval.metrics import ScoreTable, roc_auc, validated_scores
 from faceval.scoring import Similarity, all_pair_scores
+
+# DeLong's variance needs two placement values of each kind (a sample covariance of each).
+_DELONG_MINIMUM = 2
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,10 @@ def delong_test(scores_a: Any, scores_b: Any, genuine: Any) -> DeLong:
     if scores_a.shape != scores_b.shape:
         raise ValueError(f"both models need scores of the same pairs: {scores_a.size} and {scores_b.size} scores")
     n_genuine, n_impostor = int(genuine.sum()), int((~genuine).sum())
-    if n_genuine < 2 or n_impostor < 2:
+    if n_genuine < _DELONG_MINIMUM or n_impostor < _DELONG_MINIMUM:
         raise ValueError(
-            f"DeLong's test needs at least 2 genuine and 2 impostor pairs, got {n_genuine} and {n_impostor}"
+            f"DeLong's test needs at least {_DELONG_MINIMUM} genuine and {_DELONG_MINIMUM} impostor pairs, got "
+            f"{n_genuine} and {n_impostor}"
         )
     # Structural components (placement values): for each genuine pair the share of impostors it beats, and for
     # each impostor the share of genuine pairs that beat it, both from midranks (Sun & Xu 2014, eq. 4-5).
@@ -83,20 +87,29 @@ def delong_test(scores_a: Any, scores_b: Any, genuine: Any) -> DeLong:
 @dataclass(frozen=True)
 class ModelComparison:
     """Model a against model b on the same pairs: AUCs, their difference ``a - b`` with a paired identity-bootstrap
-    interval, and DeLong's z and p. The interval is None when no bootstrap ran (``n_resamples == 0``)."""
+    interval, and DeLong's z and p. The interval is None when no bootstrap ran (``n_resamples == 0``) or no resample
+    had both kinds of pair.
+
+    Data too thin to compare on give an entry all the same, with ``note`` saying why: without a genuine or an
+    impostor pair the AUCs, their difference and DeLong's figures are None; with fewer than 2 of either kind the
+    AUCs and the bootstrap interval are given but DeLong's z and p are None.
+    """
 
     name_a: str
     name_b: str
-    auc_a: float
-    auc_b: float
-    difference: float
+    auc_a: float | None
+    auc_b: float | None
+    difference: float | None
     ci_low: float | None
     ci_high: float | None
-    delong_z: float
-    delong_p: float
+    delong_z: float | None
+    delong_p: float | None
     n_resamples: int
     seed: int
     interval: Interval | None
+    n_genuine: int = 0
+    n_impostor: int = 0
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for ``metrics.json`` (strict JSON: an infinite z is written as None)."""
@@ -111,11 +124,14 @@ class ModelComparison:
             "n_resamples": self.n_resamples,
             "n_valid_resamples": None if self.interval is None else self.interval.n_valid,
             "seed": self.seed,
+            "n_genuine": self.n_genuine,
+            "n_impostor": self.n_impostor,
             "bootstrap": "paired identity bootstrap (identities resampled with replacement, both AUCs recomputed)",
-            "delong_z": self.delong_z if np.isfinite(self.delong_z) else None,
+            "delong_z": self.delong_z if self.delong_z is not None and np.isfinite(self.delong_z) else None,
             "delong_p": self.delong_p,
             "delong_note": "DeLong's test treats pairs as independent; pairs share identities, so its p-value is "
             "optimistic: rely on the bootstrap interval",
+            "note": self.note,
         }
 
 
@@ -125,14 +141,24 @@ def comparison_summary_line(entry: dict[str, Any]) -> str:
     >>> comparison_summary_line({"model_a": "a", "model_b": "b", "difference": 0.04, "ci": [0.01, 0.07],
     ...                          "delong_p": 0.002, "n_resamples": 1000})
     'a - b: AUC difference +0.0400 [+0.0100, +0.0700] (paired identity bootstrap, 1000 resamples); DeLong p 0.002'
+    >>> comparison_summary_line({"model_a": "a", "model_b": "b", "difference": None, "ci": None, "delong_p": None,
+    ...                          "n_resamples": 1000, "note": "no genuine pair"})
+    'a - b: not compared (no genuine pair)'
     """
+    note = entry.get("note")
+    if entry["difference"] is None:
+        return f"{entry['model_a']} - {entry['model_b']}: not compared ({note or 'no figures'})"
     interval = "" if entry["ci"] is None else f" [{entry['ci'][0]:+.4f}, {entry['ci'][1]:+.4f}]"
-    # A p-value below the smallest double reads 0.
-    p = f"{entry['delong_p']:.2g}" if entry["delong_p"] > 0 else "< 1e-300"
-    return (
+    if entry["delong_p"] is None:
+        p = "not computed"
+    else:
+        # A p-value below the smallest double reads 0.
+        p = f"{entry['delong_p']:.2g}" if entry["delong_p"] > 0 else "< 1e-300"
+    line = (
         f"{entry['model_a']} - {entry['model_b']}: AUC difference {entry['difference']:+.4f}{interval} "
         f"(paired identity bootstrap, {entry['n_resamples']} resamples); DeLong p {p}"
     )
+    return line if note is None else f"{line} ({note})"
 
 
 def compare_models(
@@ -149,6 +175,10 @@ def compare_models(
     """Compare two models' scores of the same pairs (``first_id``/``second_id``: identity codes of each pair's
     images; ``strata``: optional stratum code per identity, e.g. its group, to resample within).
 
+    Never fails on thin data: see `ModelComparison` for what is left out (and said in its ``note``) when there are
+    too few genuine or impostor pairs. Scores of different pairs, or labels that disagree with the identity codes,
+    raise ValueError.
+
     >>> rng = np.random.default_rng(0)
     >>> ids = np.repeat(np.arange(8), 3)
     >>> first, second = np.triu_indices(ids.size, k=1)
@@ -158,6 +188,8 @@ def compare_models(
     >>> result = compare_models(a, b, genuine, ids[first], ids[second], n_resamples=200)
     >>> result.difference > 0, result.ci_low > 0, result.delong_p < 0.05
     (True, True, True)
+    >>> compare_models([0.9, 0.2], [0.8, 0.1], [True, False], [0, 0], [0, 1]).note
+    "DeLong's test needs at least 2 genuine and 2 impostor pairs, got 1 and 1: no z or p"
     """
     if np.shape(scores_a) != np.shape(scores_b):
         raise ValueError(
@@ -165,9 +197,39 @@ def compare_models(
         )
     pairs_a = SortedPairs(scores_a, genuine, first_id, second_id)
     pairs_b = SortedPairs(scores_b, genuine, first_id, second_id)
+    n_genuine, n_impostor = pairs_a.n_genuine, pairs_a.n_impostor
+    empty = ModelComparison(
+        name_a=names[0],
+        name_b=names[1],
+        auc_a=None,
+        auc_b=None,
+        difference=None,
+        ci_low=None,
+        ci_high=None,
+        delong_z=None,
+        delong_p=None,
+        n_resamples=int(n_resamples),
+        seed=int(seed),
+        interval=None,
+        n_genuine=n_genuine,
+        n_impostor=n_impostor,
+    )
+    if n_genuine == 0 or n_impostor == 0:
+        return replace(
+            empty,
+            note=f"an AUC needs genuine and impostor pairs; the common pairs have {n_genuine} genuine and "
+            f"{n_impostor} impostor",
+        )
     auc_a = roc_auc(ScoreTable.from_scores(scores_a, genuine))
     auc_b = roc_auc(ScoreTable.from_scores(scores_b, genuine))
-    delong = delong_test(scores_a, scores_b, genuine)
+    delong, note = None, None
+    if n_genuine >= _DELONG_MINIMUM and n_impostor >= _DELONG_MINIMUM:
+        delong = delong_test(scores_a, scores_b, genuine)
+    else:
+        note = (
+            f"DeLong's test needs at least {_DELONG_MINIMUM} genuine and {_DELONG_MINIMUM} impostor pairs, got "
+            f"{n_genuine} and {n_impostor}: no z or p"
+        )
     interval = None
     if n_resamples:
         n_identities = max(pairs_a.n_identities, 1)
@@ -175,19 +237,17 @@ def compare_models(
         multiplicities = identity_multiplicities(strata, n_resamples, seed)
         differences = pairs_a.resampled_figures(multiplicities).auc - pairs_b.resampled_figures(multiplicities).auc
         interval = percentile_interval(differences)
-    return ModelComparison(
-        name_a=names[0],
-        name_b=names[1],
+    return replace(
+        empty,
         auc_a=auc_a,
         auc_b=auc_b,
         difference=auc_a - auc_b,
         ci_low=None if interval is None else interval.low,
         ci_high=None if interval is None else interval.high,
-        delong_z=delong.z,
-        delong_p=delong.p,
-        n_resamples=int(n_resamples),
-        seed=int(seed),
+        delong_z=None if delong is None else delong.z,
+        delong_p=None if delong is None else delong.p,
         interval=interval,
+        note=note,
     )
 
 
@@ -202,7 +262,10 @@ def compare_model_vectors(
     """Every pair of models, each given as ``(name, vectors of the same images, similarity)``, compared on all
     pairs of those images; identities resampled within ``groups`` (one label per image) when given.
 
-    Empty when there are more than ``max_pairs`` pairs (every model's scores are held in memory at once).
+    Empty when there are fewer than two models or more than ``max_pairs`` pairs (every model's scores are held in
+    memory at once). Never fails on thin data: a pair of models that cannot be compared (no genuine or no impostor
+    pair among the images, or too few for DeLong's test) still gets its entry, with None figures and a ``note``
+    saying why (`ModelComparison`).
 
     >>> rng = np.random.default_rng(1)
     >>> ids = np.repeat(np.arange(6), 3)

@@ -9,14 +9,17 @@ that feed the cross-group FMR matrix, the global threshold and the overall figur
   the target FMR, and the group's own best-F1 and EER thresholds.
 - One global threshold ``tau`` from all impostor pairs at the target FMR (`faceval.metrics.tar_at_far`): per
   group FNMR and FMR at it, the cross-group FMR matrix, max/geometric-mean ratios and the Fairness Discrepancy
-  Rate; the same at a user's threshold and at thresholds chosen in an earlier run.
+  Rate; the same at a user's threshold and at thresholds chosen in an earlier run. Without genuine or without
+  impostor pairs there is no global threshold, and no rates at it (None), rather than those of +inf.
 - 95 % percentile intervals from the identity bootstrap of `faceval.bootstrap`, identities resampled within
-  their group; rates at a threshold keep the threshold fixed (the question is what that setting does to each
+  their group (an identity whose images span groups, e.g. grouped by a per-image attribute such as an age band,
+  with the group holding most of its images; a group with a single such identity is noted, since its draw
+  never varies); rates at a threshold keep the threshold fixed (the question is what that setting does to each
   group), so their intervals show the sampling error of the rates, not of the threshold.
 - ``calibrate``: thresholds chosen on a development split of identities (within each group), rates reported
   on the other identities, so the threshold is not judged on the data that chose it.
 
-Thresholds are kept in score units (accept ``s >= tau``) and converted with `Similarity.to_model_units` only
+Thresholds are kept in score units (accept ``s >= tau``) and converted with `Similarity.threshold_for_report` only
 in `GroupReport.to_dict` and `write_groups_csv`.
 """
 
@@ -43,8 +46,9 @@ from faceval.bootstrap import (
     identity_multiplicities,
     identity_strata,
     percentile_interval,
+    stratum_sizes,
 )
-from faceval.datasets import Dataset, DatasetError
+from faceval.datasets import Dataset, DatasetError, ImageRecord
 from faceval.metrics import (
     ScoreCounts,
     ScoreTable,
@@ -59,6 +63,8 @@ from faceval.metrics import (
 from faceval.scoring import PairChunk, Similarity
 
 MISSING = "(missing)"
+# The attribute `faceval.datasets.combine_datasets` gives each record: its dataset folder, the prefix of its identity.
+_FOLDER_ATTRIBUTE = "group"
 ALL = "all"
 ALL_PAIRS = "(all pairs)"
 # Groups whose genuine:impostor ratios differ by more than this factor get the note that precision and F1 are
@@ -89,6 +95,35 @@ def _read_identity_attributes(path: Path) -> tuple[list[str], dict[str, dict[str
     return [name for name in columns if name != "identity"], table
 
 
+def _identity_attributes(
+    records: Sequence[ImageRecord], table: Mapping[str, dict[str, str]], path: Path
+) -> list[dict[str, str]]:
+    """Each record's row of an identity-attribute CSV: by its identity, or, for an identity that
+    `faceval.datasets.combine_datasets` qualified with its folder (``folder/name`` with attribute ``group`` equal
+    to ``folder``), by its plain name. Raises `DatasetError` naming identities the CSV does not list."""
+    values: list[dict[str, str]] = []
+    unlisted: dict[str, None] = {}
+    for record in records:
+        row = table.get(record.identity)
+        if row is None:
+            folder, qualified, name = record.identity.partition("/")
+            if qualified and record.attributes.get(_FOLDER_ATTRIBUTE) == folder:
+                row = table.get(name)
+        if row is None:
+            unlisted[record.identity] = None
+            row = {}
+        values.append(row)
+    if unlisted:
+        identities = len({record.identity for record in records})
+        shown = ", ".join(repr(name) for name in list(unlisted)[:5])
+        more = f" and {len(unlisted) - 5} more" if len(unlisted) > 5 else ""
+        raise DatasetError(
+            f"{path}: {len(unlisted)} of {identities} identities are not listed: {shown}{more}; add a row for each "
+            "(blank values put it in '(missing)'), spelled as the dataset names them"
+        )
+    return values
+
+
 def group_labels(
     dataset: Dataset,
     indices: Sequence[int] | np.ndarray | None = None,
@@ -103,6 +138,11 @@ def group_labels(
     (all its columns when ``group_by`` is None). Without either, None: no groups. A column that does not exist
     raises `DatasetError` listing the columns there are.
 
+    The CSV must list every identity of the records (blank values are allowed and read ``(missing)``); one it
+    does not list raises `DatasetError` naming a few, rather than putting them silently in ``(missing)``. With
+    several dataset folders identities are qualified by their folder (``young_women/Alice``): the CSV may list
+    them so, or by their plain name (``Alice``), which then applies to that name in every folder.
+
     >>> from faceval.datasets import ImageRecord
     >>> records = (ImageRecord(Path("a.png"), "amy", {"gender": "F", "age": "young"}),
     ...            ImageRecord(Path("b.png"), "bob", {"gender": "M", "age": ""}))
@@ -116,7 +156,7 @@ def group_labels(
         columns, table = _read_identity_attributes(path)
         source = f"{path} (identity attributes)"
         chosen = list(group_by) if group_by else columns
-        values = [table.get(record.identity, {}) for record in records]
+        values = _identity_attributes(records, table, path)
     elif group_by:
         columns, source, chosen = list(dataset.attribute_names), "the dataset", list(group_by)
         values = [record.attributes for record in records]
@@ -232,9 +272,12 @@ class GroupFigures:
 @dataclass(frozen=True)
 class OperatingPoint:
     """Rates at one fixed threshold (score units): per group FNMR and within-group FMR with intervals, all pairs,
-    the cross-group FMR matrix (NaN where there are no impostor pairs), and the parity summaries."""
+    the cross-group FMR matrix (NaN where there are no impostor pairs), and the parity summaries.
 
-    threshold: float
+    ``threshold`` None: there is no such threshold (the global one needs genuine and impostor pairs), and every
+    rate is None."""
+
+    threshold: float | None
     fnmr: dict[str, float | None]
     fmr: dict[str, float | None]
     fnmr_ci: dict[str, Interval | None]
@@ -277,7 +320,7 @@ class GroupReport:
         return list(self.groups)
 
     def _units(self, value: float | None) -> float | None:
-        return _model_units(self.similarity, value)
+        return self.similarity.threshold_for_report(value)
 
     def _figures_dict(self, figures: GroupFigures) -> dict[str, Any]:
         table, summary = figures.table, figures.summary
@@ -449,14 +492,6 @@ def group_summary_lines(entry: Mapping[str, Any], model: str) -> list[str]:
     return lines
 
 
-def _model_units(similarity: Similarity, value: float | None) -> float | None:
-    """A score threshold in the model's units; None for no threshold or +-inf (nothing or everything accepted)."""
-    if value is None or not np.isfinite(value):
-        return None
-    # "+ 0.0" turns the -0.0 of a negated zero distance into 0.0.
-    return float(similarity.to_model_units(value)) + 0.0
-
-
 def _interval_list(interval: Interval | None) -> list[float] | None:
     return None if interval is None else interval.to_list()
 
@@ -474,8 +509,9 @@ def _merged(parts: Iterable[ScoreCounts]) -> ScoreTable:
 
 
 def _accepted(table: ScoreTable, threshold: float) -> tuple[int, int]:
-    """Genuine and impostor pairs with score >= threshold (sweep_at needs both kinds; cross-group tables have
-    impostors only)."""
+    """Genuine and impostor pairs with score >= threshold: the counting of `faceval.metrics.sweep_at`, which cannot
+    serve here because it (and its `Sweep`) refuses a table without both kinds of pair, and cross-group tables
+    have impostors only, a group of one identity genuine pairs only."""
     level = int(np.searchsorted(-table.thresholds, -threshold, side="right"))
     if level == 0:
         return 0, 0
@@ -491,11 +527,25 @@ def _rates(table: ScoreTable, threshold: float) -> tuple[float | None, float | N
 
 
 def _max_over_geomean(values: Iterable[float | None]) -> float | None:
-    """max / geometric mean (1 = parity); None without values, or with a zero (the geometric mean is then 0)."""
+    """max / geometric mean (1 = parity); None without values, or with a zero: the geometric mean is then 0 and the
+    ratio undefined (x/0, or 0/0 when every value is 0)."""
     defined = np.array([value for value in values if value is not None], dtype=np.float64)
     if defined.size == 0 or np.any(defined <= 0):
         return None
     return float(defined.max() / np.exp(np.log(defined).mean()))
+
+
+def _ratio_text(genuine_per_impostor: float) -> str:
+    """A genuine:impostor ratio as ``1:x`` with three significant digits, so that ratios more than 1 % apart read
+    differently.
+
+    >>> _ratio_text(1 / 1.5), _ratio_text(1 / 2.5), _ratio_text(1 / 1234.5), _ratio_text(2.0)
+    ('1:1.5', '1:2.5', '1:1,230', '1:0.5')
+    """
+    impostors = 1.0 / genuine_per_impostor
+    text = np.format_float_positional(impostors, precision=3, unique=False, fractional=False, trim="-")
+    whole, point, fraction = text.partition(".")
+    return f"1:{int(whole):,}{point}{fraction}"
 
 
 def _discrepancy(fmr: np.ndarray, fnmr: np.ndarray, alpha: float) -> np.ndarray:
@@ -556,13 +606,15 @@ class _Pairs:
     def resample(
         self,
         identities: np.ndarray,
+        strata: np.ndarray,
         codes: np.ndarray,
         names: list[str],
         options: GroupOptions,
         thresholds: list[float],
     ) -> dict[str, ResampledFigures]:
-        """Bootstrap figures of all pairs and of each group's pairs, from one set of identity multiplicities (so
-        that the figures of one resample, and the FDR built from them, belong together)."""
+        """Bootstrap figures of all pairs and of each group's pairs, from one set of identity multiplicities drawn
+        within ``strata`` (`identity_strata`), so that the figures of one resample, and the FDR built from them,
+        belong together."""
         scores = np.concatenate(self.scores)
         first, second = np.concatenate(self.first), np.concatenate(self.second)
         # The pairs are held once, not twice.
@@ -573,7 +625,7 @@ class _Pairs:
         first_identity, second_identity = identities.astype(np.intp)[first], identities.astype(np.intp)[second]
         del first, second
         genuine = first_identity == second_identity
-        multiplicities = identity_multiplicities(identity_strata(identities, codes), options.n_resamples, options.seed)
+        multiplicities = identity_multiplicities(strata, options.n_resamples, options.seed)
         figures = {"fars": (options.target_fmr,), "thresholds": tuple(thresholds)}
         resampled = {
             ALL_PAIRS: SortedPairs(scores, genuine, first_identity, second_identity).resampled_figures(
@@ -691,16 +743,32 @@ def group_report(
     overall_table = pairs.table()
     scorable = overall_table.n_genuine > 0 and overall_table.n_impostor > 0
     global_tar = tar_at_far(overall_table, options.target_fmr) if scorable else None
-    tau = global_tar.threshold if global_tar is not None else np.inf
-    thresholds: dict[str, float] = {"global": tau}
+    # No global threshold without both kinds of pair: its rates are None, not those of a threshold of +inf. (A
+    # threshold of +inf that tar_at_far returns, when no score is strict enough, is a real one: it accepts nothing.)
+    tau = None if global_tar is None else global_tar.threshold
+    thresholds: dict[str, float | None] = {"global": tau}
     if options.threshold is not None:
         thresholds["threshold"] = float(similarity.from_model_units(options.threshold))
     if options.threshold_from is not None and options.threshold_from.global_threshold is not None:
         thresholds["applied"] = float(similarity.from_model_units(options.threshold_from.global_threshold))
 
+    strata = identity_strata(identities, codes)
     resampled = (
-        pairs.resample(identities, codes, names, options, list(thresholds.values())) if resampling and n_pairs else {}
+        pairs.resample(
+            identities, strata, codes, names, options, [value for value in thresholds.values() if value is not None]
+        )
+        if resampling and n_pairs
+        else {}
     )
+    if resampled:
+        for code, size in stratum_sizes(strata).items():
+            if size < 2:
+                notes.append(
+                    f"{names[code]}: a single identity is resampled in this group (an identity whose images span "
+                    "groups is resampled with the group holding most of them), drawn once in every resample: "
+                    "figures resting on it alone do not vary, so their intervals understate the uncertainty "
+                    "(zero width where no other identity contributes)"
+                )
 
     def intervals(name: str) -> dict[str, Interval | None]:
         if name not in resampled:
@@ -745,7 +813,12 @@ def group_report(
     )
     for name, result in resampled.items():
         undefined = options.n_resamples - int(np.isfinite(result.auc).sum())
-        if undefined and (name == ALL_PAIRS or figures_by_group[name].summary is not None):
+        # A group holding every pair (no groups: the one group "all") has the same resamples as all pairs: said once.
+        every_pair = name != ALL_PAIRS and (tables[name].n_genuine, tables[name].n_impostor) == (
+            overall_table.n_genuine,
+            overall_table.n_impostor,
+        )
+        if undefined and not every_pair and (name == ALL_PAIRS or figures_by_group[name].summary is not None):
             notes.append(
                 f"{name}: {undefined} of {options.n_resamples} resamples drew no genuine or no impostor pair; "
                 "its intervals come from the others (few identities: read them with care)"
@@ -753,11 +826,19 @@ def group_report(
 
     points = _operating_points(pairs, names, thresholds, resampled, options.fdr_alpha)
     for rate, values in (("FNMR", points["global"].fnmr), ("FMR", points["global"].fmr)):
-        zero = [name for name in names if values[name] == 0]
-        if zero:
+        defined = [name for name in names if values[name] is not None]
+        zero = [name for name in defined if values[name] == 0]
+        if len(defined) < 2 or not zero:
+            continue
+        if len(zero) == len(defined):
             notes.append(
-                f"{rate} is 0 at the global threshold in {', '.join(zero)}: the max/geometric-mean ratio of {rate} "
-                "is unbounded (reported as None); the FDR still compares the groups"
+                f"{rate} is 0 at the global threshold in every group: its max/geometric-mean ratio is 0/0, "
+                "undefined (reported as None); the groups are at parity on it"
+            )
+        else:
+            notes.append(
+                f"{rate} is 0 at the global threshold in {', '.join(zero)}: the geometric mean of {rate} is then 0, "
+                "so its max/geometric-mean ratio is undefined (reported as None); the FDR still compares the groups"
             )
     global_figure = {
         "fmr_reached": None if global_tar is None else global_tar.fmr,
@@ -766,14 +847,15 @@ def group_report(
     }
     if global_tar is None:
         notes.append("no global threshold: the scored images need both genuine and impostor pairs")
-    elif not np.isfinite(tau):
+    elif not np.isfinite(global_tar.threshold):
         notes.append(f"no score reaches FMR {options.target_fmr:g}: the global threshold accepts nothing")
 
     ratios = [t.n_genuine / t.n_impostor for t in tables.values() if t.n_genuine and t.n_impostor]
     ratios_differ = len(ratios) >= 2 and max(ratios) / min(ratios) > _RATIO_TOLERANCE
     if ratios_differ:
         notes.append(
-            f"genuine:impostor ratios differ across groups (from 1:{1 / max(ratios):.0f} to 1:{1 / min(ratios):.0f}): "
+            f"genuine:impostor ratios differ across groups (from {_ratio_text(max(ratios))} to "
+            f"{_ratio_text(min(ratios))}): "
             "precision, accuracy and F1 (best_f1) are not comparable across groups; compare AUC, EER, TAR@FAR and "
             "FNMR/FMR at the global threshold, which do not depend on the ratio (group_ranking)"
         )
@@ -804,7 +886,8 @@ def group_report(
         ranking=_ranking(figures_by_group, points["global"]),
         ratios_differ=bool(ratios_differ),
         bootstrap={
-            "method": "identity bootstrap: identities resampled with replacement within each group, pairs rebuilt",
+            "method": "identity bootstrap: identities resampled with replacement within each group (an identity "
+            "whose images span groups within the group holding most of them), pairs rebuilt",
             "n_resamples": options.n_resamples if resampled else 0,
             "seed": options.seed,
             "confidence": CONFIDENCE,
@@ -818,54 +901,66 @@ def group_report(
 def _operating_points(
     pairs: _Pairs,
     names: list[str],
-    thresholds: Mapping[str, float],
+    thresholds: Mapping[str, float | None],
     resampled: Mapping[str, ResampledFigures],
     alpha: float,
 ) -> dict[str, OperatingPoint]:
-    """Rates at each threshold: per group, all pairs, the cross-group matrix, parity summaries and the FDR."""
+    """Rates at each threshold: per group, all pairs, the cross-group matrix, parity summaries and the FDR.
+
+    A threshold of None (no global threshold) gives None rates and no intervals. ``resampled`` holds the rates at
+    the other thresholds, in their order."""
     size, count = len(names), len(thresholds)
     fmr_matrix = np.full((count, size, size), np.nan)
     impostor_matrix = np.zeros((size, size), dtype=np.int64)
-    fnmr: list[dict[str, float | None]] = [{} for _ in range(count)]
-    fmr: list[dict[str, float | None]] = [{} for _ in range(count)]
+    fnmr: list[dict[str, float | None]] = [dict.fromkeys([*names, ALL_PAIRS]) for _ in range(count)]
+    fmr: list[dict[str, float | None]] = [dict.fromkeys([*names, ALL_PAIRS]) for _ in range(count)]
+    values = list(thresholds.values())
+    defined_columns = [column for column, value in enumerate(values) if value is not None]
     for low in range(size):
         for high in range(low, size):
             # Cross-group tables are needed here only: built for all thresholds at once, then dropped.
             table = pairs.table(low, high, keep=low == high)
             impostor_matrix[low, high] = impostor_matrix[high, low] = table.n_impostor
-            for column, threshold in enumerate(thresholds.values()):
-                group_fnmr, group_fmr = _rates(table, threshold)
+            for column in defined_columns:
+                group_fnmr, group_fmr = _rates(table, values[column])
                 if group_fmr is not None:
                     fmr_matrix[column, low, high] = fmr_matrix[column, high, low] = group_fmr
                 if low == high:
                     fnmr[column][names[low]], fmr[column][names[low]] = group_fnmr, group_fmr
     points = {}
     for column, (key, threshold) in enumerate(thresholds.items()):
-        fnmr[column][ALL_PAIRS], fmr[column][ALL_PAIRS] = _rates(pairs.table(), threshold)
-        defined = [name for name in names if fnmr[column][name] is not None and fmr[column][name] is not None]
         fdr = fdr_ci = None
-        if len(defined) >= 2:
-            fdr = float(
-                _discrepancy(
-                    np.array([fmr[column][name] for name in defined]),
-                    np.array([fnmr[column][name] for name in defined]),
-                    alpha,
-                )
-            )
-            if resampled:
-                fdr_ci = percentile_interval(
+        fnmr_ci: dict[str, Interval | None] = {}
+        fmr_ci: dict[str, Interval | None] = {}
+        if threshold is not None:
+            fnmr[column][ALL_PAIRS], fmr[column][ALL_PAIRS] = _rates(pairs.table(), threshold)
+            # The column of this threshold among those resampled (the defined ones).
+            kept = defined_columns.index(column)
+            fnmr_ci = {name: percentile_interval(r.fnmr[:, kept]) for name, r in resampled.items()}
+            fmr_ci = {name: percentile_interval(r.fmr[:, kept]) for name, r in resampled.items()}
+            defined = [name for name in names if fnmr[column][name] is not None and fmr[column][name] is not None]
+            if len(defined) >= 2:
+                fdr = float(
                     _discrepancy(
-                        np.stack([resampled[name].fmr[:, column] for name in defined], axis=1),
-                        np.stack([resampled[name].fnmr[:, column] for name in defined], axis=1),
+                        np.array([fmr[column][name] for name in defined]),
+                        np.array([fnmr[column][name] for name in defined]),
                         alpha,
                     )
                 )
+                if resampled:
+                    fdr_ci = percentile_interval(
+                        _discrepancy(
+                            np.stack([resampled[name].fmr[:, kept] for name in defined], axis=1),
+                            np.stack([resampled[name].fnmr[:, kept] for name in defined], axis=1),
+                            alpha,
+                        )
+                    )
         points[key] = OperatingPoint(
-            threshold=float(threshold),
+            threshold=None if threshold is None else float(threshold),
             fnmr=fnmr[column],
             fmr=fmr[column],
-            fnmr_ci={name: percentile_interval(r.fnmr[:, column]) for name, r in resampled.items()},
-            fmr_ci={name: percentile_interval(r.fmr[:, column]) for name, r in resampled.items()},
+            fnmr_ci=fnmr_ci,
+            fmr_ci=fmr_ci,
             fmr_matrix=fmr_matrix[column],
             impostor_matrix=impostor_matrix,
             fnmr_max_over_geomean=_max_over_geomean(fnmr[column][name] for name in names),
@@ -921,7 +1016,7 @@ def _calibration(
     left out of both)."""
 
     def units(value: float) -> float | None:
-        return _model_units(similarity, value)
+        return similarity.threshold_for_report(value)
 
     development, held_out = pairs.table(split=0), pairs.table(split=1)
     result: dict[str, Any] = {
@@ -1020,8 +1115,9 @@ def write_groups_csv(path: str | Path, report: GroupReport) -> Path:
 def write_group_files(folder: str | Path, report: GroupReport, model: str) -> dict[str, str]:
     """``groups.csv`` and the group figures of one model in ``folder``; returns ``{key: file name}``.
 
-    ROC (linear and log FMR) and DET with one curve per group, FNMR and FMR per group at the global threshold
-    with interval bars, the cross-group FMR heatmap and per-group score histograms.
+    ROC (linear and log FMR) and DET with one curve per group (where a group has both kinds of pair), FNMR and
+    FMR per group at the global threshold with interval bars and the cross-group FMR heatmap (where there is a
+    global threshold), and per-group score histograms.
     """
     folder = Path(folder)
     files = {"groups_csv": write_groups_csv(folder / "groups.csv", report).name}
@@ -1039,7 +1135,36 @@ def write_group_files(folder: str | Path, report: GroupReport, model: str) -> di
         plots.plot_det(curves, folder / "groups_det.png", title=f"{model}: DET per group")
         files.update(groups_roc="groups_roc.png", groups_roc_log="groups_roc_log.png", groups_det="groups_det.png")
     point = report.global_point
-    threshold_text = _model_units(report.similarity, point.threshold)
+    threshold_text = report.similarity.threshold_for_report(point.threshold)
+    if point.threshold is not None:
+        files.update(_global_rate_figures(folder, report, model, threshold_text))
+    markers = {} if threshold_text is None else {"global threshold": threshold_text}
+    given = None if report.user_point is None else report.similarity.threshold_for_report(report.user_point.threshold)
+    if given is not None:
+        markers["given threshold"] = given
+    plots.plot_group_histograms(
+        {
+            name: (
+                report.similarity.to_model_units(figures.table.thresholds),
+                figures.table.genuine,
+                figures.table.impostor,
+            )
+            for name, figures in report.groups.items()
+            if len(figures.table)
+        },
+        folder / "groups_histograms.png",
+        units=report.similarity.model_units,
+        markers=markers,
+        title=f"{model}: genuine and impostor scores per group",
+    )
+    files["groups_histograms"] = "groups_histograms.png"
+    return files
+
+
+def _global_rate_figures(folder: Path, report: GroupReport, model: str, threshold_text: float | None) -> dict[str, str]:
+    """FNMR and FMR per group at the global threshold, and the cross-group FMR heatmap (there must be a global
+    threshold; ``threshold_text`` is None where it is +inf, accepting nothing)."""
+    point = report.global_point
     plots.plot_group_rates(
         report.names,
         [point.fnmr[name] for name in report.names],
@@ -1058,27 +1183,4 @@ def write_group_files(folder: str | Path, report: GroupReport, model: str) -> di
         folder / "groups_fmr_heatmap.png",
         title=f"{model}: log10(FMR / {report.target_fmr:g}) at the global threshold",
     )
-    markers = {} if threshold_text is None else {"global threshold": threshold_text}
-    if report.user_point is not None and _model_units(report.similarity, report.user_point.threshold) is not None:
-        markers["given threshold"] = _model_units(report.similarity, report.user_point.threshold)
-    plots.plot_group_histograms(
-        {
-            name: (
-                report.similarity.to_model_units(figures.table.thresholds),
-                figures.table.genuine,
-                figures.table.impostor,
-            )
-            for name, figures in report.groups.items()
-            if len(figures.table)
-        },
-        folder / "groups_histograms.png",
-        units=report.similarity.model_units,
-        markers=markers,
-        title=f"{model}: genuine and impostor scores per group",
-    )
-    files.update(
-        groups_rates="groups_rates.png",
-        groups_fmr_heatmap="groups_fmr_heatmap.png",
-        groups_histograms="groups_histograms.png",
-    )
-    return files
+    return {"groups_rates": "groups_rates.png", "groups_fmr_heatmap": "groups_fmr_heatmap.png"}

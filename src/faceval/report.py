@@ -81,20 +81,15 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _model_units(value: float | None, similarity: Similarity) -> float | None:
-    # "+ 0.0" turns the -0.0 of a negated zero distance into 0.0.
-    return None if value is None else float(similarity.to_model_units(value)) + 0.0
-
-
 def summary_in_model_units(summary: dict[str, Any], similarity: Similarity) -> dict[str, Any]:
     """A `verification_summary` with every threshold converted to the model's own units."""
     converted = json.loads(json.dumps(summary))
     eer = converted["eer"]
     for key in ("threshold", "threshold_above", "threshold_below"):
-        eer[key] = _model_units(eer[key], similarity)
-    converted["best_f1"]["threshold"] = _model_units(converted["best_f1"]["threshold"], similarity)
+        eer[key] = similarity.threshold_for_report(eer[key])
+    converted["best_f1"]["threshold"] = similarity.threshold_for_report(converted["best_f1"]["threshold"])
     for figure in converted["tar_at_far"].values():
-        figure["threshold"] = _model_units(figure["threshold"], similarity)
+        figure["threshold"] = similarity.threshold_for_report(figure["threshold"])
     return converted
 
 

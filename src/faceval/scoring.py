@@ -12,6 +12,7 @@ Pairs are all unordered pairs ``i < j`` in row-major upper-triangle order: ``(0,
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -51,6 +52,17 @@ class Similarity(enum.StrEnum):
         0.6
         """
         return self._convert(score_threshold)
+
+    def threshold_for_report(self, score_threshold: float | None) -> float | None:
+        """A score threshold in the model's units, for JSON and CSV: None for no threshold or +-inf (nothing or
+        everything accepted), and 0.0 rather than the -0.0 of a negated zero distance.
+
+        >>> Similarity.EUCLIDEAN.threshold_for_report(-0.6), Similarity.COSINE.threshold_for_report(float("inf"))
+        (0.6, None)
+        """
+        if score_threshold is None or not math.isfinite(score_threshold):
+            return None
+        return float(self.to_model_units(score_threshold)) + 0.0
 
     def from_model_units(self, model_threshold: _T) -> _T:
         """Turn a threshold in the model's units into a score threshold; the inverse of `to_model_units`.
