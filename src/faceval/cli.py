@@ -31,6 +31,17 @@ from faceval.pipeline import (
 from faceval.store import StoreError, default_store_path
 
 
+def option_group(*decorators: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[..., Any]:
+    """One decorator applying several click options in order, so that commands share them."""
+
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
+
+
 def _fail(message: str) -> None:
     raise click.ClickException(message)
 
@@ -84,153 +95,128 @@ def main() -> None:
     """How well does a face-recognition model verify your own people, and at which threshold?"""
 
 
-def dataset_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """SOURCES, --layout, --manifest: where the images are (shared by 'evaluate' and 'embed')."""
-    for option in reversed(
-        [
-            click.argument("sources", nargs=-1, type=click.Path(path_type=Path)),
-            click.option(
-                "--layout",
-                type=click.Choice(["auto", "flat", "folders", "manifest"]),
-                default="auto",
-                show_default=True,
-                help="Dataset layout: flat name_xxx files, one folder per identity, or a CSV.",
-            ),
-            click.option(
-                "--manifest",
-                type=click.Path(path_type=Path, dir_okay=False),
-                help="A CSV with path,identity[,attributes] columns (paths relative to the CSV).",
-            ),
-        ]
-    ):
-        command = option(command)
-    return command
+# SOURCES, --layout, --manifest: where the images are (shared by 'evaluate' and 'embed').
+dataset_options = option_group(
+    click.argument("sources", nargs=-1, type=click.Path(path_type=Path)),
+    click.option(
+        "--layout",
+        type=click.Choice(["auto", "flat", "folders", "manifest"]),
+        default="auto",
+        show_default=True,
+        help="Dataset layout: flat name_xxx files, one folder per identity, or a CSV.",
+    ),
+    click.option(
+        "--manifest",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="A CSV with path,identity[,attributes] columns (paths relative to the CSV).",
+    ),
+)
 
 
-def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--spec and dlib's detector settings (shared by 'evaluate' and 'embed')."""
-    for option in reversed(
-        [
-            click.option(
-                "--spec",
-                type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                help="TOML or JSON preprocessing spec for --model onnx:PATH (input size, crop, colour, mean/std...).",
-            ),
-            click.option(
-                "--dlib-detector",
-                type=click.Choice(["hog", "cnn", "none"]),
-                default="hog",
-                show_default=True,
-                help="dlib face detector; 'none' uses the whole image as the face (pre-cropped sets).",
-            ),
-            click.option(
-                "--dlib-upsample",
-                type=click.IntRange(0, 4),
-                default=1,
-                show_default=True,
-                help="Times dlib's detector doubles the image first (finds smaller faces, slower).",
-            ),
-        ]
-    ):
-        command = option(command)
-    return command
+# --spec and dlib's detector settings (shared by 'evaluate' and 'embed').
+model_options = option_group(
+    click.option(
+        "--spec",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="TOML or JSON preprocessing spec for --model onnx:PATH (input size, crop, colour, mean/std...).",
+    ),
+    click.option(
+        "--dlib-detector",
+        type=click.Choice(["hog", "cnn", "none"]),
+        default="hog",
+        show_default=True,
+        help="dlib face detector; 'none' uses the whole image as the face (pre-cropped sets).",
+    ),
+    click.option(
+        "--dlib-upsample",
+        type=click.IntRange(0, 4),
+        default=1,
+        show_default=True,
+        help="Times dlib's detector doubles the image first (finds smaller faces, slower).",
+    ),
+)
 
 
-def embedding_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--cache, --no-cache, --jobs, --max-temp, --quiet: how embeddings are computed and kept."""
-    for option in reversed(
-        [
-            click.option(
-                "--cache",
-                type=click.Path(path_type=Path, dir_okay=False),
-                help=f"Embedding store (SQLite) to reuse and fill [default: {default_store_path()}].",
-            ),
-            click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding store."),
-            click.option(
-                "--jobs",
-                "-j",
-                type=click.IntRange(min=1),
-                help="Worker processes for embedding [default: one per CPU core].",
-            ),
-            click.option(
-                "--max-temp",
-                type=click.FloatRange(min=0),
-                metavar="C",
-                help="Pause embedding while the CPU is hotter than C degrees Celsius (resumes 3 degrees below).",
-            ),
-            click.option("--quiet", is_flag=True, help="No progress bars."),
-        ]
-    ):
-        command = option(command)
-    return command
+# --cache, --no-cache, --jobs, --max-temp, --quiet: how embeddings are computed and kept.
+embedding_options = option_group(
+    click.option(
+        "--cache",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help=f"Embedding store (SQLite) to reuse and fill [default: {default_store_path()}].",
+    ),
+    click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding store."),
+    click.option(
+        "--jobs",
+        "-j",
+        type=click.IntRange(min=1),
+        help="Worker processes for embedding [default: one per CPU core].",
+    ),
+    click.option(
+        "--max-temp",
+        type=click.FloatRange(min=0),
+        metavar="C",
+        help="Pause embedding while the CPU is hotter than C degrees Celsius (resumes 3 degrees below).",
+    ),
+    click.option("--quiet", is_flag=True, help="No progress bars."),
+)
 
 
-def grouping_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--group-by, --attributes: which images form the demographic groups."""
-    for option in reversed(
-        [
-            click.option(
-                "--group-by",
-                metavar="COLUMN[,COLUMN...]",
-                help="Manifest columns that form groups (combinations of values are groups), e.g. group,gender. "
-                "Several dataset folders are grouped by folder without it.",
-            ),
-            click.option(
-                "--attributes",
-                "attribute_csv",
-                type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                help="CSV of identity,<columns...> whose columns (or --group-by ones) form the groups; it lists every "
-                "identity, by plain name or as folder/identity when several folders are given.",
-            ),
-        ]
-    ):
-        command = option(command)
-    return command
+# --group-by, --attributes: which images form the demographic groups.
+grouping_options = option_group(
+    click.option(
+        "--group-by",
+        metavar="COLUMN[,COLUMN...]",
+        help="Manifest columns that form groups (combinations of values are groups), e.g. group,gender. "
+        "Several dataset folders are grouped by folder without it.",
+    ),
+    click.option(
+        "--attributes",
+        "attribute_csv",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="CSV of identity,<columns...> whose columns (or --group-by ones) form the groups; it lists every "
+        "identity, by plain name or as folder/identity when several folders are given.",
+    ),
+)
 
 
-def threshold_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--target-fmr, --threshold, --calibrate, --threshold-from, --resamples, --seed: thresholds and intervals."""
-    for option in reversed(
-        [
-            click.option(
-                "--target-fmr",
-                type=click.FloatRange(0, 1, min_open=True, max_open=True),
-                default=1e-3,
-                show_default=True,
-                help="FMR over all impostor pairs that fixes the one global threshold applied to every group.",
-            ),
-            click.option(
-                "--threshold",
-                "thresholds",
-                multiple=True,
-                metavar="[MODEL=]VALUE",
-                help="Your threshold in the model's units (dlib: a distance, e.g. 0.6): FNMR/FMR per group at it. "
-                "Repeat as MODEL=VALUE for several models.",
-            ),
-            click.option(
-                "--calibrate",
-                type=click.FloatRange(0, 1, min_open=True, max_open=True),
-                metavar="FRACTION",
-                help="Choose thresholds on this share of the identities (per group), report FMR/FNMR on the others.",
-            ),
-            click.option(
-                "--threshold-from",
-                type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                metavar="RUN_DIR/metrics.json",
-                help="Apply the thresholds chosen in an earlier run (global and per group).",
-            ),
-            click.option(
-                "--resamples",
-                type=click.IntRange(min=0),
-                default=1000,
-                show_default=True,
-                help="Identity-bootstrap resamples for the 95 % intervals (0: no intervals).",
-            ),
-            click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap and splits."),
-        ]
-    ):
-        command = option(command)
-    return command
+# --target-fmr, --threshold, --calibrate, --threshold-from, --resamples, --seed: thresholds and intervals.
+threshold_options = option_group(
+    click.option(
+        "--target-fmr",
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        default=1e-3,
+        show_default=True,
+        help="FMR over all impostor pairs that fixes the one global threshold applied to every group.",
+    ),
+    click.option(
+        "--threshold",
+        "thresholds",
+        multiple=True,
+        metavar="[MODEL=]VALUE",
+        help="Your threshold in the model's units (dlib: a distance, e.g. 0.6): FNMR/FMR per group at it. "
+        "Repeat as MODEL=VALUE for several models.",
+    ),
+    click.option(
+        "--calibrate",
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        metavar="FRACTION",
+        help="Choose thresholds on this share of the identities (per group), report FMR/FNMR on the others.",
+    ),
+    click.option(
+        "--threshold-from",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        metavar="RUN_DIR/metrics.json",
+        help="Apply the thresholds chosen in an earlier run (global and per group).",
+    ),
+    click.option(
+        "--resamples",
+        type=click.IntRange(min=0),
+        default=1000,
+        show_default=True,
+        help="Identity-bootstrap resamples for the 95 % intervals (0: no intervals).",
+    ),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap and splits."),
+)
 
 
 def _thresholds(values: tuple[str, ...]) -> dict[str, float]:
