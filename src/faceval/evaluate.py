@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from faceval.comparison import ModelComparison, compare_model_vectors
 from faceval.datasets import Dataset
@@ -43,11 +44,26 @@ class Evaluation:
     comparisons: list[ModelComparison] = field(default_factory=list)
 
 
-def score_pairs(vectors: np.ndarray, identities: np.ndarray, similarity: Similarity) -> ScoreTable:
+# Below this many pairs scoring takes a few seconds at most: no progress bar.
+PROGRESS_MIN_PAIRS = 5_000_000
+
+
+def score_pairs(
+    vectors: np.ndarray, identities: np.ndarray, similarity: Similarity, progress: bool = False, label: str = ""
+) -> ScoreTable:
     """Exact per-score genuine/impostor counts over all pairs of ``vectors``, streamed in bounded chunks."""
     counts = ScoreCounts()
-    for chunk in iter_pair_chunks(vectors, identities, similarity):
-        counts.update(chunk.scores, chunk.genuine)
+    total = len(vectors) * (len(vectors) - 1) // 2
+    with tqdm(
+        total=total,
+        desc=f"scoring pairs ({label})" if label else "scoring pairs",
+        unit="pair",
+        unit_scale=True,
+        disable=not progress or total < PROGRESS_MIN_PAIRS,
+    ) as bar:
+        for chunk in iter_pair_chunks(vectors, identities, similarity):
+            counts.update(chunk.scores, chunk.genuine)
+            bar.update(len(chunk))
     return counts.compute()
 
 
@@ -94,6 +110,7 @@ def evaluate_embeddings(
     groups: np.ndarray | None = None,
     group_options: Mapping[str, GroupOptions] | None = None,
     group_by: Sequence[str] = (),
+    progress: bool = False,
 ) -> Evaluation:
     """Score every model on the pairs of images that all of them embedded.
 
@@ -132,7 +149,7 @@ def evaluate_embeddings(
     record_groups = groups if groups is not None else np.full(dataset.n_images, ALL, dtype=object)
     for embeddings in embedding_sets:
         table = (
-            score_pairs(embeddings.vectors(indices), identities, embeddings.similarity)
+            score_pairs(embeddings.vectors(indices), identities, embeddings.similarity, progress, embeddings.model)
             if len(indices) >= 2
             else ScoreCounts().compute()
         )

@@ -159,7 +159,9 @@ def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = N
     groups = group_labels(dataset, None, group_by or None, request.groups.attribute_csv)
     options = group_options(request.groups, {embedder.name: embedder.similarity for embedder in embedders})
     embedding_sets = embed_dataset(dataset, embedders, request.embedding)
-    evaluation = evaluate_embeddings(dataset, embedding_sets, groups, options, group_by)
+    evaluation = evaluate_embeddings(
+        dataset, embedding_sets, groups, options, group_by, progress=request.embedding.progress
+    )
     return write_report(request.out_dir, evaluation, dataset, embedding_sets, command)
 
 
