@@ -6,7 +6,7 @@ own failures are reported beside its figures, never hidden by dropping pairs sil
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ from faceval.datasets import Dataset
 from faceval.extraction import EmbeddingSet
 from faceval.groups import ALL, GroupOptions, GroupReport, group_failures, group_report
 from faceval.metrics import ScoreCounts, ScoreTable
-from faceval.scoring import Similarity, identity_codes, iter_pair_chunks
+from faceval.scoring import PairChunk, Similarity, identity_codes, iter_pair_chunks
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,10 @@ class Evaluation:
 PROGRESS_MIN_PAIRS = 5_000_000
 
 
-def score_pairs(
+def pair_chunks(
     vectors: np.ndarray, identities: np.ndarray, similarity: Similarity, progress: bool = False, label: str = ""
-) -> ScoreTable:
-    """Exact per-score genuine/impostor counts over all pairs of ``vectors``, streamed in bounded chunks."""
-    counts = ScoreCounts()
+) -> Iterator[PairChunk]:
+    """`iter_pair_chunks` with a progress bar when there are millions of pairs."""
     total = len(vectors) * (len(vectors) - 1) // 2
     with tqdm(
         total=total,
@@ -62,8 +61,17 @@ def score_pairs(
         disable=not progress or total < PROGRESS_MIN_PAIRS,
     ) as bar:
         for chunk in iter_pair_chunks(vectors, identities, similarity):
-            counts.update(chunk.scores, chunk.genuine)
+            yield chunk
             bar.update(len(chunk))
+
+
+def score_pairs(
+    vectors: np.ndarray, identities: np.ndarray, similarity: Similarity, progress: bool = False, label: str = ""
+) -> ScoreTable:
+    """Exact per-score genuine/impostor counts over all pairs of ``vectors``, streamed in bounded chunks."""
+    counts = ScoreCounts()
+    for chunk in pair_chunks(vectors, identities, similarity, progress, label):
+        counts.update(chunk.scores, chunk.genuine)
     return counts.compute()
 
 
@@ -148,11 +156,26 @@ def evaluate_embeddings(
     # Without groups every record is in the one group, so its failures (FTE) are still counted.
     record_groups = groups if groups is not None else np.full(dataset.n_images, ALL, dtype=object)
     for embeddings in embedding_sets:
-        table = (
-            score_pairs(embeddings.vectors(indices), identities, embeddings.similarity, progress, embeddings.model)
-            if len(indices) >= 2
-            else ScoreCounts().compute()
-        )
+        options = (group_options or {}).get(embeddings.model)
+        if len(indices) < 2:
+            table = ScoreCounts().compute()
+        elif options is None:
+            table = score_pairs(
+                embeddings.vectors(indices), identities, embeddings.similarity, progress, embeddings.model
+            )
+        else:
+            # One pass over the pairs serves both: the group report's overall table is the model's table.
+            report = group_report(
+                pair_chunks(embeddings.vectors(indices), identities, embeddings.similarity, progress, embeddings.model),
+                None if groups is None else groups[indices],
+                identities,
+                embeddings.similarity,
+                options,
+                failures=group_failures(record_groups, embeddings.embedded),
+                group_by=group_by,
+            )
+            evaluation.groups[embeddings.model] = report
+            table = report.overall.table
         evaluation.models[embeddings.model] = ModelResult(
             embeddings.model,
             embeddings.similarity,
@@ -161,17 +184,6 @@ def evaluate_embeddings(
             embeddings.n_failed,
             table,
         )
-        options = (group_options or {}).get(embeddings.model)
-        if options is not None and len(indices) >= 2:
-            evaluation.groups[embeddings.model] = group_report(
-                iter_pair_chunks(embeddings.vectors(indices), identities, embeddings.similarity),
-                None if groups is None else groups[indices],
-                identities,
-                embeddings.similarity,
-                options,
-                failures=group_failures(record_groups, embeddings.embedded),
-                group_by=group_by,
-            )
     if group_options and len(embedding_sets) > 1 and len(indices) >= 2:
         options = next(iter(group_options.values()))
         evaluation.comparisons = compare_model_vectors(

@@ -1,0 +1,56 @@
+"""Scoring several models on the same pairs; the group analysis and the plain scoring agree to the last pair."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from faceval.datasets import Dataset, ImageRecord
+from faceval.embedders import EmbeddingResult
+from faceval.evaluate import evaluate_embeddings, score_pairs
+from faceval.extraction import EmbeddingSet
+from faceval.groups import GroupOptions
+from faceval.scoring import Similarity, identity_codes
+
+
+def population(failed: set[int], seed: int, dim: int = 8) -> tuple[Dataset, EmbeddingSet]:
+    rng = np.random.default_rng(seed)
+    labels = [f"id{k // 4}" for k in range(40)]
+    centres = {label: rng.normal(size=dim) for label in set(labels)}
+    records = tuple(ImageRecord(Path(f"{k}.png"), label) for k, label in enumerate(labels))
+    results = tuple(
+        EmbeddingResult(None, failure="no face")
+        if k in failed
+        else EmbeddingResult(centres[label] + rng.normal(size=dim))
+        for k, label in enumerate(labels)
+    )
+    return Dataset(Path("."), "folders", records), EmbeddingSet(f"m{seed}", Similarity.COSINE, {}, results)
+
+
+def test_models_are_scored_on_the_images_every_model_embedded():
+    dataset, first = population(failed={0, 5}, seed=1)
+    _, second = population(failed={5, 9}, seed=2)
+    evaluation = evaluate_embeddings(dataset, [first, second])
+    common = np.array([k for k in range(40) if k not in {0, 5, 9}])
+    identities = identity_codes([dataset.records[k].identity for k in common])
+    for embeddings in (first, second):
+        result = evaluation.models[embeddings.model]
+        expected = score_pairs(embeddings.vectors(common), identities, Similarity.COSINE)
+        assert result.n_images == 37 and result.n_failed == 2
+        np.testing.assert_array_equal(result.table.thresholds, expected.thresholds)
+        np.testing.assert_array_equal(result.table.genuine, expected.genuine)
+        np.testing.assert_array_equal(result.table.impostor, expected.impostor)
+    assert any("37 images that every model embedded" in note for note in evaluation.notes)
+
+
+def test_group_analysis_table_equals_plain_scoring():
+    dataset, embeddings = population(failed={3}, seed=3)
+    plain = evaluate_embeddings(dataset, [embeddings]).models[embeddings.model].table
+    options = {embeddings.model: GroupOptions(n_resamples=50)}
+    grouped = evaluate_embeddings(dataset, [embeddings], group_options=options)
+    table = grouped.models[embeddings.model].table
+    np.testing.assert_array_equal(table.thresholds, plain.thresholds)
+    np.testing.assert_array_equal(table.genuine, plain.genuine)
+    np.testing.assert_array_equal(table.impostor, plain.impostor)
+    assert grouped.groups[embeddings.model].overall.table is table
