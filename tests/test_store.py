@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -177,3 +178,21 @@ def test_a_killed_writer_leaves_whole_batches_only(tmp_path):
     with EmbeddingStore(path) as store:  # and the next run can write on
         store.add("f" * 64, "fp", FACE)
     assert len(rows(path)) == stored + 1
+
+
+def test_many_runs_opening_a_new_store_at_once(tmp_path):
+    # Switching a new file to WAL takes an exclusive lock that SQLite does not wait for by itself. The runs
+    # start together at a set moment, after their imports, so that they really do collide.
+    opener = (
+        "import sys, time; from faceval.store import EmbeddingStore\n"
+        "while time.time() < float(sys.argv[2]): pass\n"
+        "EmbeddingStore(sys.argv[1]).close()"
+    )
+    for attempt in range(5):
+        path, start = tmp_path / f"store{attempt}.sqlite", time.time() + 2.0
+        runs = [
+            subprocess.Popen([sys.executable, "-c", opener, str(path), str(start)], stderr=subprocess.PIPE)
+            for _ in range(8)
+        ]
+        errors = [run.communicate(timeout=120)[1].decode() for run in runs]
+        assert [run.returncode for run in runs] == [0] * 8, errors

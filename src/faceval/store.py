@@ -104,6 +104,7 @@ class EmbeddingStore:
         self.path = Path(path).expanduser() if path is not None else default_store_path()
         self.commit_every = commit_every
         self.commit_seconds = commit_seconds
+        self.timeout = timeout
         self._buffer: list[_Row] = []
         self._last_commit = time.monotonic()
         try:
@@ -129,7 +130,17 @@ class EmbeddingStore:
 
     def _prepare(self) -> None:
         connection = self._connection
-        connection.execute("PRAGMA journal_mode=WAL")
+        # Switching a new file to WAL needs an exclusive lock and SQLite does not wait for it through the busy
+        # timeout: when two runs open a new store at once, the second retries until the first is done.
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         # In WAL mode NORMAL never corrupts the file; a power cut may only lose the last commits.
         connection.execute("PRAGMA synchronous=NORMAL")
         with self._transaction():
