@@ -393,7 +393,7 @@ def test_embed_record_and_the_npz_file(tmp_path, faces, reference, embedder):
     path.parent.mkdir()
     path.write_bytes(b"an older file")
     assert save_embeddings_npz(path, dataset, embedding_set) == path
-    labels, vectors = load_embeddings_file(path)
+    labels, vectors, _ = load_embeddings_file(path)
     kept = [index for index in range(30) if index != 3]
     assert labels.tolist() == [dataset.records[index].identity for index in kept]
     assert np.array_equal(vectors, reference.vectors(kept))

@@ -130,21 +130,26 @@ def _read_folders(folder: Path) -> Dataset:
     return Dataset(folder, "folders", tuple(records), tuple(skipped))
 
 
-def _read_manifest(csv_path: Path) -> Dataset:
+def read_csv_rows(csv_path: Path, required: Sequence[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """Column names (stripped) and rows of a UTF-8 CSV with a header that holds the ``required`` columns."""
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             columns = [name.strip() for name in (reader.fieldnames or [])]
-            missing = [name for name in ("path", "identity") if name not in columns]
+            missing = [name for name in required if name not in columns]
             if missing:
                 raise DatasetError(
-                    f"{csv_path}: manifest needs columns 'path' and 'identity' (missing {', '.join(missing)}); "
+                    f"{csv_path}: needs the columns {', '.join(required)} (missing {', '.join(missing)}); "
                     f"it has: {', '.join(columns) or 'no header'}"
                 )
             reader.fieldnames = columns
-            rows = list(reader)
+            return columns, list(reader)
     except UnicodeDecodeError as error:
-        raise DatasetError(f"{csv_path}: not UTF-8 text ({error}); save the manifest as UTF-8 CSV") from error
+        raise DatasetError(f"{csv_path}: not UTF-8 text ({error}); save it as UTF-8 CSV") from error
+
+
+def _read_manifest(csv_path: Path) -> Dataset:
+    columns, rows = read_csv_rows(csv_path, ("path", "identity"))
     attribute_names = tuple(name for name in columns if name not in {"path", "identity"})
     records, seen = [], {}
     for line_number, row in enumerate(rows, start=2):

@@ -25,7 +25,6 @@ in `GroupReport.to_dict` and `write_groups_csv`.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ from faceval.bootstrap import (
     percentile_interval,
     stratum_sizes,
 )
-from faceval.datasets import Dataset, DatasetError, ImageRecord
+from faceval.datasets import Dataset, DatasetError, ImageRecord, read_csv_rows
 from faceval.metrics import (
     ScoreCounts,
     ScoreTable,
@@ -75,16 +74,7 @@ _SPLITS = 3  # pair split codes: 0 both development (or no calibration), 1 both 
 
 def _read_identity_attributes(path: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
     """Columns and rows (by identity) of an identity-attribute CSV with an ``identity`` column."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = [name.strip() for name in (reader.fieldnames or [])]
-            reader.fieldnames = columns
-            rows = list(reader)
-    except UnicodeDecodeError as error:
-        raise DatasetError(f"{path}: not UTF-8 text ({error}); save it as UTF-8 CSV") from error
-    if "identity" not in columns:
-        raise DatasetError(f"{path}: needs an 'identity' column; it has: {', '.join(columns) or 'no header'}")
+    columns, rows = read_csv_rows(path, ("identity",))
     table: dict[str, dict[str, str]] = {}
     for line_number, row in enumerate(rows, start=2):
         identity = (row.get("identity") or "").strip()

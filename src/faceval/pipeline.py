@@ -165,13 +165,9 @@ def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = N
     return write_report(request.out_dir, evaluation, dataset, embedding_sets, command)
 
 
-def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """``labels`` and ``vectors`` from an .npz file, validated, with errors that say what is wrong."""
-    labels, vectors, _ = _read_embeddings_file(path)
-    return labels, vectors
-
-
-def _read_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """``labels``, ``vectors`` and the optional arrays (``paths``, ``failed_paths``, ``failed_reasons``,
+    ``similarity``) of an .npz file, validated, with errors that say what is wrong."""
     path = Path(path)
     try:
         archive = np.load(path, allow_pickle=False)
@@ -216,7 +212,7 @@ def metrics_from_embeddings_file(
     """
     path = Path(path)
     prepare_out_dir(out_dir)
-    labels, vectors, extras = _read_embeddings_file(path)
+    labels, vectors, extras = load_embeddings_file(path)
     stored = str(extras["similarity"]) if "similarity" in extras else None
     if metric is None and stored is None:
         raise ValueError(f"{path}: the file does not say how its vectors compare; give --metric euclidean|cosine")

@@ -13,7 +13,7 @@ Layout of an output folder (the schema of ``metrics.json`` is documented in ``do
 
 from __future__ import annotations
 
-import json
+import copy
 import platform
 import sys
 from collections.abc import Iterable, Sequence
@@ -83,7 +83,7 @@ def environment() -> dict[str, Any]:
 
 def summary_in_model_units(summary: dict[str, Any], similarity: Similarity) -> dict[str, Any]:
     """A `verification_summary` with every threshold converted to the model's own units."""
-    converted = json.loads(json.dumps(summary))
+    converted = copy.deepcopy(summary)
     eer = converted["eer"]
     for key in ("threshold", "threshold_above", "threshold_below"):
         eer[key] = similarity.threshold_for_report(eer[key])
@@ -157,22 +157,9 @@ def metrics_document(evaluation: Evaluation, command: Iterable[str] | None = Non
 
 def write_sweep_csv(path: Path, sweep: Sweep, similarity: Similarity) -> None:
     """One row per threshold (model units): counts and rates at that threshold."""
-    thresholds = similarity.to_model_units(sweep.threshold) + 0.0
-    columns = [
-        thresholds,
-        sweep.tp,
-        sweep.fp,
-        sweep.tn,
-        sweep.fn,
-        sweep.accuracy,
-        sweep.precision,
-        sweep.recall,
-        sweep.f1,
-        sweep.fmr,
-        sweep.fnmr,
-    ]
-    header = ["threshold", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "f1", "fmr", "fnmr"]
-    write_csv(path, header, zip(*(column.tolist() for column in columns), strict=True))
+    columns = sweep.columns()
+    columns["threshold"] = similarity.to_model_units(sweep.threshold) + 0.0
+    write_csv(path, list(columns), zip(*(column.tolist() for column in columns.values()), strict=True))
 
 
 def write_images_csv(path: Path, dataset: Dataset, embedding_sets: Sequence[EmbeddingSet]) -> None:
