@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,11 +15,11 @@ import click
 
 from faceval import __version__
 from faceval.comparison import comparison_summary_line
-from faceval.datasets import DatasetError
-from faceval.demo import CITATION, DemoDataError, prepare_demo_data
-from faceval.extraction import WorkerError, save_embeddings_npz
+from faceval.demo import CITATION, prepare_demo_data
+from faceval.errors import FacevalError
+from faceval.extraction import save_embeddings_npz
 from faceval.groups import group_summary_lines
-from faceval.model_files import ModelError, list_models
+from faceval.model_files import list_models
 from faceval.pipeline import (
     EmbeddingOptions,
     EvaluationRequest,
@@ -28,7 +30,7 @@ from faceval.pipeline import (
     model_specs,
     run_evaluation,
 )
-from faceval.store import StoreError, default_store_path
+from faceval.store import default_store_path, set_aside_if_damaged
 
 
 def option_group(*decorators: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[..., Any]:
@@ -145,6 +147,12 @@ embedding_options = option_group(
         help=f"Embedding store (SQLite) to reuse and fill [default: {default_store_path()}].",
     ),
     click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding store."),
+    click.option(
+        "--rebuild-cache",
+        is_flag=True,
+        help="Check the whole embedding store first; if it is damaged (a crash, a failing disk), move it aside "
+        "(kept as PATH.damaged-TIME) and start a new one.",
+    ),
     click.option(
         "--jobs",
         "-j",
@@ -264,20 +272,85 @@ def _sources(sources: tuple[Path, ...], manifest: Path | None, command: str) -> 
     return sources
 
 
+class TerminationRequested(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler, ``docker stop``) or SIGHUP (a closed terminal), handled like Ctrl-C."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(signal.Signals(number).name)
+        self.number = number
+
+
+def _request_termination(number: int, frame: object) -> None:
+    raise TerminationRequested(number)
+
+
+_TERMINATION_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# Where a user should report a bug: shown with the traceback of an unexpected error.
+BUG_REPORT_HINT = (
+    "this is a bug in faceval {version}, not a problem with your data: please report it to the faceval developers "
+    "(the issue tracker of the repository you installed faceval from) with the command and the traceback above"
+)
+
+
+def _say(message: str) -> None:
+    # After a closed terminal (SIGHUP) stderr may be gone too: nothing can be said then.
+    with contextlib.suppress(OSError):
+        click.echo(message, err=True)
+
+
 @contextlib.contextmanager
 def _reported_errors() -> Iterator[None]:
-    """Known problems become one clear message; Ctrl-C says that the finished work is kept."""
+    """The user's problems become one line that names the file and the fix; Ctrl-C, SIGTERM and SIGHUP commit
+    what was received and say so (exit 130, 143, 129); anything else is faceval's bug: traceback and where to
+    report it (exit 70)."""
+    previous = {number: signal.signal(number, _request_termination) for number in _TERMINATION_SIGNALS}
     try:
         yield
-    except KeyboardInterrupt:
-        click.echo(
-            "\ninterrupted: every image embedded so far is kept in the embedding store (unless --no-cache); run "
-            "the same command again to go on",
-            err=True,
+    except KeyboardInterrupt as interruption:
+        number = getattr(interruption, "number", signal.SIGINT)
+        how = "interrupted" if number == signal.SIGINT else f"terminated by {signal.Signals(number).name}"
+        _say(
+            f"\n{how}: every image embedded so far is kept in the embedding store (unless --no-cache); run the "
+            "same command again to go on"
         )
-        sys.exit(130)
-    except (DatasetError, ModelError, StoreError, DemoDataError, WorkerError, ValueError, OSError) as error:
+        sys.exit(128 + number)
+    except FacevalError as error:
         _fail(str(error))
+    except OSError as error:
+        if error.filename is None:  # faceval names the files it writes: an anonymous OSError is a bug
+            _report_bug()
+        # The machine's refusal about a file the user named (no permission, no such folder): theirs to fix.
+        _fail(str(error))
+    except Exception:
+        _report_bug()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _report_bug() -> None:
+    """Print the traceback of the exception being handled and where to report it; exit 70 (EX_SOFTWARE)."""
+    _say(traceback.format_exc().rstrip())
+    _say(f"\nfaceval: {BUG_REPORT_HINT.format(version=__version__)}")
+    sys.exit(70)
+
+
+def _rebuild_cache(rebuild: bool, cache: Path | None, no_cache: bool) -> None:
+    """``--rebuild-cache``: set a damaged store aside and say where it went."""
+    if not rebuild:
+        return
+    if no_cache:
+        _fail("--rebuild-cache and --no-cache contradict each other: give one of them")
+    path = cache or default_store_path()
+    moved = set_aside_if_damaged(path)
+    if moved is None:
+        _say(f"embedding store {path}: checked, sound; kept as it is")
+    else:
+        aside, reason = moved
+        _say(
+            f"embedding store {path} was damaged ({reason}): moved to {aside} (delete it when you no longer need "
+            "it); a new store starts in its place"
+        )
 
 
 @main.command()
@@ -313,6 +386,7 @@ def evaluate(
     out: Path,
     cache: Path | None,
     no_cache: bool,
+    rebuild_cache: bool,
     jobs: int | None,
     max_temp: float | None,
     quiet: bool,
@@ -343,6 +417,7 @@ def evaluate(
         ),
     )
     with _reported_errors():
+        _rebuild_cache(rebuild_cache, cache, no_cache)
         document = run_evaluation(request, command=sys.argv)
     print_summary(document, out)
 
@@ -369,6 +444,7 @@ def embed(
     out: Path | None,
     cache: Path | None,
     no_cache: bool,
+    rebuild_cache: bool,
     jobs: int | None,
     max_temp: float | None,
     quiet: bool,
@@ -380,6 +456,7 @@ def embed(
     if no_cache and out is None:
         _fail("--no-cache without --out would keep nothing; give --out EMB.npz or drop --no-cache")
     with _reported_errors():
+        _rebuild_cache(rebuild_cache, cache, no_cache)
         dataset = load_sources(_sources(sources, manifest, "embed"), layout)
         specs = model_specs([model], {"detector": dlib_detector, "upsample": dlib_upsample}, spec, jobs)
         options = EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet)

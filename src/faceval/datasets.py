@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from faceval.errors import FacevalError
+
 Layout = Literal["auto", "flat", "folders", "manifest"]
 MANIFEST_NAME = "manifest.csv"
 NON_IMAGE_SUFFIXES = frozenset(
@@ -32,7 +34,7 @@ NON_IMAGE_SUFFIXES = frozenset(
 )  # fmt: skip
 
 
-class DatasetError(Exception):
+class DatasetError(FacevalError):
     """A dataset that cannot be used as given; the message names the path and the fix."""
 
 

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from faceval.atomic import atomic_write
 from faceval.datasets import Dataset, ImageRecord
 from faceval.embedders import Embedder, EmbeddingResult, ModelSpec
+from faceval.errors import FacevalError
 from faceval.hashing import sha256_file
 from faceval.images import ImageLoadError, load_rgb
 from faceval.onnx_embedder import available_cores
@@ -73,12 +74,41 @@ class EmbeddingSet:
         return np.stack([self.results[index].vector for index in indices]).astype(np.float64, copy=False)
 
 
-class WorkerError(RuntimeError):
+class WorkerError(FacevalError, RuntimeError):
     """A worker process died; what was embedded before is kept in the store."""
 
 
+def _described(error: Exception) -> str:
+    """``module.Type: message`` on one line, e.g. ``cv2.error: OpenCV(4.10) ... (-215:Assertion failed) ...``."""
+    kind = type(error)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return f"{name}: {' '.join(str(error).split()) or 'no message'}"
+
+
+def _model_failure(error: Exception) -> _Outcome:
+    # Not stored: the cause may pass (memory, a library update), so the next run tries the image again.
+    return EmbeddingResult(None, None, failure=f"model error: {_described(error)}"), False
+
+
+def _embed_images(embedder: Embedder, images: Sequence[np.ndarray]) -> list[_Outcome]:
+    """One `embed_batch` call; when the model raises, each image again alone, so that only the images that make it
+    raise become failures (with the exception's type and message), never the end of the run."""
+    try:
+        return [(result, True) for result in embedder.embed_batch(images)]
+    except Exception as error:
+        if len(images) == 1:
+            return [_model_failure(error)]
+    outcomes = []
+    for image in images:
+        try:
+            outcomes.extend((result, True) for result in embedder.embed_batch([image]))
+        except Exception as error:
+            outcomes.append(_model_failure(error))
+    return outcomes
+
+
 def _embed_files(embedder: Embedder, paths: Sequence[Path]) -> list[_Outcome]:
-    """Load and embed images (one `embed_batch` call); an unreadable file becomes a failure, never an exception."""
+    """Load and embed images; an unreadable file, or one the model fails on, becomes a failure, never an exception."""
     outcomes: list[_Outcome | None] = [None] * len(paths)
     images, slots = [], []
     for slot, path in enumerate(paths):
@@ -87,9 +117,11 @@ def _embed_files(embedder: Embedder, paths: Sequence[Path]) -> list[_Outcome]:
             slots.append(slot)
         except ImageLoadError as error:
             outcomes[slot] = (EmbeddingResult(None, None, failure=f"unreadable: {error}"), False)
+        except Exception as error:  # a decoder's own bug on a strange file: still only this image's failure
+            outcomes[slot] = (EmbeddingResult(None, None, failure=f"unreadable: {path}: {_described(error)}"), False)
     if images:
-        for slot, result in zip(slots, embedder.embed_batch(images), strict=True):
-            outcomes[slot] = (result, True)
+        for slot, outcome in zip(slots, _embed_images(embedder, images), strict=True):
+            outcomes[slot] = outcome
     return outcomes  # type: ignore[return-value]
 
 
@@ -102,8 +134,10 @@ _worker_embedder: Embedder | None = None
 
 
 def _start_worker(recipe: ModelSpec | Embedder) -> None:
-    # Ctrl-C in a terminal reaches every process of the group: the parent alone decides what happens.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C, a closed terminal (SIGHUP) and a scheduler's SIGTERM reach every process of the group: the parent
+    # alone decides what happens, and stops the workers itself (with SIGKILL).
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_IGN)
     global _worker_embedder
     _worker_embedder = recipe.build() if isinstance(recipe, ModelSpec) else recipe
 
@@ -114,16 +148,17 @@ def _embed_in_worker(paths: Sequence[Path]) -> list[_Outcome]:
 
 
 def _stop_workers(executor: ProcessPoolExecutor) -> None:
-    """Kill the workers now rather than wait for their current images, which would be lost anyway."""
-    terminate = getattr(executor, "terminate_workers", None)  # Python >= 3.14
-    if terminate is not None:
-        terminate()
+    """Kill the workers now rather than wait for their current images, which would be lost anyway (SIGKILL: they
+    ignore SIGTERM)."""
+    kill = getattr(executor, "kill_workers", None)  # Python >= 3.14
+    if kill is not None:
+        kill()
         return
-    # Before 3.14 the same processes are only reachable here; terminate_workers() stops exactly these.
+    # Before 3.14 the same processes are only reachable here; kill_workers() stops exactly these.
     processes = list((executor._processes or {}).values())
     executor.shutdown(wait=False, cancel_futures=True)
     for process in processes:
-        process.terminate()
+        process.kill()
 
 
 def _batches(tasks: Iterable[_Task], size: int) -> Iterator[list[_Task]]:
@@ -254,9 +289,12 @@ class _Run:
             self.finish(pending.pop(future), future.result())
 
     def close(self) -> None:
-        self.bar.close()
-        if self.store is not None:
-            self.store.flush()
+        # The store first: after a closed terminal (SIGHUP) even the progress bar's last line may fail.
+        try:
+            if self.store is not None:
+                self.store.flush()
+        finally:
+            self.bar.close()
 
 
 def extract_embeddings(

@@ -48,6 +48,7 @@ from faceval.bootstrap import (
     stratum_sizes,
 )
 from faceval.datasets import Dataset, DatasetError, ImageRecord, read_csv_rows
+from faceval.errors import InputError
 from faceval.metrics import (
     ScoreCounts,
     ScoreTable,
@@ -194,13 +195,13 @@ def load_thresholds(path: str | Path, model: str) -> ChosenThresholds:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a readable metrics.json ({error})") from error
+        raise InputError(f"{path}: not a readable metrics.json ({error})") from error
     models = document.get("models", {})
     if model not in models:
-        raise ValueError(f"{path}: no model {model!r}; it has: {', '.join(models) or 'none'}")
+        raise InputError(f"{path}: no model {model!r}; it has: {', '.join(models) or 'none'}")
     entry = models[model]
     if "global_threshold" not in entry:
-        raise ValueError(f"{path}: model {model!r} has no global_threshold (that run had no group analysis)")
+        raise InputError(f"{path}: model {model!r} has no global_threshold (that run had no group analysis)")
     groups = {}
     for name, figures in (entry.get("groups") or {}).items():
         chosen = {}

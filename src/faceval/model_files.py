@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faceval.errors import FacevalError
 from faceval.hashing import sha256_file_cached
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ _ZOO = "https://github.com/opencv/opencv_zoo/raw"
 _DLIB_HOW = "installed with face_recognition_models (a faceval dependency): pip install face_recognition_models"
 
 
-class ModelError(Exception):
+class ModelError(FacevalError):
     """A model file that is missing, unverifiable or unusable; the message names the model and the problem."""
 
 

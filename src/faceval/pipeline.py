@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from faceval.atomic import output_folder
 from faceval.datasets import Dataset, ImageRecord, combine_datasets, load_dataset
 from faceval.embedders import Embedder, EmbeddingResult, ModelSpec, parse_model_argument
+from faceval.errors import InputError
 from faceval.evaluate import (
     evaluate_embeddings,
 )
@@ -84,20 +86,8 @@ def model_specs(
     names = [spec.name for spec in specs]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise ValueError(f"model {', '.join(repeated)} is given twice; each --model must name a different model")
+        raise InputError(f"model {', '.join(repeated)} is given twice; each --model must name a different model")
     return specs
-
-
-def prepare_out_dir(out_dir: str | Path) -> Path:
-    """Create the output folder now, so that an unusable one fails before the embedding, not after it."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(
-            f"{out}: cannot be used as the output folder ({error.strerror}); choose another --out"
-        ) from None
-    return out
 
 
 def embed_dataset(
@@ -130,7 +120,7 @@ def group_options(request: GroupRequest, models: Mapping[str, Similarity]) -> di
     """Each model's `GroupOptions`; its threshold is the user's, else the customary one (dlib 0.6), if any."""
     unknown = sorted(set(request.thresholds) - {"", *models})
     if unknown:
-        raise ValueError(f"--threshold names {', '.join(unknown)}, but the models are {', '.join(models)}")
+        raise InputError(f"--threshold names {', '.join(unknown)}, but the models are {', '.join(models)}")
     return {
         model: GroupOptions(
             target_fmr=request.target_fmr,
@@ -150,19 +140,19 @@ def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = N
     Everything that can be checked is checked before any image is embedded (the output folder, the models,
     group columns, thresholds): a typo should fail in seconds, not after an hour of embedding.
     """
-    prepare_out_dir(request.out_dir)
-    dataset = load_sources(request.sources, request.layout)
-    specs = model_specs(request.models, request.dlib_options, request.spec_file, request.embedding.jobs)
-    embedders = [spec.build() for spec in specs]
-    several_folders = len(request.sources) > 1 and request.groups.attribute_csv is None
-    group_by = tuple(request.groups.group_by) or (("group",) if several_folders else ())
-    groups = group_labels(dataset, None, group_by or None, request.groups.attribute_csv)
-    options = group_options(request.groups, {embedder.name: embedder.similarity for embedder in embedders})
-    embedding_sets = embed_dataset(dataset, embedders, request.embedding)
-    evaluation = evaluate_embeddings(
-        dataset, embedding_sets, groups, options, group_by, progress=request.embedding.progress
-    )
-    return write_report(request.out_dir, evaluation, dataset, embedding_sets, command)
+    with output_folder(request.out_dir):
+        dataset = load_sources(request.sources, request.layout)
+        specs = model_specs(request.models, request.dlib_options, request.spec_file, request.embedding.jobs)
+        embedders = [spec.build() for spec in specs]
+        several_folders = len(request.sources) > 1 and request.groups.attribute_csv is None
+        group_by = tuple(request.groups.group_by) or (("group",) if several_folders else ())
+        groups = group_labels(dataset, None, group_by or None, request.groups.attribute_csv)
+        options = group_options(request.groups, {embedder.name: embedder.similarity for embedder in embedders})
+        embedding_sets = embed_dataset(dataset, embedders, request.embedding)
+        evaluation = evaluate_embeddings(
+            dataset, embedding_sets, groups, options, group_by, progress=request.embedding.progress
+        )
+        return write_report(request.out_dir, evaluation, dataset, embedding_sets, command)
 
 
 def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -172,11 +162,11 @@ def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable .npz file ({error})") from error
+        raise InputError(f"{path}: not a readable .npz file ({error})") from error
     with archive:
         missing = [key for key in ("labels", "vectors") if key not in archive.files]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"{path}: needs arrays 'labels' and 'vectors' (missing {', '.join(missing)}; "
                 f"it has {', '.join(archive.files) or 'none'})"
             )
@@ -187,14 +177,14 @@ def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict
             if key in archive.files
         }
     if vectors.dtype.kind not in "iuf":
-        raise ValueError(f"{path}: 'vectors' must be numbers, got {vectors.dtype} values")
+        raise InputError(f"{path}: 'vectors' must be numbers, got {vectors.dtype} values")
     if vectors.ndim != 2 or len(labels) != len(vectors):
-        raise ValueError(
+        raise InputError(
             f"{path}: 'vectors' must be 2-D with one row per label, got {vectors.shape} for {len(labels)} labels"
         )
     if not np.isfinite(vectors).all():
         rows = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
-        raise ValueError(f"{path}: 'vectors' rows {rows[:10].tolist()} contain NaN or infinity")
+        raise InputError(f"{path}: 'vectors' rows {rows[:10].tolist()} contain NaN or infinity")
     return labels.astype(str), vectors.astype(np.float64), extras
 
 
@@ -211,26 +201,28 @@ def metrics_from_embeddings_file(
     failures such a file lists (``failed_paths``, ``failed_reasons``) count in the FTE.
     """
     path = Path(path)
-    prepare_out_dir(out_dir)
-    labels, vectors, extras = load_embeddings_file(path)
-    stored = str(extras["similarity"]) if "similarity" in extras else None
-    if metric is None and stored is None:
-        raise ValueError(f"{path}: the file does not say how its vectors compare; give --metric euclidean|cosine")
-    if metric is not None and stored is not None and metric != stored:
-        raise ValueError(f"{path}: its vectors are compared by {stored}, not {metric}; drop --metric")
-    similarity = Similarity(metric or stored)
-    paths = extras.get("paths", np.array([f"row {index}" for index in range(len(labels))]))
-    failed_paths = extras.get("failed_paths", np.array([], dtype=str))
-    failed_reasons = extras.get("failed_reasons", np.full(len(failed_paths), "failed", dtype=object))
-    # Failed images have no identity in the file; they count as failures, never as pairs.
-    records = [ImageRecord(path.parent / str(p), str(label)) for p, label in zip(paths, labels, strict=True)]
-    records += [ImageRecord(path.parent / str(p), "") for p in failed_paths]
-    results = [EmbeddingResult(vector) for vector in vectors]
-    results += [EmbeddingResult(None, failure=str(reason)) for reason in failed_reasons]
-    dataset = Dataset(path.parent, "embeddings", tuple(records))
-    description = {"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value}
-    embeddings = EmbeddingSet(path.stem, similarity, description, tuple(results))
-    request = groups or GroupRequest()
-    evaluation = evaluate_embeddings(dataset, [embeddings], None, group_options(request, {path.stem: similarity}))
-    evaluation.dataset.update(root=str(path), n_identities=len(set(labels.tolist())))
-    return write_report(out_dir, evaluation, command=command)
+    with output_folder(out_dir):
+        labels, vectors, extras = load_embeddings_file(path)
+        stored = str(extras["similarity"]) if "similarity" in extras else None
+        if metric is None and stored is None:
+            raise InputError(f"{path}: the file does not say how its vectors compare; give --metric euclidean|cosine")
+        if metric is not None and stored is not None and metric != stored:
+            raise InputError(f"{path}: its vectors are compared by {stored}, not {metric}; drop --metric")
+        similarity = Similarity(metric or stored)
+        if similarity is Similarity.COSINE and (zero := np.flatnonzero(~vectors.any(axis=1))).size:
+            raise InputError(f"{path}: 'vectors' rows {zero[:10].tolist()} are all zeros: no cosine similarity")
+        paths = extras.get("paths", np.array([f"row {index}" for index in range(len(labels))]))
+        failed_paths = extras.get("failed_paths", np.array([], dtype=str))
+        failed_reasons = extras.get("failed_reasons", np.full(len(failed_paths), "failed", dtype=object))
+        # Failed images have no identity in the file; they count as failures, never as pairs.
+        records = [ImageRecord(path.parent / str(p), str(label)) for p, label in zip(paths, labels, strict=True)]
+        records += [ImageRecord(path.parent / str(p), "") for p in failed_paths]
+        results = [EmbeddingResult(vector) for vector in vectors]
+        results += [EmbeddingResult(None, failure=str(reason)) for reason in failed_reasons]
+        dataset = Dataset(path.parent, "embeddings", tuple(records))
+        description = {"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value}
+        embeddings = EmbeddingSet(path.stem, similarity, description, tuple(results))
+        request = groups or GroupRequest()
+        evaluation = evaluate_embeddings(dataset, [embeddings], None, group_options(request, {path.stem: similarity}))
+        evaluation.dataset.update(root=str(path), n_identities=len(set(labels.tolist())))
+        return write_report(out_dir, evaluation, command=command)

@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy.stats import norm
 
+from faceval.atomic import atomic_write
+
 # Plotting a million-point curve only costs time: the eye cannot see more than a few thousand points.
 MAX_POINTS = 5000
 _DPI = 120
@@ -49,10 +51,12 @@ def _label(axes: plt.Axes, xlabel: str, ylabel: str, title: str, legend: str = "
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=_DPI)
-    plt.close(figure)
+    try:
+        figure.tight_layout()
+        with atomic_write(path, "wb") as handle:
+            figure.savefig(handle, dpi=_DPI, format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(figure)
     return path
 
 

@@ -263,11 +263,17 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     document = metrics_document(evaluation, command)
+    for summary in document["models"].values():
+        summary["files"] = {}  # each model's files, listed as they are written
+    # The main result first, then the tables: a failing figure or a full disk must not lose them.
+    write_json(out / "metrics.json", document)
+    write_models_csv(out / "models.csv", document)
+    if dataset is not None and embedding_sets:
+        write_images_csv(out / "images.csv", dataset, embedding_sets)
     curves = []
     for name, result in evaluation.models.items():
         summary = document["models"][name]
         folder = out / _safe_name(name)
-        summary["files"] = {}
         if name in evaluation.groups:
             written = write_group_files(folder, evaluation.groups[name], name)
             summary["files"].update({key: f"{folder.name}/{file}" for key, file in written.items()})
@@ -296,8 +302,5 @@ def write_report(
         plots.plot_roc(curves, out / "roc.png")
         plots.plot_roc(curves, out / "roc_log.png", log_fmr=True, title="ROC (log FMR)")
         plots.plot_det(curves, out / "det.png")
-    write_models_csv(out / "models.csv", document)
-    if dataset is not None and embedding_sets:
-        write_images_csv(out / "images.csv", dataset, embedding_sets)
-    write_json(out / "metrics.json", document)
+    write_json(out / "metrics.json", document)  # again, now listing every file written
     return document
