@@ -161,6 +161,21 @@ def _stop_workers(executor: ProcessPoolExecutor) -> None:
         process.kill()
 
 
+def _start_fork_server() -> None:
+    """Start multiprocessing's fork server and resource tracker with SIGTERM and SIGHUP blocked, which they keep.
+
+    A scheduler's SIGTERM or a closed terminal's SIGHUP reaches the whole process group; this process alone
+    decides what it means. A helper killed by it would break the pool, or be restarted at the end of the run and
+    print a traceback about resources its predecessor knew. They still end with this process (their pipes close).
+    """
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP})
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        # A signal that came meanwhile was held, not lost: it is delivered here.
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 def _batches(tasks: Iterable[_Task], size: int) -> Iterator[list[_Task]]:
     iterator = iter(tasks)
     while batch := list(itertools.islice(iterator, size)):
@@ -331,7 +346,7 @@ def extract_embeddings(
     if jobs > 1 and _START_METHOD == "forkserver":
         # The fork server imports the main module (for the CLI: all of faceval) before its first fork; let it
         # do so while this process builds its own model and hashes the files.
-        multiprocessing.forkserver.ensure_running()
+        _start_fork_server()
     embedder = model.build() if isinstance(model, ModelSpec) else model
     guard = ThermalGuard(max_temp) if isinstance(max_temp, int | float) else max_temp
     run = _Run(dataset.records, embedder, store, guard, progress)

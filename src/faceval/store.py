@@ -149,12 +149,8 @@ class EmbeddingStore:
     def _explain(self, error: sqlite3.Error, what: str) -> StoreError:
         """A `StoreError` that says what went wrong with this store's file and what the user can do."""
         code = getattr(error, "sqlite_errorname", "")
-        if code.startswith(_DAMAGED):
-            return StoreDamagedError(
-                f"{self.path}: {what}: the file is damaged ({error}); it is only a cache: run again with "
-                "--rebuild-cache to move it aside and start a new one, or pass another --cache PATH or --no-cache",
-                str(error),
-            )
+        if code.startswith(_DAMAGED) or str(error).startswith("Could not decode to UTF-8"):
+            return self._damaged(what, error)
         if code.startswith(_WRITE_REFUSED):
             try:
                 free = f"{shutil.disk_usage(self.path.parent).free / 1e6:.1f} MB free on its disk"
@@ -171,6 +167,15 @@ class EmbeddingStore:
                 "when it is done, or pass another --cache PATH"
             )
         return StoreError(f"{self.path}: {what} ({error}); pass another --cache PATH or --no-cache")
+
+    def _damaged(self, what: str, error: Exception) -> StoreDamagedError:
+        # The first line only: a damaged row's text is noise.
+        reason = str(error).split(" with text ")[0].splitlines()[0][:200]
+        return StoreDamagedError(
+            f"{self.path}: {what}: the file is damaged ({reason}); it is only a cache: run again with "
+            "--rebuild-cache to move it aside and start a new one, or pass another --cache PATH or --no-cache",
+            reason,
+        )
 
     def _bytes_per_image(self) -> float:
         """About what one outcome takes in the store: its fields, plus keys and SQLite's page overhead."""
@@ -224,9 +229,11 @@ class EmbeddingStore:
         """The stored outcome of this image content with this model, or None."""
         try:
             row = self._connection.execute(_SELECT, (image_sha256, fingerprint)).fetchone()
+            return None if row is None else _from_row(*row)
         except sqlite3.Error as error:
             raise self._explain(error, "cannot be read") from error
-        return None if row is None else _from_row(*row)
+        except (ValueError, TypeError) as error:  # a row whose fields no longer decode
+            raise self._damaged("cannot be read", error) from error
 
     def add(self, image_sha256: str, fingerprint: str, result: EmbeddingResult) -> None:
         """Queue one outcome; commits the queue when it is full or the last commit is ``commit_seconds`` old."""
@@ -254,17 +261,18 @@ class EmbeddingStore:
         self._last_commit = time.monotonic()
 
     def check(self) -> None:
-        """Read the whole file (SQLite's ``quick_check``); `StoreDamagedError` when any of it is damaged."""
+        """Read the whole file: SQLite's ``quick_check`` of its structure, then every row decoded as `get` does;
+        `StoreDamagedError` when any of it is damaged. (A damaged vector's bytes cannot be told from a vector.)"""
         try:
             problems = [row[0] for row in self._connection.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise StoreDamagedError(f"{self.path}: the file is damaged ({problems[0]})", problems[0])
+            for row in self._connection.execute("SELECT dim, vector, detection, failure, timings FROM embeddings"):
+                _from_row(*row)
         except sqlite3.Error as error:
             raise self._explain(error, "cannot be checked") from error
-        if problems != ["ok"]:
-            raise StoreDamagedError(
-                f"{self.path}: the file is damaged ({problems[0]}); run again with --rebuild-cache to move it aside "
-                "and start a new one",
-                problems[0],
-            )
+        except (ValueError, TypeError) as error:
+            raise self._damaged("cannot be checked", error) from error
 
     def count(self, fingerprint: str | None = None) -> int:
         """Committed rows, for one model fingerprint or all."""
