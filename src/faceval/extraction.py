@@ -3,8 +3,9 @@
 The parent hashes each file and looks it up in the `EmbeddingStore`; only the misses go to the workers, a few
 at a time (memory stays flat on huge folders, and a thermal pause or Ctrl-C has little in flight). Each worker
 builds its embedder once, from a picklable `ModelSpec` or embedder. Outcomes come back in any order and are put
-in the dataset's order. Ctrl-C commits what was received, kills the workers and re-raises `KeyboardInterrupt`;
-after a hard kill the next run embeds only what the store lacks.
+in the dataset's order. An exception the model raises on one image becomes that image's failure. Ctrl-C (or any
+exception, such as the CLI's SIGTERM) commits what was received, kills the workers and re-raises; after a hard kill
+the next run embeds only what the store lacks.
 """
 
 from __future__ import annotations
@@ -328,7 +329,8 @@ def extract_embeddings(
     picklable `Embedder`; ``jobs=1``, and the default for an embedder that cannot be pickled, embed in this
     process. ``max_temp`` (°C, or a
     ready `ThermalGuard`) pauses new work while the CPU is hotter. ``batch_size`` images go to each
-    `Embedder.embed_batch` call (models with a batch axis do better with 8-32). On Ctrl-C everything received
+    `Embedder.embed_batch` call (models with a batch axis do better with 8-32). An exception from the model on an
+    image is that image's failure (``model error: <type>: <message>``, not cached). On Ctrl-C everything received
     is committed to the store before `KeyboardInterrupt` propagates.
     """
     if (jobs is not None and jobs < 1) or batch_size < 1:
