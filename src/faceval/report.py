@@ -46,6 +46,8 @@ _PACKAGES = (
     "matplotlib",
     "click",
 )
+
+
 def environment() -> dict[str, Any]:
     """Python, platform and installed versions of faceval's libraries, so every result can be reproduced."""
     versions = {}
