@@ -66,7 +66,8 @@ dataset_options = option_group(
         type=click.Choice(["auto", "flat", "folders", "manifest"]),
         default="auto",
         show_default=True,
-        help="Dataset layout: flat name_xxx files, one folder per identity, or a CSV.",
+        help="Dataset layout: flat name_xxx files, one folder per identity, or a CSV. 'auto' refuses a folder "
+        "with images both in it and in subfolders: choose flat or folders (the rest is listed as skipped).",
     ),
     click.option(
         "--manifest",
