@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,14 @@ from typing import Any
 
 import numpy as np
 
+from faceval.audit import (
+    Audit,
+    AuditOptions,
+    audit_embeddings,
+    duplicate_paths_to_exclude,
+    paths_to_exclude,
+    write_audit,
+)
 from faceval.datasets import Dataset, ImageRecord, combine_datasets, load_dataset
 from faceval.embedders import Embedder, EmbeddingResult, ModelSpec, parse_model_argument
 from faceval.evaluate import (
@@ -17,8 +26,9 @@ from faceval.evaluate import (
 )
 from faceval.extraction import EmbeddingSet, extract_embeddings
 from faceval.groups import GroupOptions, group_labels, load_thresholds
+from faceval.html_report import write_html_report
 from faceval.onnx_embedder import available_cores
-from faceval.report import reference_threshold, write_report
+from faceval.report import model_summary, reference_threshold, write_report
 from faceval.scoring import Similarity
 from faceval.store import EmbeddingStore
 
@@ -50,6 +60,18 @@ class GroupRequest:
 
 
 @dataclass(frozen=True)
+class OutputOptions:
+    """The audit (with the first model), what to leave out, and ``report.html`` (``lang``: en | ja)."""
+
+    audit: bool = True
+    audit_options: AuditOptions = field(default_factory=AuditOptions)
+    exclude_csv: str | Path | None = None
+    exclude_duplicates: bool = False
+    html: bool = True
+    lang: str = "en"
+
+
+@dataclass(frozen=True)
 class EvaluationRequest:
     """What ``faceval evaluate`` was asked to do."""
 
@@ -61,6 +83,7 @@ class EvaluationRequest:
     spec_file: str | Path | None = None
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
     groups: GroupRequest = field(default_factory=GroupRequest)
+    outputs: OutputOptions = field(default_factory=OutputOptions)
 
 
 def load_sources(sources: Sequence[str | Path], layout: str = "auto") -> Dataset:
@@ -159,10 +182,76 @@ def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = N
     groups = group_labels(dataset, None, group_by or None, request.groups.attribute_csv)
     options = group_options(request.groups, {embedder.name: embedder.similarity for embedder in embedders})
     embedding_sets = embed_dataset(dataset, embedders, request.embedding)
+    outputs = request.outputs
+    audit = audit_embeddings(dataset, embedding_sets[0], outputs.audit_options) if outputs.audit else None
+    exclusion = None
+    excluded = excluded_paths(dataset, outputs, audit)
+    if excluded:
+        before = figures_to_compare(evaluate_embeddings(dataset, embedding_sets))
+        dataset, embedding_sets, groups = without_paths(dataset, embedding_sets, groups, excluded)
+        source = str(outputs.exclude_csv) if outputs.exclude_csv else "--exclude-duplicates"
+        exclusion = {"source": source, "paths": sorted(excluded), "before": before}
     evaluation = evaluate_embeddings(
         dataset, embedding_sets, groups, options, group_by, progress=request.embedding.progress
     )
-    return write_report(request.out_dir, evaluation, dataset, embedding_sets, command)
+    if exclusion is not None:
+        exclusion["after"] = figures_to_compare(evaluation)
+        evaluation.notes.append(f"{len(excluded)} images left out ({exclusion['source']}); report.html compares")
+    document = write_report(request.out_dir, evaluation, dataset, embedding_sets, command)
+    audit_document = write_audit(request.out_dir, audit) if audit is not None else None
+    if outputs.html:
+        write_html_report(request.out_dir, document, audit_document, exclusion, outputs.lang)
+    return document
+
+
+def excluded_paths(dataset: Dataset, outputs: OutputOptions, audit: Audit | None) -> set[str]:
+    """The dataset-relative paths to leave out: those an audit.csv marks, and/or the extra duplicate copies."""
+    excluded: set[str] = set()
+    if outputs.exclude_csv is not None:
+        excluded |= paths_to_exclude(outputs.exclude_csv)
+    if outputs.exclude_duplicates:
+        if audit is None:
+            raise ValueError("--exclude-duplicates needs the audit; drop --no-audit")
+        excluded |= duplicate_paths_to_exclude(audit)
+    known = {dataset.relative_path(record) for record in dataset.records}
+    unknown = sorted(excluded - known)
+    if unknown:
+        raise ValueError(
+            f"{outputs.exclude_csv}: {len(unknown)} paths are not in this dataset (first: {unknown[0]}); give the "
+            "same data folders as the run that wrote it"
+        )
+    return excluded
+
+
+def without_paths(
+    dataset: Dataset, embedding_sets: Sequence[EmbeddingSet], groups: np.ndarray | None, excluded: set[str]
+) -> tuple[Dataset, list[EmbeddingSet], np.ndarray | None]:
+    """The dataset, embeddings and group labels without the records at ``excluded`` (dataset-relative paths)."""
+    keep = np.array([dataset.relative_path(record) not in excluded for record in dataset.records])
+    records = tuple(record for record, kept in zip(dataset.records, keep, strict=True) if kept)
+    kept_sets = [
+        dataclasses.replace(
+            embeddings, results=tuple(r for r, kept in zip(embeddings.results, keep, strict=True) if kept)
+        )
+        for embeddings in embedding_sets
+    ]
+    return dataclasses.replace(dataset, records=records), kept_sets, None if groups is None else groups[keep]
+
+
+def figures_to_compare(evaluation: Any) -> dict[str, dict[str, Any]]:
+    """Per model the figures shown before and after an exclusion: images, AUC, EER, TAR at FMR 1e-3."""
+    figures = {}
+    for name, result in evaluation.models.items():
+        summary = model_summary(result, evaluation.dataset["n_images"])
+        scored = summary["auc"] is not None
+        tar = summary["tar_at_far"].get("1e-3") if scored else None
+        figures[name] = {
+            "n_images": summary["n_images"],
+            "auc": summary["auc"],
+            "eer": summary["eer"]["value"] if scored else None,
+            "tar_at_far_1e-3": tar["tar"] if tar else None,
+        }
+    return figures
 
 
 def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -204,6 +293,8 @@ def metrics_from_embeddings_file(
     out_dir: str | Path,
     command: Iterable[str] | None = None,
     groups: GroupRequest | None = None,
+    html: bool = True,
+    lang: str = "en",
 ) -> dict[str, Any]:
     """``faceval metrics``: the same figures from embeddings made elsewhere; the model is named after the file.
 
@@ -233,4 +324,7 @@ def metrics_from_embeddings_file(
     request = groups or GroupRequest()
     evaluation = evaluate_embeddings(dataset, [embeddings], None, group_options(request, {path.stem: similarity}))
     evaluation.dataset.update(root=str(path), n_identities=len(set(labels.tolist())))
-    return write_report(out_dir, evaluation, command=command)
+    document = write_report(out_dir, evaluation, command=command)
+    if html:
+        write_html_report(out_dir, document, lang=lang)
+    return document
