@@ -9,11 +9,19 @@ family to the next glyph by glyph, so Latin text keeps its usual look.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import matplotlib
 from matplotlib import font_manager
 
 LATIN_FAMILY = "DejaVu Sans"
+
+
+def cjk_font_path() -> Path:
+    """The packaged Noto Sans CJK collection (``.ttc``)."""
+    import noto_cjk_sans_otc
+
+    return Path(str(noto_cjk_sans_otc.FONT_PATH))
 
 
 @functools.cache
@@ -22,9 +30,7 @@ def cjk_family() -> str:
 
     The collection's first face (Noto Sans CJK JP) holds every CJK ideograph, kana and Hangul glyph.
     """
-    import noto_cjk_sans_otc
-
-    path = str(noto_cjk_sans_otc.FONT_PATH)
+    path = str(cjk_font_path())
     font_manager.fontManager.addfont(path)
     return font_manager.FontProperties(fname=path).get_name()
 

@@ -2,19 +2,24 @@
 
 It renders ``metrics.json``'s document, the audit's ``audit.json`` document and, after ``--exclude``, what was
 left out and how the figures moved. Figures are the PNG files of the output folder, embedded as data URIs, so the
-page can be mailed and opened without network access. Every value that comes from the user (file, folder, group,
-identity and model names, the command line) is HTML-escaped. English and Japanese share one template.
+page can be mailed and opened without network access; so are the Noto Sans CJK glyphs its text uses. Every value
+that comes from the user (file, folder, group, identity and model names, the command line) is HTML-escaped.
+English and Japanese share one template.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import io
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fontTools import subset
+
 from faceval.atomic import atomic_write
+from faceval.fonts import cjk_font_path
 
 LANGUAGES = ("en", "ja")
 
@@ -158,8 +163,8 @@ TEXT: dict[str, dict[str, str]] = {
 }
 
 _STYLE = """
-:root { font-family: system-ui, -apple-system, "Segoe UI", "Hiragino Sans", "Noto Sans CJK JP", "Yu Gothic",
-        sans-serif; color: #1d1d1f; line-height: 1.5; }
+:root { font-family: system-ui, -apple-system, "Segoe UI", "faceval CJK", sans-serif; color: #1d1d1f;
+        line-height: 1.5; }
 body { margin: 0 auto; max-width: 1100px; padding: 1rem; }
 h1 { font-size: 1.6rem; } h2 { font-size: 1.25rem; border-bottom: 1px solid #ccc; margin-top: 2rem; }
 .scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; }
@@ -175,6 +180,25 @@ figcaption { font-size: 0.8rem; color: #555; overflow-wrap: anywhere; }
 @media print { body { max-width: none; } .scroll { overflow: visible; } figure, table { break-inside: avoid; }
                h2 { break-after: avoid; } }
 """
+
+
+def _embedded_font(text: str) -> str:
+    """An ``@font-face`` rule carrying the Noto Sans CJK glyphs of ``text``'s non-ASCII characters (a subset of a
+    few hundred kilobytes at most), so Japanese reads the same on machines without a CJK font."""
+    characters = sorted({ord(c) for c in text if ord(c) > 0x7F})
+    if not characters:
+        return ""
+    options = subset.Options()
+    options.font_number = 0  # Noto Sans CJK JP in the collection
+    options.layout_features = ["*"]
+    font = subset.load_font(str(cjk_font_path()), options)
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(unicodes=characters)
+    subsetter.subset(font)
+    buffer = io.BytesIO()
+    font.save(buffer)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'@font-face {{ font-family: "faceval CJK"; src: url(data:font/otf;base64,{data}) format("opentype"); }}'
 
 
 def _e(value: Any) -> str:
@@ -508,13 +532,15 @@ def render_html_report(
             page.notes(),
         )
     )
+    title = page.say("title")
+    font = _embedded_font(html.unescape(title + body))
+    policy = "default-src 'none'; img-src data:; font-src data:; style-src 'unsafe-inline'"
     return (
         f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
-        "style-src 'unsafe-inline'\">"
-        f"<title>{page.say('title')}</title><style>{_STYLE}</style></head>"
-        f"<body><h1>{page.say('title')}</h1>{body}</body></html>\n"
+        f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
+        f"<title>{title}</title><style>{font}{_STYLE}</style></head>"
+        f"<body><h1>{title}</h1>{body}</body></html>\n"
     )
 
 
