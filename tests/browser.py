@@ -124,6 +124,7 @@ def inspect_page(path: Path, screenshot: Path, width: int = 1000, height: int = 
                        mobile=width < 600)  # fmt: skip
             tools.call("Page.navigate", url=path.resolve().as_uri())
             tools.wait_for("Page.loadEventFired")
+            tools.call("Runtime.evaluate", expression="document.fonts.ready.then(() => true)", awaitPromise=True)
             facts = json.loads(tools.call("Runtime.evaluate", expression=_PAGE_FACTS)["result"]["value"])
             size = tools.call("Page.getLayoutMetrics")["cssContentSize"]
             shot = tools.call(

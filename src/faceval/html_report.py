@@ -163,7 +163,7 @@ TEXT: dict[str, dict[str, str]] = {
 }
 
 _STYLE = """
-:root { font-family: system-ui, -apple-system, "Segoe UI", "faceval CJK", sans-serif; color: #1d1d1f;
+:root { font-family: "faceval CJK", system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d1d1f;
         line-height: 1.5; }
 body { margin: 0 auto; max-width: 1100px; padding: 1rem; }
 h1 { font-size: 1.6rem; } h2 { font-size: 1.25rem; border-bottom: 1px solid #ccc; margin-top: 2rem; }
@@ -172,7 +172,8 @@ table { border-collapse: collapse; font-size: 0.9rem; margin: 0.5rem 0; }
 th, td { border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 th { background: #f3f3f3; }
-code, .path { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 0.85rem; overflow-wrap: anywhere; }
+code, .path { font-family: "faceval CJK", ui-monospace, Menlo, Consolas, monospace; font-size: 0.85rem;
+              overflow-wrap: anywhere; }
 figure { margin: 0.5rem 0; display: inline-block; max-width: 100%; vertical-align: top; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.8rem; color: #555; overflow-wrap: anywhere; }
@@ -180,6 +181,11 @@ figcaption { font-size: 0.8rem; color: #555; overflow-wrap: anywhere; }
 @media print { body { max-width: none; } .scroll { overflow: visible; } figure, table { break-inside: avoid; }
                h2 { break-after: avoid; } }
 """
+
+
+# The embedded font serves only CJK characters (first in every font list, so no character is drawn from a
+# fallback before it has loaded); Latin text keeps the reader's system font.
+_CJK_RANGES = "U+2E80-9FFF, U+AC00-D7AF, U+F900-FAFF, U+FE30-FE4F, U+FF00-FFEF"
 
 
 def _embedded_font(text: str) -> str:
@@ -190,15 +196,20 @@ def _embedded_font(text: str) -> str:
         return ""
     options = subset.Options()
     options.font_number = 0  # Noto Sans CJK JP in the collection
-    options.layout_features = ["*"]
+    options.desubroutinize = True  # Chromium's font sanitizer misdraws some subset CJK glyphs otherwise
+    options.hinting = False
     font = subset.load_font(str(cjk_font_path()), options)
     subsetter = subset.Subsetter(options)
     subsetter.populate(unicodes=characters)
     subsetter.subset(font)
     buffer = io.BytesIO()
     font.save(buffer)
+    font.close()
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'@font-face {{ font-family: "faceval CJK"; src: url(data:font/otf;base64,{data}) format("opentype"); }}'
+    return (
+        f'@font-face {{ font-family: "faceval CJK"; src: url(data:font/otf;base64,{data}) format("opentype"); '
+        f"font-display: block; unicode-range: {_CJK_RANGES}; }}"
+    )
 
 
 def _e(value: Any) -> str:
