@@ -88,6 +88,7 @@ def matplotlib_cache(tmp_path_factory):
     """One font cache for every run (built by the first): a run under a file-size limit must not build it."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MPLCONFIGDIR", str(tmp_path_factory.mktemp("matplotlib")))
+        subprocess.run([sys.executable, "-c", "import faceval.plots"], check=True)
         yield
 
 
@@ -338,36 +339,91 @@ def test_user_mistakes_are_one_line_and_faceval_bugs_show_a_traceback(tmp_path, 
 # --- full disks ---------------------------------------------------------------------------------------------------
 
 
+PAGE = 4096
+# Run a command with $2 a private tmpfs of $1 bytes (a mount namespace of its own) that starts as a copy of the
+# folder $3 and is copied back into it afterwards; exit 99 where no tmpfs can be mounted.
+SMALL_DISK = """
+size=$1 disk=$2 copy=$3; shift 3
+mount -t tmpfs -o size="$size" faceval-test "$disk" || exit 99
+cp -a "$copy"/. "$disk"/
+"$@"; status=$?
+cp -a "$disk"/. "$copy"/
+exit $status
+"""
+
+
+def run_on_a_full_disk(disk: str, size: int, tmp_path: Path, *args: object) -> tuple[Path, tuple[int, str, str]]:
+    """``faceval ARGS`` where the folder it gets (the return value) is on a disk that fills after ``size`` bytes:
+    a real small filesystem (ENOSPC), or a file-size limit (EFBIG) of ``size`` on the run.
+
+    ``args`` name the folder ``{disk}``; it starts as, and ends copied into, ``tmp_path / "disk"``.
+    """
+    folder = tmp_path / "disk"
+    folder.mkdir(exist_ok=True)
+    if disk == "file-size limit":
+        return folder, run(*(str(arg).format(disk=folder) for arg in args), file_size_limit=size)
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"]).returncode != 0:
+        pytest.skip("no private mount namespace here to make a small filesystem in")
+    mount_point = tmp_path / "mounted"
+    mount_point.mkdir()
+    arguments = [str(arg).format(disk=mount_point) for arg in args]
+    on_a_small_disk = ["unshare", "-rm", "sh", "-c", SMALL_DISK, "sh", str(size), str(mount_point), str(folder)]
+    runner = subprocess.Popen(
+        [*on_a_small_disk, *faceval_command(*arguments)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    status, out, err = finish(runner)
+    assert status != 99, err
+    return mount_point, (status, out, err)
+
+
+DISKS = ["file-size limit", "full filesystem"]
+
+
+@pytest.mark.parametrize("disk", DISKS)
 def test_a_full_disk_under_the_store_keeps_every_committed_vector(tmp_path, faces, half_of_the_faces, onnx_model,
-                                                                  onnx_args, onnx_reference):  # fmt: skip
-    store = tmp_path / "store.sqlite"
-    embed_like_the_cli(half_of_the_faces, onnx_model, store)
-    assert_store_holds_reference(store, onnx_reference, count=12)
-    # The second half's commit needs ~60 kB of write-ahead log; a 40 kB file-size limit refuses it (EFBIG).
-    status, _, err = run("embed", faces, *onnx_args, "--cache", store, file_size_limit=40_000)
-    assert status == 1
-    assert err.startswith(f"Error: {store}: cannot store 12 more embeddings: the disk refused the write")
+                                                                  onnx_args, onnx_reference, disk):  # fmt: skip
+    copy = tmp_path / "disk" / "store.sqlite"
+    embed_like_the_cli(half_of_the_faces, onnx_model, copy.parent.mkdir() or copy)
+    assert_store_holds_reference(copy, onnx_reference, count=12)
+    # The second half's commit needs ~60 kB of write-ahead log: a 40 kB file-size limit refuses it (EFBIG), and
+    # so does a filesystem with room for the store, its 32 kB shared-memory index and 12 kB more (ENOSPC).
+    size = 40_000 if disk == "file-size limit" else copy.stat().st_size + 11 * PAGE
+    folder, (status, _, err) = run_on_a_full_disk(disk, size, tmp_path, "embed", faces, *onnx_args, "--cache",
+                                                  "{disk}/store.sqlite")  # fmt: skip
+    assert status == 1 and err.count("\n") == 1
+    reason = "disk I/O error" if disk == "file-size limit" else "database or disk is full"
+    assert err.startswith(f"Error: {folder}/store.sqlite: cannot store 12 more embeddings: the disk refused the write "
+                          f"({reason}; ")  # fmt: skip
     assert "MB free on its disk" in err and "every embedding stored before is kept" in err
-    assert err.count("\n") == 1
-    assert_store_holds_reference(store, onnx_reference, count=12)
-    status, out, _ = run("embed", faces, *onnx_args, "--cache", store)
+    assert_store_holds_reference(copy, onnx_reference, count=12)
+    status, out, _ = run("embed", faces, *onnx_args, "--cache", copy)
     assert status == 0 and "12 processed now, 12 from the store" in out
-    assert_store_holds_reference(store, onnx_reference, count=24)
+    assert_store_holds_reference(copy, onnx_reference, count=24)
 
 
-def test_a_full_disk_under_out_names_the_file_and_keeps_whole_files(tmp_path, faces, onnx_args):
+@pytest.mark.parametrize("disk", DISKS)
+def test_a_full_disk_under_out_names_the_file_and_keeps_whole_files(tmp_path, faces, onnx_args, disk):
     arguments = ("evaluate", faces, *onnx_args, "--no-cache", "--resamples", "20")
     assert run(*arguments, "--out", tmp_path / "reference")[0] == 0
     reference = {path.relative_to(tmp_path / "reference"): path for path in (tmp_path / "reference").rglob("*.*")}
-    tables = [path.stat().st_size for path in reference.values() if path.suffix in (".json", ".csv")]
-    figures = sorted(path.stat().st_size for path in reference.values() if path.suffix == ".png")
-    limit = max(tables) + 2_000  # every table fits, and so does metrics.json listing its files; a figure does not
-    assert figures[-1] > limit
+    sizes = {name: path.stat().st_size for name, path in reference.items()}
+    if disk == "file-size limit":  # every table fits, and so does metrics.json listing its files; a figure does not
+        size = max(size for name, size in sizes.items() if name.suffix in (".json", ".csv")) + 2_000
+        assert max(size for name, size in sizes.items() if name.suffix == ".png") > size
+    else:  # room for the lock file, metrics.json and the two tables written next, and a page more
+        first = [Path("metrics.json"), Path("models.csv"), Path("images.csv")]
+        size = sum(-(-sizes[name] // PAGE) * PAGE for name in first) + 2 * PAGE
+        assert sum(sizes.values()) > size
 
-    out = tmp_path / "out"
-    status, _, err = run(*arguments, "--out", out, file_size_limit=limit)
+    folder, (status, _, err) = run_on_a_full_disk(disk, size, tmp_path, *arguments, "--out", "{disk}/out")
     assert status == 1 and err.count("\n") == 1
-    assert err.startswith(f"Error: {out}/") and ".png: cannot be written (File too large)" in err
+    reason = "File too large" if disk == "file-size limit" else "No space left on device; 0.0 MB free there"
+    assert err.startswith(f"Error: {folder}/out/") and f": cannot be written ({reason})" in err
+    out = tmp_path / "disk" / "out"
     written = {path.relative_to(out): path for path in out.rglob("*") if path.is_file()}
     assert not [name for name in written if name.name.startswith(".")], "a temporary or lock file was left"
     metrics = json.loads(written.pop(Path("metrics.json")).read_text())
