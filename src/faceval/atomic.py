@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - Windows: output folders are not locked
 
 LOCK_FILE_NAME = ".faceval.lock"
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
 class FolderInUseError(FacevalError):
@@ -110,6 +111,9 @@ def _locked_lock_file(lock_path: Path) -> int:
                 f"{lock_path.parent}: another faceval run ({holder}) is writing its results into this folder; "
                 "wait for it to finish, or choose another --out"
             ) from None
+        except OSError:
+            os.close(descriptor)
+            raise
         # A run that finished between our open and our lock has removed the file we locked: lock the new one.
         with contextlib.suppress(FileNotFoundError):
             if os.path.samestat(os.fstat(descriptor), os.stat(lock_path)):
@@ -139,13 +143,17 @@ def output_folder(out_dir: str | Path) -> Iterator[Path]:
     try:
         descriptor = _locked_lock_file(lock_path)
     except OSError as error:
-        raise _write_error(lock_path, error) from error
+        if error.errno not in _NO_LOCKS:
+            raise _write_error(lock_path, error) from error
+        Path(lock_path).unlink(missing_ok=True)  # a filesystem without locks: the folder cannot be held
+        yield out
+        return
     try:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
         os.ftruncate(descriptor, 0)  # a killed run's text may still be there
         os.write(descriptor, f"pid {os.getpid()}, started {started}".encode())
         yield out
     finally:
-        # Removed while still locked: a run waiting on this file sees it gone and takes a new one.
+        # Removed while still locked: a run that opened it a moment ago sees it gone and takes a new one.
         Path(lock_path).unlink(missing_ok=True)
         os.close(descriptor)

@@ -66,10 +66,12 @@ class StoreDamagedError(StoreError):
         self.reason = reason
 
 
-# SQLite's codes for a damaged file, and for a write the disk refused (SQLITE_FULL, and SQLITE_IOERR_* when the
-# operating system refuses the write: EFBIG over a file-size limit, EIO).
+# SQLite's codes for a damaged file, and for a write the disk refused: SQLITE_FULL (ENOSPC), or an I/O error while
+# writing (EFBIG over a file-size limit, EDQUOT, EIO).
 _DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
-_WRITE_REFUSED = ("SQLITE_FULL", "SQLITE_IOERR")
+_WRITE_REFUSED = (
+    "SQLITE_FULL", "SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC", "SQLITE_IOERR_TRUNCATE", "SQLITE_IOERR_SHMSIZE",
+)  # fmt: skip
 
 
 def default_store_path() -> Path:
@@ -151,7 +153,7 @@ class EmbeddingStore:
         code = getattr(error, "sqlite_errorname", "")
         if code.startswith(_DAMAGED) or str(error).startswith("Could not decode to UTF-8"):
             return self._damaged(what, error)
-        if code.startswith(_WRITE_REFUSED):
+        if code in _WRITE_REFUSED:
             try:
                 free = f"{shutil.disk_usage(self.path.parent).free / 1e6:.1f} MB free on its disk"
             except OSError:
