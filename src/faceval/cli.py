@@ -28,6 +28,8 @@ from faceval.pipeline import (
     model_specs,
     run_evaluation,
 )
+from faceval.protocols import ProtocolRequest
+from faceval.score_files import FORMATS, evaluate_score_file
 from faceval.store import StoreError, default_store_path
 
 
@@ -49,10 +51,16 @@ def _fail(message: str) -> None:
 def print_summary(document: dict[str, Any], out_dir: Path) -> None:
     """The short terminal summary: per model images, failures, pairs, AUC, EER, best-F1 threshold, TAR@1e-3."""
     dataset = document["dataset"]
-    click.echo(
-        f"\n{dataset['n_images']} images of {dataset['n_identities']} identities"
-        + (f" ({dataset['n_skipped_files']} other files set aside)" if dataset.get("n_skipped_files") else "")
-    )
+    if "n_scores" in dataset:
+        click.echo(f"\n{dataset['n_scores']:,} scores from {dataset['root']}")
+    else:
+        click.echo(
+            f"\n{dataset['n_images']} images of {dataset['n_identities']} identities"
+            + (f" ({dataset['n_skipped_files']} other files set aside)" if dataset.get("n_skipped_files") else "")
+        )
+    if "pairs" in dataset:
+        pairs = dataset["pairs"]
+        click.echo(f"pairs from {pairs['file']}: {pairs['n_scored']} scored, {pairs['n_failed']} failed")
     header = (
         f"{'model':<16}{'images':>8}{'failed':>8}{'pairs':>12}{'AUC':>8}{'EER':>8}{'best-F1 thr':>13}"
         f"{'F1':>7}{'TAR@FAR1e-3':>13}"
@@ -82,6 +90,12 @@ def print_summary(document: dict[str, Any], out_dir: Path) -> None:
             click.echo("")
             for line in group_summary_lines(model, name):
                 click.echo(line)
+    for name, model in document["models"].items():
+        for form, figures in (model.get("ten_fold") or {}).items():
+            click.echo(
+                f"{name}: {len(figures['fold_accuracies'])}-fold accuracy ({form}) "
+                f"{figures['mean']:.4f} +- {figures['std']:.4f}"
+            )
     for comparison in document.get("comparisons", []):
         click.echo(comparison_summary_line(comparison))
     for note in document["notes"]:
@@ -219,6 +233,38 @@ threshold_options = option_group(
 )
 
 
+# --pairs, --templates, --template-pairs, --save-scores: which pairs are scored, and keeping their scores.
+protocol_options = option_group(
+    click.option(
+        "--pairs",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Score only these pairs: LFW's pairs.txt (10-fold accuracy in metrics.json) or a CSV "
+        "path1,path2[,same][,fold] with paths relative to the dataset.",
+    ),
+    click.option(
+        "--templates",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="CSV path,template_id[,media_id]: compare templates (IJB-style averaged features), not images.",
+    ),
+    click.option(
+        "--template-pairs",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="CSV template_a,template_b[,same][,fold]: the template pairs to score [default: all pairs].",
+    ),
+    click.option(
+        "--save-scores",
+        is_flag=True,
+        help="Also write every scored pair (paths, identities, score, genuine) to OUT/<model>/scores.parquet.",
+    ),
+)
+
+
+def _protocol(
+    pairs: Path | None, templates: Path | None, template_pairs: Path | None, save_scores: bool
+) -> ProtocolRequest:
+    return ProtocolRequest(pairs, templates, template_pairs, save_scores)
+
+
 def _thresholds(values: tuple[str, ...]) -> dict[str, float]:
     """``--threshold 0.6`` (every model, key "") or ``--threshold dlib=0.6``."""
     parsed = {}
@@ -302,6 +348,7 @@ def _reported_errors() -> Iterator[None]:
 @embedding_options
 @grouping_options
 @threshold_options
+@protocol_options
 def evaluate(
     sources: tuple[Path, ...],
     layout: str,
@@ -324,6 +371,10 @@ def evaluate(
     threshold_from: Path | None,
     resamples: int,
     seed: int,
+    pairs: Path | None,
+    templates: Path | None,
+    template_pairs: Path | None,
+    save_scores: bool,
 ) -> None:
     """Embed every image of SOURCES with each model and measure verification over all pairs.
 
@@ -341,6 +392,7 @@ def evaluate(
         groups=_group_request(
             target_fmr, thresholds, calibrate, threshold_from, resamples, seed, group_by, attribute_csv
         ),
+        protocol=_protocol(pairs, templates, template_pairs, save_scores),
     )
     with _reported_errors():
         document = run_evaluation(request, command=sys.argv)
@@ -405,6 +457,7 @@ def embed(
 )
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @threshold_options
+@protocol_options
 def metrics(
     embeddings: Path,
     metric: str | None,
@@ -415,6 +468,10 @@ def metrics(
     threshold_from: Path | None,
     resamples: int,
     seed: int,
+    pairs: Path | None,
+    templates: Path | None,
+    template_pairs: Path | None,
+    save_scores: bool,
 ) -> None:
     """Compute the metrics from EMBEDDINGS, an .npz file with 'labels' and 'vectors' arrays made elsewhere.
 
@@ -422,7 +479,45 @@ def metrics(
     """
     groups = _group_request(target_fmr, thresholds, calibrate, threshold_from, resamples, seed)
     with _reported_errors():
-        document = metrics_from_embeddings_file(embeddings, metric, out, command=sys.argv, groups=groups)
+        document = metrics_from_embeddings_file(
+            embeddings,
+            metric,
+            out,
+            command=sys.argv,
+            groups=groups,
+            protocol=_protocol(pairs, templates, template_pairs, save_scores),
+        )
+    print_summary(document, out)
+
+
+@main.command()
+@click.argument("score_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(FORMATS),
+    help="bob4: 'claimed_id real_id test_label score'; bob5: 'claimed_id model_label real_id test_label score' "
+    "(genuine when claimed_id == real_id); csv: a header with score,genuine[,group columns]; parquet: "
+    "score,genuine columns ('--save-scores' files) [default: by suffix, else by the fields of line 1].",
+)
+@click.option(
+    "--higher-is-better/--lower-is-better",
+    default=None,
+    help="Whether a larger score means more alike (a similarity) or less (a distance) "
+    "[default: higher, or what a faceval Parquet file says].",
+)
+@click.option("--group-by", metavar="COLUMN[,COLUMN...]", help="CSV/Parquet columns whose values form groups.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
+def scores(
+    score_file: Path, file_format: str | None, higher_is_better: bool | None, group_by: str | None, out: Path
+) -> None:
+    """Every figure, plot and the report from SCORE_FILE, scores made by another system.
+
+    Millions of lines are read in blocks: memory grows with the number of distinct scores, not with the file.
+    """
+    columns = tuple(column.strip() for column in (group_by or "").split(",") if column.strip())
+    with _reported_errors():
+        document = evaluate_score_file(score_file, out, file_format, higher_is_better, columns, command=sys.argv)
     print_summary(document, out)
 
 

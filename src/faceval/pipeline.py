@@ -12,12 +12,10 @@ import numpy as np
 
 from faceval.datasets import Dataset, ImageRecord, combine_datasets, load_dataset
 from faceval.embedders import Embedder, EmbeddingResult, ModelSpec, parse_model_argument
-from faceval.evaluate import (
-    evaluate_embeddings,
-)
 from faceval.extraction import EmbeddingSet, extract_embeddings
 from faceval.groups import GroupOptions, group_labels, load_thresholds
 from faceval.onnx_embedder import available_cores
+from faceval.protocols import ProtocolRequest, evaluate_protocol, load_protocol
 from faceval.report import reference_threshold, write_report
 from faceval.scoring import Similarity
 from faceval.store import EmbeddingStore
@@ -61,6 +59,7 @@ class EvaluationRequest:
     spec_file: str | Path | None = None
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
     groups: GroupRequest = field(default_factory=GroupRequest)
+    protocol: ProtocolRequest = field(default_factory=ProtocolRequest)
 
 
 def load_sources(sources: Sequence[str | Path], layout: str = "auto") -> Dataset:
@@ -151,7 +150,8 @@ def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = N
     group columns, thresholds): a typo should fail in seconds, not after an hour of embedding.
     """
     prepare_out_dir(request.out_dir)
-    dataset = load_sources(request.sources, request.layout)
+    protocol = load_protocol(request.protocol)
+    dataset, protocol_notes = protocol.restrict(load_sources(request.sources, request.layout))
     specs = model_specs(request.models, request.dlib_options, request.spec_file, request.embedding.jobs)
     embedders = [spec.build() for spec in specs]
     several_folders = len(request.sources) > 1 and request.groups.attribute_csv is None
@@ -159,9 +159,10 @@ def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = N
     groups = group_labels(dataset, None, group_by or None, request.groups.attribute_csv)
     options = group_options(request.groups, {embedder.name: embedder.similarity for embedder in embedders})
     embedding_sets = embed_dataset(dataset, embedders, request.embedding)
-    evaluation = evaluate_embeddings(
-        dataset, embedding_sets, groups, options, group_by, progress=request.embedding.progress
+    evaluation = evaluate_protocol(
+        protocol, dataset, embedding_sets, groups, options, group_by, request.out_dir, request.embedding.progress
     )
+    evaluation.notes[:0] = protocol_notes
     return write_report(request.out_dir, evaluation, dataset, embedding_sets, command)
 
 
@@ -204,6 +205,7 @@ def metrics_from_embeddings_file(
     out_dir: str | Path,
     command: Iterable[str] | None = None,
     groups: GroupRequest | None = None,
+    protocol: ProtocolRequest | None = None,
 ) -> dict[str, Any]:
     """``faceval metrics``: the same figures from embeddings made elsewhere; the model is named after the file.
 
@@ -212,6 +214,7 @@ def metrics_from_embeddings_file(
     """
     path = Path(path)
     prepare_out_dir(out_dir)
+    chosen = load_protocol(protocol or ProtocolRequest())
     labels, vectors, extras = load_embeddings_file(path)
     stored = str(extras["similarity"]) if "similarity" in extras else None
     if metric is None and stored is None:
@@ -231,6 +234,9 @@ def metrics_from_embeddings_file(
     description = {"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value}
     embeddings = EmbeddingSet(path.stem, similarity, description, tuple(results))
     request = groups or GroupRequest()
-    evaluation = evaluate_embeddings(dataset, [embeddings], None, group_options(request, {path.stem: similarity}))
-    evaluation.dataset.update(root=str(path), n_identities=len(set(labels.tolist())))
+    options = group_options(request, {path.stem: similarity})
+    evaluation = evaluate_protocol(chosen, dataset, [embeddings], None, options, (), out_dir)
+    evaluation.dataset.update(root=str(path))
+    if chosen.templates is None:
+        evaluation.dataset.update(n_identities=len(set(labels.tolist())))
     return write_report(out_dir, evaluation, command=command)

@@ -110,8 +110,11 @@ def model_summary(result: ModelResult, dataset_images: int, fars: Sequence[float
     similarity = result.similarity
     entry: dict[str, Any] = {
         "similarity": similarity.value,
-        "units": similarity.model_units,
-        "accept_when": "distance <= threshold" if similarity is Similarity.EUCLIDEAN else "similarity >= threshold",
+        "units": result.description.get("units", similarity.model_units),
+        "accept_when": result.description.get(
+            "accept_when",
+            "distance <= threshold" if similarity is Similarity.EUCLIDEAN else "similarity >= threshold",
+        ),
         "n_images": result.n_images,
         "n_failed": result.n_failed,
         "fte": result.n_failed / dataset_images if dataset_images else None,
@@ -147,6 +150,7 @@ def metrics_document(evaluation: Evaluation, command: Iterable[str] | None = Non
             name: {
                 **model_summary(result, evaluation.dataset["n_images"]),
                 **(evaluation.groups[name].to_dict() if name in evaluation.groups else {}),
+                **evaluation.model_extras.get(name, {}),
             }
             for name, result in evaluation.models.items()
         },
