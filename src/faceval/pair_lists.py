@@ -89,7 +89,7 @@ def _read_lfw(source: Path, lines: list[str]) -> PairList:
         if number > expected_lines:
             if text.strip():
                 raise PairListError(
-                    f"{source}, line {number}: the header {lines[0].strip()!r} promises {2 * n_folds * per_class} "
+                    f"{source}, line {number}: the header '{' '.join(header)}' promises {2 * n_folds * per_class} "
                     f"pairs (lines 2-{expected_lines}), but there is more: fix the header or remove the extra lines"
                 )
             continue
@@ -117,7 +117,7 @@ def _read_lfw(source: Path, lines: list[str]) -> PairList:
         numbers.append(number)
     if len(first) != 2 * n_folds * per_class:
         raise PairListError(
-            f"{source}: the header {lines[0].strip()!r} promises {n_folds} folds of {per_class} same-person and "
+            f"{source}: the header '{' '.join(header)}' promises {n_folds} folds of {per_class} same-person and "
             f"{per_class} different-person pairs ({2 * n_folds * per_class} lines), but the file ends at line "
             f"{len(lines)} after {len(first)} pairs"
         )

@@ -128,7 +128,9 @@ def _csv_header(path: Path) -> list[str]:
 
 
 def _csv_batches(path: Path, file_format: str, group_by: Sequence[str]) -> Iterator[tuple[pa.RecordBatch, int]]:
-    """Record batches of a text score file, each with the line number of its first row."""
+    """Record batches of a text score file, each with the line number of its first row.
+
+    Empty lines are rows too (a malformed one), so that the line numbers in errors are the file's."""
     problems: list[tuple[int | None, str]] = []
 
     def reject(row: Any) -> str:
@@ -138,12 +140,14 @@ def _csv_batches(path: Path, file_format: str, group_by: Sequence[str]) -> Itera
     if file_format in BOB_COLUMNS:
         columns = BOB_COLUMNS[file_format]
         read = pa_csv.ReadOptions(column_names=list(columns), block_size=_BLOCK_BYTES, use_threads=False)
-        parse = pa_csv.ParseOptions(delimiter=" ", quote_char=False, invalid_row_handler=reject)
+        parse = pa_csv.ParseOptions(
+            delimiter=" ", quote_char=False, ignore_empty_lines=False, invalid_row_handler=reject
+        )
         expected = f"{len(columns)} fields '{' '.join(columns)}' separated by single spaces"
         first_line = 1
     else:
         read = pa_csv.ReadOptions(block_size=_BLOCK_BYTES, use_threads=False)
-        parse = pa_csv.ParseOptions(invalid_row_handler=reject)
+        parse = pa_csv.ParseOptions(ignore_empty_lines=False, invalid_row_handler=reject)
         expected = "one comma-separated field per header column"
         first_line = 2
     names = list(BOB_COLUMNS[file_format]) if file_format in BOB_COLUMNS else _csv_header(path)
