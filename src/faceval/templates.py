@@ -98,7 +98,8 @@ def template_feature(features: np.ndarray, media: Sequence[str]) -> np.ndarray:
 def _single(values: set[str], what: str, template: str, source: Path) -> str:
     if len(values) > 1:
         raise TemplateError(
-            f"{source}: template {template!r} mixes {what}s {', '.join(sorted(values))}; a template holds one {what}"
+            f"{source}: template {template!r} mixes {what} values {', '.join(sorted(values))}; all images of a "
+            f"template must have one {what}"
         )
     return next(iter(values))
 
