@@ -174,6 +174,8 @@ def test_failed_and_missing_images_are_failed_pairs(tmp_path):
     document = json.loads((out / "metrics.json").read_text())
     listed = document["dataset"]["pairs"]
     assert (listed["n_listed"], listed["n_scored"], listed["n_failed"]) == (6, 4, 2)
+    # An embeddings file keeps no identity for a failed image, and d/9.png is nowhere: both labels are unknown.
+    assert (listed["n_failed_genuine"], listed["n_failed_impostor"], listed["n_failed_unknown_label"]) == (0, 0, 2)
     assert listed["failed"] == [
         {"line": 4, "first": "c/1.png", "second": "c/2.png", "reason": "no vector: c/2.png (emb: no face found)"},
         {"line": 5, "first": "a/1.png", "second": "d/9.png", "reason": "not in the dataset: d/9.png"},

@@ -206,6 +206,7 @@ class ResolvedPairs:
     genuine: np.ndarray
     failure_reasons: dict[int, str]
     n_label_disagreements: int
+    failed_labels: dict[str, int]
 
     @property
     def n_failed(self) -> int:
@@ -244,6 +245,9 @@ class ResolvedPairs:
             "n_scored": int(self.scored.size),
             "n_failed": self.n_failed,
             "failure_rate": self.n_failed / len(pairs) if len(pairs) else None,
+            "n_failed_genuine": self.failed_labels["genuine"],
+            "n_failed_impostor": self.failed_labels["impostor"],
+            "n_failed_unknown_label": self.failed_labels["unknown"],
             "failures_by_reason": dict(Counter(reason.split(":")[0] for _, reason in failed)),
             "failed": [
                 {"line": int(pairs.line[k]), "first": pairs.first[k], "second": pairs.second[k], "reason": reason}
@@ -256,26 +260,24 @@ class ResolvedPairs:
 
 def resolve_pairs(
     pair_list: PairList,
-    keys: Sequence[str],
+    identity_of: Mapping[str, str],
     failures: Mapping[str, str],
     scored_keys: Sequence[str],
-    identities: Sequence[str],
 ) -> ResolvedPairs:
     """Match a pair list to the scored images.
 
-    ``keys`` are every known image (or template) key, ``failures`` maps a key that has no vector to why,
-    ``scored_keys`` and ``identities`` describe the scored images in order. A pair is genuine by the list's
-    ``same`` column when it has one, else by the identities.
+    ``identity_of`` maps every known image (or template) key to its identity (``""`` when unknown),
+    ``failures`` maps a key that has no vector to why, ``scored_keys`` are the scored images in order. A pair is
+    genuine by the list's ``same`` column when it has one, else by the identities.
     """
     position = {key: index for index, key in enumerate(scored_keys)}
-    known = set(keys)
     scored, first, second, reasons = [], [], [], {}
     for k, (a, b) in enumerate(zip(pair_list.first, pair_list.second, strict=True)):
         problems = []
         for key in (a, b):
             if key in position:
                 continue
-            if key not in known:
+            if key not in identity_of:
                 problems.append(f"not in the dataset: {key}")
             else:
                 problems.append(f"no vector: {key} ({failures.get(key, 'left out')})")
@@ -286,19 +288,33 @@ def resolve_pairs(
             first.append(position[a])
             second.append(position[b])
     scored_array = np.array(scored, dtype=np.int64)
-    first_array, second_array = np.array(first, dtype=np.int64), np.array(second, dtype=np.int64)
-    names = np.asarray(identities, dtype=object)
-    by_identity = names[first_array] == names[second_array] if scored else np.zeros(0, dtype=bool)
+    by_identity = np.array(
+        [identity_of[pair_list.first[k]] == identity_of[pair_list.second[k]] for k in scored], dtype=bool
+    )
     genuine = by_identity if pair_list.same is None else pair_list.same[scored_array]
     return ResolvedPairs(
         pair_list,
         scored_array,
-        first_array,
-        second_array,
+        np.array(first, dtype=np.int64),
+        np.array(second, dtype=np.int64),
         np.asarray(genuine, dtype=bool),
         reasons,
         int((genuine != by_identity).sum()),
+        _failed_labels(pair_list, identity_of, reasons),
     )
+
+
+def _failed_labels(pair_list: PairList, identity_of: Mapping[str, str], reasons: Mapping[int, str]) -> dict[str, int]:
+    """How many failed pairs are genuine, impostor, or of unknown label (an image not in the dataset, no list label)."""
+    counts = {"genuine": 0, "impostor": 0, "unknown": 0}
+    for k in reasons:
+        if pair_list.same is not None:
+            label = "genuine" if pair_list.same[k] else "impostor"
+        else:
+            a, b = identity_of.get(pair_list.first[k], ""), identity_of.get(pair_list.second[k], "")
+            label = "unknown" if not a or not b else "genuine" if a == b else "impostor"
+        counts[label] += 1
+    return counts
 
 
 def listed_pair_chunks(
@@ -330,13 +346,8 @@ def resolve_for_models(
         for key, result in zip(keys, embeddings.results, strict=True):
             if not result.ok:
                 failures.setdefault(key, f"{embeddings.model}: {result.failure}")
-    return resolve_pairs(
-        pair_list,
-        keys,
-        failures,
-        [keys[index] for index in scored],
-        [dataset.records[index].identity for index in scored],
-    )
+    identity_of = {key: record.identity for key, record in zip(keys, dataset.records, strict=True)}
+    return resolve_pairs(pair_list, identity_of, failures, [keys[index] for index in scored])
 
 
 def restrict_to_listed(dataset: Dataset, keys: set[str]) -> Dataset:
