@@ -148,6 +148,10 @@ def evaluate_embeddings(
     indices = np.flatnonzero(everyone)
     labels = [dataset.records[index].identity for index in indices]
     population = describe_population(labels)
+    listed = None if pairs is None else resolve_for_models(pairs, dataset, embedding_sets, indices)
+    if listed is not None:
+        # Only the listed pairs are scored: the population's pair counts are theirs.
+        population.update(n_genuine=int(listed.genuine.sum()), n_impostor=int((~listed.genuine).sum()))
     evaluation = Evaluation(
         dataset={
             "root": str(dataset.root),
@@ -164,9 +168,10 @@ def evaluate_embeddings(
             f"all models are scored on the {len(indices)} images that every model embedded "
             f"({dataset.n_images - len(indices)} images left out because at least one model failed on them)"
         )
-    evaluation.notes.extend(population_problems(population, "scored images"))
+    # With a pair list, single-image identities lose nothing: the list says which pairs there are.
+    checked = population if listed is None else {**population, "n_identities_single_image": 0}
+    evaluation.notes.extend(population_problems(checked, "scored images"))
     identities = identity_codes(labels)
-    listed = None if pairs is None else resolve_for_models(pairs, dataset, embedding_sets, indices)
     if listed is not None:
         evaluation.dataset["pairs"] = listed.summary()
         evaluation.notes.extend(listed.notes())
