@@ -209,7 +209,7 @@ def test_malformed_lfw_lines_name_file_line_and_expectation(tmp_path, text, mess
         ("path1,path2,same\na,b,1\nc,d\n", r"pairs.csv, line 3: expected 3 comma-separated fields"),
         ("path1,path2,same\na,b,maybe\n", r"pairs.csv, line 2: column 'same' must be 1 or 0"),
         ("path1,path2,fold\na,b,x\n", r"pairs.csv, line 2: column 'fold' must be a whole number"),
-        ("path1,path2\n\na,\n", r"pairs.csv, line 3: path1 and path2 must not be empty"),
+        ("path1,path2\n\na,\n", r"pairs.csv, line 3: path2 must not be empty"),
     ],
 )
 def test_malformed_csv_lines_name_file_line_and_expectation(tmp_path, text, message):

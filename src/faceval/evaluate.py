@@ -6,7 +6,7 @@ own failures are reported beside its figures, never hidden by dropping pairs sil
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,8 +76,13 @@ def score_pairs(
     vectors: np.ndarray, identities: np.ndarray, similarity: Similarity, progress: bool = False, label: str = ""
 ) -> ScoreTable:
     """Exact per-score genuine/impostor counts over all pairs of ``vectors``, streamed in bounded chunks."""
+    return count_scores(pair_chunks(vectors, identities, similarity, progress, label))
+
+
+def count_scores(chunks: Iterable[PairChunk]) -> ScoreTable:
+    """The `ScoreTable` of a stream of pair chunks."""
     counts = ScoreCounts()
-    for chunk in pair_chunks(vectors, identities, similarity, progress, label):
+    for chunk in chunks:
         counts.update(chunk.scores, chunk.genuine)
     return counts.compute()
 
@@ -185,10 +190,7 @@ def evaluate_embeddings(
             table = ScoreCounts().compute()
         elif options is None:
             with chunks as pairs_of_model:
-                counts = ScoreCounts()
-                for chunk in pairs_of_model:
-                    counts.update(chunk.scores, chunk.genuine)
-                table = counts.compute()
+                table = count_scores(pairs_of_model)
         else:
             # One pass over the pairs serves both: the group report's overall table is the model's table.
             with chunks as pairs_of_model:

@@ -33,8 +33,9 @@ from faceval.scoring import PairChunk, Similarity, pair_scores_block
 _PAIRS_PER_BLOCK = 256
 # Failed pairs listed one by one in metrics.json (all are counted).
 _LISTED_FAILURES = 50
-_TRUE = {"1", "true", "yes", "same", "genuine"}
-_FALSE = {"0", "false", "no", "different", "impostor"}
+# How a same/genuine column may say yes and no (compared in lower case): pair lists, templates and score files.
+TRUE_LABELS = ("1", "true", "yes", "same", "genuine")
+FALSE_LABELS = ("0", "false", "no", "different", "impostor")
 
 
 class PairListError(DatasetError):
@@ -66,9 +67,9 @@ class PairList:
 def parse_label(text: str, source: Path, line: int, column: str) -> bool:
     """A same/genuine cell: 1/0, true/false, yes/no, same/different, genuine/impostor (any case)."""
     value = text.strip().lower()
-    if value in _TRUE:
+    if value in TRUE_LABELS:
         return True
-    if value in _FALSE:
+    if value in FALSE_LABELS:
         return False
     raise PairListError(f"{source}, line {line}: column {column!r} must be 1 or 0 (true/false), got {text!r}")
 
@@ -124,47 +125,60 @@ def _read_lfw(source: Path, lines: list[str]) -> PairList:
     return PairList(source, "lfw", tuple(first), tuple(second), np.array(same), np.array(fold), np.array(numbers))
 
 
-def _read_csv(source: Path, columns: tuple[str, str]) -> PairList:
+def csv_records(
+    source: Path, required: Sequence[str], optional: Sequence[str], error: type[DatasetError]
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line number, {column: stripped cell})`` for each non-empty row of a UTF-8 CSV whose header holds the
+    ``required`` columns; a missing column, a row of the wrong length or an empty cell raises ``error`` naming the
+    file, the line and what was expected."""
     with open(source, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = [name.strip() for name in next(reader, [])]
-        missing = [name for name in columns if name not in header]
+        missing = [name for name in required if name not in header]
         if missing:
-            raise PairListError(
-                f"{source}, line 1: expected a header with the columns {','.join(columns)}[,same][,fold] "
-                f"(missing {', '.join(missing)}); got {','.join(header) or 'an empty line'}"
+            expected = ",".join(required) + "".join(f"[,{name}]" for name in optional)
+            raise error(
+                f"{source}, line 1: expected a header with the columns {expected} (missing {', '.join(missing)}); "
+                f"got {','.join(header) or 'an empty line'}"
             )
-        index = {name: header.index(name) for name in header}
-        first, second, same, fold, numbers = [], [], [], [], []
         for row in reader:
-            number = reader.line_num
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
-                raise PairListError(
-                    f"{source}, line {number}: expected {len(header)} comma-separated fields ({','.join(header)}), "
-                    f"got {len(row)}"
+                raise error(
+                    f"{source}, line {reader.line_num}: expected {len(header)} comma-separated fields "
+                    f"({','.join(header)}), got {len(row)}"
                 )
-            a, b = row[index[columns[0]]].strip(), row[index[columns[1]]].strip()
-            if not a or not b:
-                raise PairListError(f"{source}, line {number}: {columns[0]} and {columns[1]} must not be empty")
-            first.append(a)
-            second.append(b)
-            if "same" in index:
-                same.append(parse_label(row[index["same"]], source, number, "same"))
-            if "fold" in index:
-                text = row[index["fold"]].strip()
-                if not re.fullmatch(r"\d+", text):
-                    raise PairListError(f"{source}, line {number}: column 'fold' must be a whole number, got {text!r}")
-                fold.append(int(text))
-            numbers.append(number)
+            values = {name: cell.strip() for name, cell in zip(header, row, strict=True)}
+            empty = [name for name in (*required, *optional) if name in values and not values[name]]
+            if empty:
+                raise error(f"{source}, line {reader.line_num}: {' and '.join(empty)} must not be empty")
+            yield reader.line_num, values
+
+
+def _read_csv(source: Path, columns: tuple[str, str]) -> PairList:
+    first, second, same, fold, numbers = [], [], [], [], []
+    has_same = has_fold = False
+    for number, values in csv_records(source, columns, ("same", "fold"), PairListError):
+        first.append(values[columns[0]])
+        second.append(values[columns[1]])
+        has_same, has_fold = "same" in values, "fold" in values
+        if has_same:
+            same.append(parse_label(values["same"], source, number, "same"))
+        if has_fold:
+            if not re.fullmatch(r"\d+", values["fold"]):
+                raise PairListError(
+                    f"{source}, line {number}: column 'fold' must be a whole number, got {values['fold']!r}"
+                )
+            fold.append(int(values["fold"]))
+        numbers.append(number)
     return PairList(
         source,
         "csv",
         tuple(first),
         tuple(second),
-        np.array(same, dtype=bool) if "same" in index else None,
-        np.array(fold, dtype=np.int64) if "fold" in index else None,
+        np.array(same, dtype=bool) if has_same else None,
+        np.array(fold, dtype=np.int64) if has_fold else None,
         np.array(numbers, dtype=np.int64),
     )
 

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from faceval.datasets import DatasetError
 from faceval.evaluate import Evaluation, ModelResult
 from faceval.metrics import ScoreCounts, ScoreTable, verification_summary
+from faceval.pair_lists import FALSE_LABELS, TRUE_LABELS
 from faceval.report import summary_in_model_units, write_report
 from faceval.saved_scores import SIMILARITY_KEY
 from faceval.scoring import Similarity
@@ -45,8 +46,6 @@ BOB_COLUMNS = {
 FORMATS = ("bob4", "bob5", "csv", "parquet")
 # Text read per block: larger blocks make pyarrow hold several times as much at once, and gain no speed.
 _BLOCK_BYTES = 1 << 20
-_TRUE = ["1", "true", "yes", "genuine", "same"]
-_FALSE = ["0", "false", "no", "impostor", "different"]
 
 
 class ScoreFileError(DatasetError):
@@ -114,8 +113,8 @@ def _to_float(column: pa.ChunkedArray | pa.Array, path: Path, first_line: int) -
 def _to_label(column: pa.ChunkedArray | pa.Array, path: Path, first_line: int) -> np.ndarray:
     """A ``genuine`` column (text, numbers or booleans) as bool, or the line of the first value that is neither."""
     text = pc.utf8_lower(pc.utf8_trim_whitespace(pc.cast(column, pa.string())))
-    genuine = pc.is_in(text, value_set=pa.array(_TRUE)).to_numpy(zero_copy_only=False)
-    impostor = pc.is_in(text, value_set=pa.array(_FALSE)).to_numpy(zero_copy_only=False)
+    genuine = pc.is_in(text, value_set=pa.array(TRUE_LABELS)).to_numpy(zero_copy_only=False)
+    impostor = pc.is_in(text, value_set=pa.array(FALSE_LABELS)).to_numpy(zero_copy_only=False)
     bad = ~(genuine | impostor)
     if bad.any():
         offset = int(np.flatnonzero(bad)[0])

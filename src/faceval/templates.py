@@ -13,7 +13,6 @@ all images of a template must show one identity and fall in one group.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from faceval.datasets import Dataset, DatasetError, ImageRecord
 from faceval.embedders import EmbeddingResult
 from faceval.extraction import EmbeddingSet
+from faceval.pair_lists import csv_records
 
 
 class TemplateError(DatasetError):
@@ -50,32 +50,13 @@ def read_templates(path: str | Path) -> TemplateList:
     source = Path(path)
     if not source.is_file():
         raise TemplateError(f"{source}: templates file not found")
-    with open(source, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = [name.strip() for name in next(reader, [])]
-        if "path" not in header or "template_id" not in header:
-            raise TemplateError(
-                f"{source}, line 1: expected a header with the columns path,template_id[,media_id]; "
-                f"got {','.join(header) or 'an empty line'}"
-            )
-        column = {name: header.index(name) for name in header}
-        paths, templates, media, lines = [], [], [], []
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise TemplateError(
-                    f"{source}, line {reader.line_num}: expected {len(header)} comma-separated fields "
-                    f"({','.join(header)}), got {len(row)}"
-                )
-            values = {name: row[index].strip() for name, index in column.items()}
-            empty = [name for name in ("path", "template_id", "media_id") if name in values and not values[name]]
-            if empty:
-                raise TemplateError(f"{source}, line {reader.line_num}: {' and '.join(empty)} must not be empty")
-            paths.append(values["path"])
-            templates.append(values["template_id"])
-            media.append(values.get("media_id", f"{values['template_id']}\0{reader.line_num}"))
-            lines.append(reader.line_num)
+    paths, templates, media, lines = [], [], [], []
+    for number, values in csv_records(source, ("path", "template_id"), ("media_id",), TemplateError):
+        paths.append(values["path"])
+        templates.append(values["template_id"])
+        # Without a media column each image is its own media.
+        media.append(values.get("media_id", f"{values['template_id']}\0{number}"))
+        lines.append(number)
     if not paths:
         raise TemplateError(f"{source}: no templates listed")
     return TemplateList(source, tuple(paths), tuple(templates), tuple(media), tuple(lines))
