@@ -2,7 +2,7 @@
 
 `load_protocol` reads and checks the files before any image is embedded (a malformed line fails in seconds);
 `Protocol.restrict` keeps only the images the files name (so that only they are embedded), and `Protocol.view`
-turns images into templates when templates are given. The scoring itself stays in `faceval.evaluate`.
+turns images into templates when templates are given. The scoring itself stays in `faceval.evaluation`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from faceval.datasets import Dataset
-from faceval.evaluate import Evaluation, evaluate_embeddings
+from faceval.evaluation import Evaluation, evaluate_embeddings
 from faceval.extraction import EmbeddingSet
 from faceval.groups import GroupOptions
 from faceval.pair_lists import PairList, read_pair_list, restrict_to_listed
@@ -84,10 +84,13 @@ def evaluate_protocol(
     groups: np.ndarray | None,
     options: Mapping[str, GroupOptions],
     group_by: Sequence[str],
-    out_dir: str | Path,
+    out_dir: str | Path | None,
     progress: bool = False,
 ) -> Evaluation:
-    """`evaluate_embeddings` on the protocol's pairs: templates in place of images when it has templates."""
+    """`evaluate_embeddings` on the protocol's pairs: templates in place of images when it has templates;
+    ``--save-scores`` files go into ``out_dir``."""
+    if protocol.save_scores and out_dir is None:
+        raise ValueError("saving the scores needs an output folder")
     scored, scored_sets, scored_groups, templates = protocol.view(dataset, embedding_sets, groups)
     evaluation = evaluate_embeddings(
         scored,
@@ -97,7 +100,7 @@ def evaluate_protocol(
         group_by,
         progress=progress,
         pairs=protocol.pairs,
-        save_scores=Path(out_dir) if protocol.save_scores else None,
+        save_scores=Path(out_dir) if protocol.save_scores and out_dir is not None else None,
     )
     if templates is not None:
         evaluation.dataset["templates"] = templates

@@ -32,10 +32,10 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from faceval.datasets import DatasetError
-from faceval.evaluate import Evaluation, ModelResult
-from faceval.metrics import ScoreCounts, ScoreTable, verification_summary
+from faceval.evaluation import Evaluation, ModelResult
+from faceval.metrics import ScoreCounts, ScoreTable
 from faceval.pair_lists import FALSE_LABELS, TRUE_LABELS
-from faceval.report import summary_in_model_units, write_report
+from faceval.results import Result, model_figures
 from faceval.saved_scores import SIMILARITY_KEY
 from faceval.scoring import Similarity
 
@@ -246,17 +246,16 @@ def read_score_file(
     return result
 
 
-def group_summaries(tables: Mapping[str, ScoreTable], similarity: Similarity) -> dict[str, Any]:
-    """Per group of a score file: its pair counts and, with both classes, every figure in the file's units."""
-    return {
-        name: {"n_genuine": table.n_genuine, "n_impostor": table.n_impostor}
-        | (
-            summary_in_model_units(verification_summary(table), similarity)
-            if table.n_genuine and table.n_impostor
-            else {}
-        )
-        for name, table in tables.items()
-    }
+def group_figures(
+    tables: Mapping[str, ScoreTable], similarity: Similarity, description: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Per group of a score file: every figure of its own lines, in the file's units (``score_groups``)."""
+    figures = {}
+    for name, table in tables.items():
+        entry = model_figures(ModelResult(name, similarity, dict(description), 0, 0, table), 0).to_dict()
+        entry.pop("model")
+        figures[name] = entry
+    return figures
 
 
 def evaluate_score_file(
@@ -266,7 +265,7 @@ def evaluate_score_file(
     higher_is_better: bool | None = None,
     group_by: Sequence[str] = (),
     command: Iterable[str] | None = None,
-) -> dict[str, Any]:
+) -> Result:
     """``faceval scores``: every figure, plot and the report from a score file; the model is named after the file.
 
     ``higher_is_better`` None: what a faceval Parquet file says, else larger = more alike.
@@ -287,6 +286,7 @@ def evaluate_score_file(
         "units": f"score ({direction} = more alike)",
         "accept_when": "score >= threshold" if higher_is_better else "score <= threshold",
     }
+    name = path.stem
     evaluation = Evaluation(
         dataset={
             "root": str(path),
@@ -298,5 +298,7 @@ def evaluate_score_file(
         models={path.stem: ModelResult(path.stem, similarity, description, 0, 0, overall)},
     )
     if groups:
-        evaluation.model_extras[path.stem] = {"score_groups": group_summaries(groups, similarity)}
-    return write_report(out_dir, evaluation, command=command)
+        evaluation.model_extras[name] = {"score_groups": group_figures(groups, similarity, description)}
+    result = Result(evaluation)
+    result.save(out_dir, command)
+    return result
