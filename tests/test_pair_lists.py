@@ -266,3 +266,23 @@ def test_sface_on_an_lfw_layout_copy_of_real_faces(tmp_path, monkeypatch):
     assert figures["thresholds"] == [float(t) for t in chosen]
     assert (figures["mean"], figures["std"]) == (mean, std)
     assert 0.8 < mean < 1.0 and len(set(accuracy)) > 1
+
+
+def test_python_api_takes_a_pair_list(tmp_path):
+    from PIL import Image
+
+    import faceval
+
+    rng = np.random.default_rng(0)
+    for k in range(8):
+        path = tmp_path / "faces" / "ab"[k % 2] / f"{k}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(path)
+    rows = ["path1,path2,fold", "a/0.png,a/2.png,0", "a/0.png,b/1.png,0", "b/1.png,b/3.png,1", "a/4.png,b/5.png,1"]
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    result = faceval.evaluate(tmp_path / "faces", pairs=tmp_path / "pairs.csv", dlib_detector="none",
+                              use_cache=False, progress=False, resamples=0)  # fmt: skip
+    dlib = result.models["dlib"]
+    assert (dlib.n_images, dlib.n_genuine, dlib.n_impostor) == (6, 2, 2)  # only the images and pairs listed
+    document = result.to_dict()
+    assert document["models"]["dlib"]["ten_fold"]["native"]["fold_sizes"] == [2, 2]
