@@ -12,18 +12,22 @@ from typing import Any
 import click
 
 from faceval import __version__
+from faceval.audit import audit_embeddings, audit_summary_lines, write_audit
 from faceval.datasets import DatasetError
 from faceval.demo import CITATION, DemoDataError, prepare_demo_data
 from faceval.extraction import WorkerError, save_embeddings_npz
+from faceval.html_report import LANGUAGES
 from faceval.model_files import ModelError, list_models
 from faceval.pipeline import (
     EmbeddingOptions,
     EvaluationRequest,
     GroupRequest,
+    OutputOptions,
     embed_dataset,
     load_sources,
     metrics_from_embeddings_file,
     model_specs,
+    prepare_out_dir,
     run_evaluation,
 )
 from faceval.protocols import ProtocolRequest
@@ -211,6 +215,19 @@ protocol_options = option_group(
 )
 
 
+# --no-report, --lang: the self-contained report.html (shared by 'evaluate', 'metrics' and 'demo').
+report_options = option_group(
+    click.option("--no-report", is_flag=True, help="Do not write report.html."),
+    click.option(
+        "--lang",
+        type=click.Choice(LANGUAGES),
+        default="en",
+        show_default=True,
+        help="Language of report.html: English or Japanese.",
+    ),
+)
+
+
 def _protocol(
     pairs: Path | None, templates: Path | None, template_pairs: Path | None, save_scores: bool
 ) -> ProtocolRequest:
@@ -301,6 +318,21 @@ def _reported_errors() -> Iterator[None]:
 @grouping_options
 @threshold_options
 @protocol_options
+@report_options
+@click.option("--no-audit", is_flag=True, help="Skip the dataset audit (duplicates, mislabels, same person twice).")
+@click.option(
+    "--exclude",
+    "exclude_csv",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="AUDIT.csv",
+    help="Leave out the images an audit.csv marks exclude=yes (edit the column to choose); report.html shows "
+    "how the figures moved.",
+)
+@click.option(
+    "--exclude-duplicates",
+    is_flag=True,
+    help="Leave out the extra copies of exact and near duplicates (every copy when filed under several identities).",
+)
 def evaluate(
     sources: tuple[Path, ...],
     layout: str,
@@ -327,6 +359,11 @@ def evaluate(
     templates: Path | None,
     template_pairs: Path | None,
     save_scores: bool,
+    no_report: bool,
+    lang: str,
+    no_audit: bool,
+    exclude_csv: Path | None,
+    exclude_duplicates: bool,
 ) -> None:
     """Embed every image of SOURCES with each model and measure verification over all pairs.
 
@@ -345,6 +382,13 @@ def evaluate(
             target_fmr, thresholds, calibrate, threshold_from, resamples, seed, group_by, attribute_csv
         ),
         protocol=_protocol(pairs, templates, template_pairs, save_scores),
+        outputs=OutputOptions(
+            audit=not no_audit,
+            exclude_csv=exclude_csv,
+            exclude_duplicates=exclude_duplicates,
+            html=not no_report,
+            lang=lang,
+        ),
     )
     with _reported_errors():
         result = run_evaluation(request, command=sys.argv)
@@ -410,6 +454,7 @@ def embed(
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @threshold_options
 @protocol_options
+@report_options
 def metrics(
     embeddings: Path,
     metric: str | None,
@@ -424,6 +469,8 @@ def metrics(
     templates: Path | None,
     template_pairs: Path | None,
     save_scores: bool,
+    no_report: bool,
+    lang: str,
 ) -> None:
     """Compute the metrics from EMBEDDINGS, an .npz file with 'labels' and 'vectors' arrays made elsewhere.
 
@@ -438,6 +485,8 @@ def metrics(
             command=sys.argv,
             groups=groups,
             protocol=_protocol(pairs, templates, template_pairs, save_scores),
+            html=not no_report,
+            lang=lang,
         )
     print_summary(result, out)
 
@@ -481,14 +530,62 @@ def scores(
 )
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results/demo"), show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def demo(data: Path | None, out: Path, quiet: bool) -> None:
+@report_options
+def demo(data: Path | None, out: Path, quiet: bool, no_report: bool, lang: str) -> None:
     """Download (once, checksum-verified) the public AT&T faces and evaluate dlib on them."""
     with _reported_errors():
         folder = prepare_demo_data(data, progress=not quiet)
         click.echo(f"demo data: {folder} (AT&T Database of Faces; cite {CITATION})")
-        request = EvaluationRequest(sources=(folder,), out_dir=out, embedding=EmbeddingOptions(progress=not quiet))
+        request = EvaluationRequest(
+            sources=(folder,),
+            out_dir=out,
+            embedding=EmbeddingOptions(progress=not quiet),
+            outputs=OutputOptions(html=not no_report, lang=lang),
+        )
         result = run_evaluation(request, command=sys.argv)
     print_summary(result, out)
+
+
+@main.command()
+@dataset_options
+@click.option("--model", default="dlib", show_default=True, help="Model whose embeddings the audit compares.")
+@model_options
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("audit"), show_default=True,
+    help="Folder for audit.json and audit.csv.",
+)  # fmt: skip
+@embedding_options
+def audit(
+    sources: tuple[Path, ...],
+    layout: str,
+    manifest: Path | None,
+    model: str,
+    spec: Path | None,
+    dlib_detector: str,
+    dlib_upsample: int,
+    out: Path,
+    cache: Path | None,
+    no_cache: bool,
+    jobs: int | None,
+    max_temp: float | None,
+    quiet: bool,
+) -> None:
+    """Check a labelled dataset before trusting its figures: exact and near duplicates, one person under two
+    names, probably mislabelled images, images with several faces, failures by reason.
+
+    Writes audit.json and audit.csv (one row per flagged image; 'faceval evaluate --exclude audit.csv' leaves
+    out the rows marked exclude=yes).
+    """
+    with _reported_errors():
+        prepare_out_dir(out)
+        dataset = load_sources(_sources(sources, manifest, "audit"), layout)
+        specs = model_specs([model], {"detector": dlib_detector, "upsample": dlib_upsample}, spec, jobs)
+        options = EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet)
+        (embedding_set,) = embed_dataset(dataset, specs, options)
+        document = write_audit(out, audit_embeddings(dataset, embedding_set))
+    for line in audit_summary_lines(document):
+        click.echo(line)
+    click.echo(f"audit: {out / 'audit.json'}, {out / 'audit.csv'}")
 
 
 @main.command()
