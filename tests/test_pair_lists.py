@@ -286,3 +286,33 @@ def test_python_api_takes_a_pair_list(tmp_path):
     assert (dlib.n_images, dlib.n_genuine, dlib.n_impostor) == (6, 2, 2)  # only the images and pairs listed
     document = result.to_dict()
     assert document["models"]["dlib"]["ten_fold"]["native"]["fold_sizes"] == [2, 2]
+
+
+def test_groups_apply_to_the_listed_pairs_only(tmp_path):
+    """Two dataset folders are two groups; with a pair list each group's counts are those of its listed pairs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    paths = []
+    for folder in ("east", "west"):
+        for person in range(3):
+            for image in range(3):
+                path = tmp_path / folder / f"{folder}{person}" / f"{image}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(path)
+                paths.append(f"{folder}/{folder}{person}/{image}.png")
+    # Keys are relative to the common root of the two folders: east/east0/0.png.
+    pairs = [(paths[i], paths[j]) for i in range(len(paths)) for j in range(i + 1, len(paths)) if (i + j) % 3 == 0]
+    (tmp_path / "pairs.csv").write_text("path1,path2\n" + "".join(f"{a},{b}\n" for a, b in pairs), encoding="utf-8")
+    out = tmp_path / "out"
+    code, output = run_cli("evaluate", str(tmp_path / "east"), str(tmp_path / "west"), "--dlib-detector", "none",
+                           "--pairs", str(tmp_path / "pairs.csv"), "--no-cache", "--quiet", "--no-audit",
+                           "--resamples", "20", "--out", str(out))  # fmt: skip
+    assert code == 0, output
+    document = json.loads((out / "metrics.json").read_text())
+    assert document["dataset"]["pairs"]["n_failed"] == 0
+    groups = document["models"]["dlib"]["groups"]
+    for name in ("east", "west"):
+        inside = [(a, b) for a, b in pairs if a.startswith(name) and b.startswith(name)]
+        genuine = sum(a.split("/")[1] == b.split("/")[1] for a, b in inside)
+        assert (groups[name]["n_genuine"], groups[name]["n_impostor"]) == (genuine, len(inside) - genuine)
