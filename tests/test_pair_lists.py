@@ -136,7 +136,8 @@ def test_metrics_with_lfw_pairs_reports_both_forms_and_only_the_listed_pairs(syn
     folder, vector_of = synthetic_lfw
     out = folder / "out"
     code, output = run_cli("metrics", str(folder / "emb.npz"), "--metric", "cosine", "--pairs",
-                           str(folder / "pairs.txt"), "--out", str(out), "--resamples", "50")  # fmt: skip
+                           str(folder / "pairs.txt"), "--out", str(out), "--resamples", "50",
+                           "--no-report")  # fmt: skip
     assert code == 0, output
     document = json.loads((out / "metrics.json").read_text())
     model = document["models"]["emb"]
@@ -169,7 +170,8 @@ def test_failed_and_missing_images_are_failed_pairs(tmp_path):
     )
     out = tmp_path / "out"
     code, output = run_cli("metrics", str(tmp_path / "emb.npz"), "--metric", "cosine", "--pairs",
-                           str(tmp_path / "pairs.csv"), "--out", str(out), "--resamples", "0")  # fmt: skip
+                           str(tmp_path / "pairs.csv"), "--out", str(out), "--resamples", "0",
+                           "--no-report")  # fmt: skip
     assert code == 0, output
     document = json.loads((out / "metrics.json").read_text())
     listed = document["dataset"]["pairs"]
@@ -281,7 +283,7 @@ def test_python_api_takes_a_pair_list(tmp_path):
     rows = ["path1,path2,fold", "a/0.png,a/2.png,0", "a/0.png,b/1.png,0", "b/1.png,b/3.png,1", "a/4.png,b/5.png,1"]
     (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     result = faceval.evaluate(tmp_path / "faces", pairs=tmp_path / "pairs.csv", dlib_detector="none",
-                              use_cache=False, progress=False, resamples=0)  # fmt: skip
+                              use_cache=False, progress=False, resamples=0, jobs=1)  # fmt: skip
     dlib = result.models["dlib"]
     assert (dlib.n_images, dlib.n_genuine, dlib.n_impostor) == (6, 2, 2)  # only the images and pairs listed
     document = result.to_dict()
@@ -306,8 +308,8 @@ def test_groups_apply_to_the_listed_pairs_only(tmp_path):
     (tmp_path / "pairs.csv").write_text("path1,path2\n" + "".join(f"{a},{b}\n" for a, b in pairs), encoding="utf-8")
     out = tmp_path / "out"
     code, output = run_cli("evaluate", str(tmp_path / "east"), str(tmp_path / "west"), "--dlib-detector", "none",
-                           "--pairs", str(tmp_path / "pairs.csv"), "--no-cache", "--quiet", "--no-audit",
-                           "--resamples", "20", "--out", str(out))  # fmt: skip
+                           "--pairs", str(tmp_path / "pairs.csv"), "--no-cache", "--quiet", "--no-audit", "-j1",
+                           "--resamples", "20", "--no-report", "--out", str(out))  # fmt: skip
     assert code == 0, output
     document = json.loads((out / "metrics.json").read_text())
     assert document["dataset"]["pairs"]["n_failed"] == 0

@@ -50,7 +50,7 @@ def test_bob4_bob5_and_csv_give_sklearns_auc(same_scores, monkeypatch):
     expected = roc_auc_score(genuine, scores)
     for name, file_format in (("four.txt", "bob4"), ("five.txt", "bob5"), ("scores.csv", "csv")):
         out = folder / f"out-{file_format}"
-        code, output = run_cli("scores", str(folder / name), "--out", str(out))
+        code, output = run_cli("scores", str(folder / name), "--out", str(out), "--no-report")
         assert code == 0, output
         document = json.loads((out / "metrics.json").read_text())
         model = document["models"][name.split(".")[0]]
@@ -115,7 +115,9 @@ def test_save_scores_writes_every_pair_and_reads_back(tmp_path):
     paths = np.array([f"{label}/{k}.png" for k, label in enumerate(labels)])
     np.savez(tmp_path / "emb.npz", labels=labels, paths=paths, vectors=vectors, similarity=np.array("euclidean"))
     out = tmp_path / "out"
-    code, output = run_cli("metrics", str(tmp_path / "emb.npz"), "--save-scores", "--out", str(out), "--resamples", "0")
+    code, output = run_cli(
+        "metrics", str(tmp_path / "emb.npz"), "--save-scores", "--out", str(out), "--resamples", "0", "--no-report"
+    )
     assert code == 0, output
     table = pq.read_table(out / "emb" / "scores.parquet").to_pydict()
     assert len(table["score"]) == 66
@@ -129,7 +131,9 @@ def test_save_scores_writes_every_pair_and_reads_back(tmp_path):
     assert all(saved[key] == pytest.approx(expected[key], rel=1e-12) for key in expected)
     assert table["genuine"] == [a == b for a, b in zip(table["identity1"], table["identity2"], strict=True)]
     # Read back: the file says its scores are distances, so no --lower-is-better is needed.
-    code, output = run_cli("scores", str(out / "emb" / "scores.parquet"), "--out", str(tmp_path / "again"))
+    code, output = run_cli(
+        "scores", str(out / "emb" / "scores.parquet"), "--out", str(tmp_path / "again"), "--no-report"
+    )
     assert code == 0, output
     first = json.loads((out / "metrics.json").read_text())["models"]["emb"]
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())["models"]["scores"]

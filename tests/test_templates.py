@@ -103,8 +103,8 @@ def test_templates_without_pairs_score_all_template_pairs_and_groups_apply(tmp_p
     (tmp_path / "templates.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     out = tmp_path / "out"
     code, output = run_cli("evaluate", str(tmp_path / "east"), str(tmp_path / "west"), "--dlib-detector", "none",
-                           "--templates", str(tmp_path / "templates.csv"), "--no-cache", "--quiet",
-                           "--resamples", "20", "--out", str(out))  # fmt: skip
+                           "--templates", str(tmp_path / "templates.csv"), "--no-cache", "--quiet", "--no-audit", "-j1",
+                           "--resamples", "20", "--no-report", "--out", str(out))  # fmt: skip
     assert code == 0, output
     model = json.loads((out / "metrics.json").read_text())["models"]["dlib"]
     assert (model["n_images"], model["n_genuine"], model["n_impostor"]) == (12, 6, 60)
@@ -130,5 +130,5 @@ def test_a_template_of_two_people_is_an_error(template_files):
     folder, _, _ = template_files
     (folder / "mixed.csv").write_text("path,template_id\np0/0.png,t\np1/0.png,t\n", encoding="utf-8")
     code, output = run_cli("metrics", str(folder / "emb.npz"), "--templates", str(folder / "mixed.csv"),
-                           "--out", str(folder / "out"))  # fmt: skip
+                           "--out", str(folder / "out"), "--no-report")  # fmt: skip
     assert code == 1 and "template 't' mixes identity values p0, p1" in output

@@ -509,8 +509,15 @@ def metrics(
 )
 @click.option("--group-by", metavar="COLUMN[,COLUMN...]", help="CSV/Parquet columns whose values form groups.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
+@report_options
 def scores(
-    score_file: Path, file_format: str | None, higher_is_better: bool | None, group_by: str | None, out: Path
+    score_file: Path,
+    file_format: str | None,
+    higher_is_better: bool | None,
+    group_by: str | None,
+    out: Path,
+    no_report: bool,
+    lang: str,
 ) -> None:
     """Every figure, plot and the report from SCORE_FILE, scores made by another system.
 
@@ -518,7 +525,9 @@ def scores(
     """
     columns = tuple(column.strip() for column in (group_by or "").split(",") if column.strip())
     with _reported_errors():
-        result = evaluate_score_file(score_file, out, file_format, higher_is_better, columns, command=sys.argv)
+        result = evaluate_score_file(
+            score_file, out, file_format, higher_is_better, columns, command=sys.argv, html=not no_report, lang=lang
+        )
     print_summary(result, out)
 
 

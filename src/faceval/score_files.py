@@ -265,10 +265,13 @@ def evaluate_score_file(
     higher_is_better: bool | None = None,
     group_by: Sequence[str] = (),
     command: Iterable[str] | None = None,
+    html: bool = True,
+    lang: str = "en",
 ) -> Result:
     """``faceval scores``: every figure, plot and the report from a score file; the model is named after the file.
 
-    ``higher_is_better`` None: what a faceval Parquet file says, else larger = more alike.
+    ``higher_is_better`` None: what a faceval Parquet file says, else larger = more alike; ``html``, ``lang``: the
+    ``report.html`` as `Result.save` writes it.
     """
     path = Path(path)
     if higher_is_better is None:
@@ -300,5 +303,5 @@ def evaluate_score_file(
     if groups:
         evaluation.model_extras[name] = {"score_groups": group_figures(groups, similarity, description)}
     result = Result(evaluation)
-    result.save(out_dir, command)
+    result.save(out_dir, command, html=html, lang=lang)
     return result
