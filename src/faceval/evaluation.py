@@ -217,7 +217,10 @@ def evaluate_embeddings(
             embeddings.n_failed,
             table,
         )
-    if group_options and len(embedding_sets) > 1 and len(indices) >= 2:
+    if listed is not None and len(embedding_sets) > 1:
+        # compare_model_vectors pairs every image with every other; it has no form for a list of pairs yet.
+        evaluation.notes.append("models not compared pairwise (DeLong, paired bootstrap) on a pair list")
+    elif group_options and len(embedding_sets) > 1 and len(indices) >= 2:
         options = next(iter(group_options.values()))
         evaluation.comparisons = compare_model_vectors(
             [(embeddings.model, embeddings.vectors(indices), embeddings.similarity) for embeddings in embedding_sets],
