@@ -318,3 +318,27 @@ def test_groups_apply_to_the_listed_pairs_only(tmp_path):
         inside = [(a, b) for a, b in pairs if a.startswith(name) and b.startswith(name)]
         genuine = sum(a.split("/")[1] == b.split("/")[1] for a, b in inside)
         assert (groups[name]["n_genuine"], groups[name]["n_impostor"]) == (genuine, len(inside) - genuine)
+
+
+def test_two_models_on_a_pair_list_score_the_same_listed_pairs(tmp_path):
+    from faceval.datasets import Dataset, ImageRecord
+    from faceval.embedders import EmbeddingResult
+    from faceval.evaluation import evaluate_embeddings
+    from faceval.extraction import EmbeddingSet
+    from faceval.groups import GroupOptions
+
+    rng = np.random.default_rng(9)
+    records = tuple(ImageRecord(tmp_path / f"{k % 3}" / f"{k}.png", f"id{k % 3}") for k in range(9))
+    dataset = Dataset(tmp_path, "folders", records)
+    sets = [
+        EmbeddingSet(name, Similarity.COSINE, {}, tuple(EmbeddingResult(v) for v in rng.normal(size=(9, 4))))
+        for name in ("one", "two")
+    ]
+    (tmp_path / "pairs.csv").write_text("path1,path2\n0/0.png,0/3.png\n0/0.png,1/1.png\n1/4.png,2/5.png\n")
+    options = {name: GroupOptions(n_resamples=0) for name in ("one", "two")}
+    evaluation = evaluate_embeddings(dataset, sets, group_options=options, pairs=read_pair_list(tmp_path / "pairs.csv"))
+    for name in ("one", "two"):
+        table = evaluation.models[name].table
+        assert (table.n_genuine, table.n_impostor) == (1, 2)
+    assert evaluation.comparisons == []
+    assert "models not compared pairwise (DeLong, paired bootstrap) on a pair list" in evaluation.notes
