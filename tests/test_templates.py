@@ -87,6 +87,7 @@ def test_template_pairs_figures_match_the_oracle(template_files):
     summary = document["dataset"]["templates"]
     assert (summary["n_templates"], summary["n_images_listed"], summary["n_images_not_in_dataset"]) == (30, 91, 1)
     assert document["dataset"]["n_images"] == 30 and document["dataset"]["pairs"]["n_failed"] == 0
+    assert "30 templates of 15 identities (91 images listed in" in output
 
 
 def test_templates_without_pairs_score_all_template_pairs_and_groups_apply(tmp_path):

@@ -14,8 +14,12 @@ def summary_lines(result: Result, out_dir: str | Path | None = None) -> list[str
     units), its customary threshold's rates, the group tables, the comparisons and the notes."""
     population = result.population
     skipped = population.get("n_skipped_files")
+    templates = population.get("templates")
     if "n_scores" in population:  # a score file: no images
         shape = f"{population['n_scores']:,} scores from {population['root']}"
+    elif templates:
+        shape = (f"{templates['n_templates']} templates of {population['n_identities']} identities "
+                 f"({templates['n_images_listed']} images listed in {templates['file']})")  # fmt: skip
     else:
         shape = f"{population['n_images']} images of {population['n_identities']} identities" + (
             f" ({skipped} other files set aside)" if skipped else ""
