@@ -510,6 +510,7 @@ def metrics(
 @click.option("--group-by", metavar="COLUMN[,COLUMN...]", help="CSV/Parquet columns whose values form groups.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @report_options
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 def scores(
     score_file: Path,
     file_format: str | None,
@@ -518,6 +519,7 @@ def scores(
     out: Path,
     no_report: bool,
     lang: str,
+    quiet: bool,
 ) -> None:
     """Every figure, plot and the report from SCORE_FILE, scores made by another system.
 
@@ -526,7 +528,15 @@ def scores(
     columns = tuple(column.strip() for column in (group_by or "").split(",") if column.strip())
     with _reported_errors():
         result = evaluate_score_file(
-            score_file, out, file_format, higher_is_better, columns, command=sys.argv, html=not no_report, lang=lang
+            score_file,
+            out,
+            file_format,
+            higher_is_better,
+            columns,
+            command=sys.argv,
+            html=not no_report,
+            lang=lang,
+            progress=not quiet,
         )
     print_summary(result, out)
 

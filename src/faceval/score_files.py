@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from faceval.datasets import DatasetError
 from faceval.evaluation import Evaluation, ModelResult
@@ -202,6 +203,7 @@ def read_score_file(
     file_format: str | None = None,
     higher_is_better: bool = True,
     group_by: Sequence[str] = (),
+    progress: bool = False,
 ) -> ScoreFileCounts:
     """Stream a score file into exact counts (overall and per group of ``group_by`` columns; CSV/Parquet only).
 
@@ -225,7 +227,9 @@ def read_score_file(
     batches = (
         _parquet_batches(path, group_by) if file_format == "parquet" else _csv_batches(path, file_format, group_by)
     )
+    bar = tqdm(desc=f"reading {path.name}", unit="line", unit_scale=True, disable=not progress)
     for batch, first_line in batches:
+        bar.update(batch.num_rows)
         scores = similarity.from_model_units(_to_float(batch.column("score"), path, first_line))
         if file_format in BOB_COLUMNS:
             genuine = pc.equal(batch.column("claimed_id"), batch.column("real_id")).to_numpy(zero_copy_only=False)
@@ -241,6 +245,7 @@ def read_score_file(
             for code, name in enumerate(names.tolist()):
                 rows = codes == code
                 result.groups.setdefault(name, ScoreCounts()).update(scores[rows], genuine[rows])
+    bar.close()
     if result.n_lines == 0:
         raise ScoreFileError(f"{path}: no scores in the file")
     return result
@@ -267,6 +272,7 @@ def evaluate_score_file(
     command: Iterable[str] | None = None,
     html: bool = True,
     lang: str = "en",
+    progress: bool = False,
 ) -> Result:
     """``faceval scores``: every figure, plot and the report from a score file; the model is named after the file.
 
@@ -277,7 +283,7 @@ def evaluate_score_file(
     if higher_is_better is None:
         stored = stored_similarity(path)
         higher_is_better = stored is None or stored.larger_is_more_similar_in_model_units
-    counts = read_score_file(path, file_format, higher_is_better, group_by)
+    counts = read_score_file(path, file_format, higher_is_better, group_by, progress)
     overall, groups = counts.tables()
     similarity = counts.similarity
     direction = "higher" if higher_is_better else "lower"
