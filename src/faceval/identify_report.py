@@ -133,8 +133,6 @@ def _candidate_rows(run: IdentificationRun) -> Iterator[list[Any]]:
             for position, (candidate, score) in enumerate(
                 zip(result.candidates[row], result.candidate_scores[row], strict=True), start=1
             ):
-                if candidate < 0:
-                    break
                 identity = model.gallery.names[int(candidate)]
                 yield [
                     name,

@@ -109,7 +109,7 @@ def gallery_sizes(n_identities: int) -> np.ndarray:
     """Sub-gallery sizes for FPIR against gallery size: the whole gallery, then halving down to one identity.
 
     >>> gallery_sizes(24).tolist()
-    [1, 2, 3, 6, 12, 24]
+    [1, 3, 6, 12, 24]
     """
     return np.unique([n_identities >> shift for shift in range(max(1, n_identities.bit_length()))])
 
@@ -121,8 +121,8 @@ class SearchResult:
     ``mate_rank``: 1 = the mate is the top candidate; ``max_rank + 1``: not within ``max_rank``; 0: no mate in
     the gallery (a non-mated search). ``mate_score``: NaN for non-mated searches. ``top_score``: the best
     identity score in the whole gallery. ``top_score_by_size[:, j]``: the best in the first ``sizes[j]``
-    gallery identities. ``candidates``: gallery identity positions (-1 where the gallery is smaller), with
-    ``candidate_scores`` (NaN there).
+    gallery identities. ``candidates``: the best gallery identity positions, best first (as many as asked
+    for, at most the gallery's identities), with their ``candidate_scores``.
     """
 
     max_rank: int
@@ -215,6 +215,7 @@ def search(
         raise ValueError(
             f"probe vectors have {prepared.rows.shape[1]} values, gallery vectors {gallery.templates.rows.shape[1]}"
         )
+    n_candidates = min(n_candidates, n_identities)
     keep = min(max(max_rank, n_candidates), n_identities)
     sizes = gallery_sizes(n_identities)
     probes_per_tile = max(1, min(n_probes, _PROBES_PER_TILE))
@@ -225,8 +226,8 @@ def search(
         mate_rank=np.zeros(n_probes, dtype=np.int64),
         mate_score=np.full(n_probes, np.nan),
         top_score=np.empty(n_probes),
-        candidates=np.full((n_probes, n_candidates), -1, dtype=np.int64),
-        candidate_scores=np.full((n_probes, n_candidates), np.nan),
+        candidates=np.empty((n_probes, n_candidates), dtype=np.int64),
+        candidate_scores=np.empty((n_probes, n_candidates)),
         sizes=sizes,
         top_score_by_size=np.empty((n_probes, sizes.size)),
     )
@@ -311,9 +312,5 @@ def _search_tile(
         is_mate = np.zeros(values.shape, dtype=np.int8)
         is_mate[:, -1] = 1
         order = np.lexsort((ids, is_mate, -values), axis=1)[:, :n_candidates]
-        chosen_values = np.take_along_axis(values, order, axis=1)
-        chosen_ids = np.take_along_axis(ids, order, axis=1)
-        missing = ~np.isfinite(chosen_values)
-        width = chosen_values.shape[1]
-        result.candidates[out, :width] = np.where(missing, -1, chosen_ids)
-        result.candidate_scores[out, :width] = np.where(missing, np.nan, chosen_values)
+        result.candidates[out] = np.take_along_axis(ids, order, axis=1)
+        result.candidate_scores[out] = np.take_along_axis(values, order, axis=1)
