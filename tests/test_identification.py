@@ -103,9 +103,7 @@ def test_every_figure_equals_brute_force(seed, rank):
     # The trade-off at every distinct score, and FNIR at each target FPIR with its threshold.
     thresholds = oracle.candidate_thresholds(rank)
     assert figures.trade_off.thresholds.tolist() == pytest.approx([math.inf, *thresholds])
-    for threshold, fpir, fnir in zip(
-        thresholds, figures.trade_off.fpir[1:], figures.trade_off.fnir[1:], strict=True
-    ):
+    for threshold, fpir, fnir in zip(thresholds, figures.trade_off.fpir[1:], figures.trade_off.fnir[1:], strict=True):
         assert fpir == pytest.approx(oracle.fpir(threshold)) and fnir == pytest.approx(oracle.fnir(threshold, rank))
     n_nonmated = sum(1 for mated in oracle.mated if not mated)
     for key, target in (("1e-1", 0.1), ("1e-2", 0.01), ("1e-3", 0.001)):
@@ -116,7 +114,9 @@ def test_every_figure_equals_brute_force(seed, rank):
     # Per group at the global threshold (FPIR 0.2), with the identity-bootstrap intervals re-done by loops.
     _, _, chosen = oracle.fnir_at_fpir(0.2, rank)
     assert figures.global_threshold == pytest.approx(chosen)
-    multiplicities = identity_multiplicities(identity_strata(codes, np.searchsorted(["old", "young"], groups)), 50, seed)
+    multiplicities = identity_multiplicities(
+        identity_strata(codes, np.searchsorted(["old", "young"], groups)), 50, seed
+    )
     for name in ("old", "young", "all"):
         members = [name == "all" or group == name for group in groups]
         group = figures.groups[name]
@@ -157,7 +157,7 @@ def test_fnir_at_fpir_unreachable_target_accepts_nothing():
     # The non-mated searches x and y score highest of all: FPIR 1e-3 needs a threshold above every score.
     gallery = np.array([[1.0, 0.0], [0.0, 1.0]])
     probes = np.array([[1.0, 0.9], [0.9, 1.0], [1.0, 0.1], [0.1, 1.0]])
-    built, result = run_search(probes, ["a", "b", "x", "y"], gallery, ["a", "b"], "cosine", "max", 2)
+    _, result = run_search(probes, ["a", "b", "x", "y"], gallery, ["a", "b"], "cosine", "max", 2)
     figures = identify_figures(result, identity_codes(["a", "b", "x", "y"]), n_resamples=0)
     point = figures.fnir_at_fpir["1e-3"]
     assert point.threshold == math.inf and point.fnir == 1.0 and point.fpir == 0.0 and not point.supported
