@@ -154,30 +154,29 @@ def _gallery_blocks(starts: np.ndarray, rows_per_block: int) -> list[tuple[int, 
 def _keep_best(values: np.ndarray, ids: np.ndarray, scores: np.ndarray, offset: int) -> None:
     """Merge a block of scores (identities ``offset...``) into each row's running best ``values``/``ids``.
 
-    Only scores above a row's current worst kept value can enter; an equal one would change no count.
+    Only scores above a row's current worst kept value can enter (an equal one would change no count), and
+    after the first blocks few do: rows whose block maximum cannot enter are skipped before any scan.
     """
     keep = values.shape[1]
     floor = values.min(axis=1)
-    above = scores > floor[:, None]
-    per_row = above.sum(axis=1)
-    total = int(per_row.sum())
-    if total == 0:
+    rows = np.flatnonzero(scores.max(axis=1) > floor)
+    if rows.size == 0:
         return
-    if 4 * total > scores.size:
+    candidates = scores if rows.size == scores.shape[0] else scores[rows]
+    above = candidates > floor[rows, None]
+    per_row = np.count_nonzero(above, axis=1)
+    total = int(per_row.sum())
+    if 4 * total > candidates.size:
         # Most of the block can enter (the first blocks): select among all of it.
-        rows = np.arange(scores.shape[0])
-        new_values = scores
-        new_ids = np.broadcast_to(np.arange(offset, offset + scores.shape[1]), scores.shape)
+        new_values = candidates
+        new_ids = np.broadcast_to(np.arange(offset, offset + scores.shape[1]), candidates.shape)
     else:
-        rows = np.flatnonzero(per_row)
-        counts = per_row[rows]
         hit_rows, hit_columns = np.nonzero(above)  # row-major: grouped by row
-        slot = np.repeat(np.arange(rows.size), counts)
-        place = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-        new_values = np.full((rows.size, int(counts.max())), -np.inf)
+        place = np.arange(total) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+        new_values = np.full((rows.size, int(per_row.max())), -np.inf)
         new_ids = np.full(new_values.shape, -1, dtype=np.int64)
-        new_values[slot, place] = scores[hit_rows, hit_columns]
-        new_ids[slot, place] = hit_columns + offset
+        new_values[hit_rows, place] = candidates[hit_rows, hit_columns]
+        new_ids[hit_rows, place] = hit_columns + offset
     merged_values = np.concatenate((values[rows], new_values), axis=1)
     merged_ids = np.concatenate((ids[rows], new_ids), axis=1)
     best = np.argpartition(-merged_values, keep - 1, axis=1)[:, :keep]
