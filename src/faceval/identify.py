@@ -184,6 +184,11 @@ def identify_embeddings(
         models[embeddings.model] = ModelSearch(
             embeddings.model, similarity, embeddings.description, n_failed, gallery, result, figures
         )
+        if any(n_failed.values()):
+            notes.append(
+                f"{embeddings.model}: {n_failed[GALLERY]} gallery and {n_failed[PROBE]} probe images without a vector "
+                "(no face found, unreadable) take no part in the searches; FNIR and FPIR are over the searches made"
+            )
         if figures.n_nonmated == 0:
             notes.append(
                 f"{embeddings.model}: no non-mated search, so no FPIR: keep some identities out of the "

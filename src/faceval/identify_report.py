@@ -252,12 +252,12 @@ def identification_summary_lines(document: dict[str, Any]) -> list[str]:
             f"groups ({name}): at threshold {threshold} ({model['units']}, {chosen['chosen_by']}), rank "
             f"R = {model['rank']}; 95 % intervals from {model['bootstrap']['n_resamples']} identity resamples"
         )
-        lines.append(f"{'group':<28}{'mated':>7}{'non-mated':>10}  {'rank-1':<22}{'FNIR':<22}{'FPIR':<22}")
+        lines.append(f"{'group':<28}{'mated':>7}{'non-mated':>10}  {'rank-1':<22}{'FNIR':<22}FPIR")
         for group, figures in sorted(model["groups"].items(), key=lambda item: item[0] == ALL_SEARCHES):
             lines.append(
                 f"{group[:27]:<28}{figures['n_mated']:>7}{figures['n_nonmated']:>10}  "
                 f"{_rate(figures['rank1'], figures['rank1_ci']):<22}{_rate(figures['fnir'], figures['fnir_ci']):<22}"
-                f"{_rate(figures['fpir'], figures['fpir_ci']):<22}"
+                f"{_rate(figures['fpir'], figures['fpir_ci'])}"
             )
         by_size = model["fpir_by_gallery_size"]
         if by_size is not None and ALL_SEARCHES in by_size["fpir"]:
