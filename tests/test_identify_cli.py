@@ -239,3 +239,66 @@ def test_real_faces_sface_against_brute_force(tmp_path, monkeypatch):
     kpop = [r["identity"].startswith("kpop") for r in probes]
     assert model["groups"]["kpop_idols15"]["fnir"] == pytest.approx(oracle.fnir(chosen, 1, kpop))
     assert model["groups"]["kpop_idols15"]["fpir"] == pytest.approx(oracle.fpir(chosen, kpop))
+
+
+def test_two_models_search_the_same_roles(tmp_path):
+    from onnx_fixtures import write_pooled_matmul_model
+
+    model = tmp_path / "JAPANESE_FACE_v1.onnx"
+    write_pooled_matmul_model(model)
+    spec = tmp_path / "other.toml"
+    spec.write_text('name = "other"\ninput_size = [224, 224]\ncrop = "whole"\nembedding_size = 512\n')
+    paths = textures(tmp_path / "faces", [f"p{k}" for k in range(8)], per_identity=3, seed=4)
+    rows = ["path,identity,role"] + [
+        f"{p.relative_to(tmp_path).as_posix()},{p.parent.name},"
+        f"{'gallery' if p.stem == '0' and p.parent.name < 'p6' else 'probe'}"
+        for p in paths
+    ]
+    (tmp_path / "people.csv").write_text("\n".join(rows) + "\n")
+    models = ["--model", f"japanese-face:{model}", "--model", f"onnx:{model}", "--spec", str(spec)]
+    common = ["--quiet", "--jobs", "1", "--cache", str(tmp_path / "store.sqlite")]
+    out = tmp_path / "out"
+    result = identify(
+        "--manifest",
+        str(tmp_path / "people.csv"),
+        *models,
+        "--out",
+        str(out),
+        "--resamples",
+        "0",
+        "--target-fpir",
+        "0.2",
+        *common,
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / "identification.json").read_text())
+    assert set(document["models"]) == {"japanese-face", "other"}
+    for name, argument in (("japanese-face", f"japanese-face:{model}"), ("other", f"onnx:{model}")):
+        npz = tmp_path / f"{name}.npz"
+        embedded = CliRunner().invoke(
+            main,
+            [
+                "embed",
+                "--manifest",
+                str(tmp_path / "people.csv"),
+                "--model",
+                argument,
+                "--spec",
+                str(spec),
+                "--out",
+                str(npz),
+                *common,
+            ],
+        )
+        assert embedded.exit_code == 0, embedded.output
+        archive = np.load(npz)
+        labels, vectors = archive["labels"], archive["vectors"]
+        role = {row.split(",")[0]: row.split(",")[2] for row in rows[1:]}
+        gallery = np.array([role[str(p)] == "gallery" for p in archive["paths"]])
+        oracle = Oracle(vectors[~gallery], labels[~gallery], vectors[gallery], labels[gallery], "cosine")
+        entry = document["models"][name]
+        assert entry["n_mated"] == 12 and entry["n_nonmated"] == 6
+        assert entry["cmc"]["1"] == pytest.approx(oracle.cmc(1)) and entry["cmc"]["5"] == pytest.approx(oracle.cmc(5))
+        fnir, fpir, threshold = oracle.fnir_at_fpir(0.1, 1)
+        point = entry["fnir_at_fpir"]["1e-1"]
+        assert (point["fnir"], point["fpir"], point["threshold"]) == pytest.approx((fnir, fpir, threshold))
