@@ -131,6 +131,14 @@ def test_embeddings_file_with_roles_and_groups(tmp_path):
     first = [row for row in rows if row["rank"] == "1"]
     assert len(first) == probes.sum()
     assert "1:N identification" in result.output and "FNIR@FPIR1e-1" in result.output
+    # Your own threshold, in the model's units (a distance): the groups and the gallery-size curve use it.
+    result = identify(
+        "--embeddings", str(tmp_path / "emb.npz"), "--out", str(out), "--resamples", "0", "--threshold", "1.5"
+    )
+    model = json.loads((out / "identification.json").read_text())["models"]["emb"]
+    assert model["global_threshold"] == {"threshold": 1.5, "chosen_by": "given"}
+    assert model["groups"]["odd"]["fpir"] == pytest.approx(oracle.fpir(-1.5, [not e for e in even]))
+    assert model["fpir_by_gallery_size"]["fpir"]["all"][-1] == pytest.approx(oracle.fpir(-1.5))
 
 
 def test_folder_roles_csv_repeats_the_run_and_distractors_join_the_gallery(tmp_path):
