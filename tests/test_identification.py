@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import numpy as np
 import pytest
 
-from faceval import identification, search
+from faceval import search
 from faceval.bootstrap import identity_multiplicities, identity_strata, percentile_interval
 from faceval.identification import identify_figures
 from faceval.scoring import Similarity, identity_codes
 from faceval.search import build_gallery
 
 from identification_oracle import Oracle
-
-
-def test_doctests():
-    assert doctest.testmod(search).failed == 0
-    assert doctest.testmod(identification).failed == 0
 
 
 def tied_data(seed, metric="euclidean"):

@@ -102,7 +102,7 @@ def generate_roles(identities: Sequence[str], options: RoleOptions) -> tuple[str
     without probes (a gallery entry no probe of its own searches for).
 
     >>> generate_roles(["a", "a", "b", "b"], RoleOptions(enroll=1, seed=0))
-    ('probe', 'gallery', 'gallery', 'probe')
+    ('gallery', 'probe', 'gallery', 'probe')
     """
     enroll = options.enroll or DEFAULT_ENROLL
     images: dict[str, list[int]] = defaultdict(list)
