@@ -221,7 +221,8 @@ def test_real_faces_sface_against_brute_force(tmp_path, monkeypatch):
     archive = np.load(tmp_path / "sface.npz")
     vector_of = {str(p): v for p, v in zip(archive["paths"], archive["vectors"], strict=True)}
     with open(out / "roles.csv", newline="") as handle:
-        roles = [row for row in csv.DictReader(handle) if row["path"] in vector_of]  # failures take no part
+        every_role = list(csv.DictReader(handle))
+    roles = [row for row in every_role if row["path"] in vector_of]  # failures take no part in the search
 
     def vector(row):
         return vector_of[row["path"]]
@@ -238,11 +239,22 @@ def test_real_faces_sface_against_brute_force(tmp_path, monkeypatch):
     assert model["n_mated"] == sum(oracle.mated) and model["n_nonmated"] == len(probes) - sum(oracle.mated)
     for rank in ("1", "5", "10"):
         assert model["cmc"][rank] == pytest.approx(oracle.cmc(int(rank)))
+    # A probe without a vector is a miss when its identity is enrolled, no candidate when it is not.
+    enrolled = {row["identity"] for row in gallery}
+    failed = [row for row in every_role if row["path"] not in vector_of and row["role"] == "probe"]
+    failed_mated = sum(row["identity"] in enrolled for row in failed)
+    assert failed, "YuNet finds no face in a few of these glint crops: the failure accounting must be exercised"
+    assert model["n_failed"]["mated"] == failed_mated and model["n_failed"]["probe"] == len(failed)
+    n_mated, n_nonmated = model["n_mated"], model["n_nonmated"]
     for key, target in (("1e-1", 0.1), ("1e-2", 0.01), ("1e-3", 0.001)):
         fnir, fpir, threshold = oracle.fnir_at_fpir(target, 1)
         point = model["fnir_at_fpir"][key]
         assert point["fnir"] == pytest.approx(fnir) and point["fpir"] == pytest.approx(fpir)
         assert point["threshold"] == (None if math.isinf(threshold) else pytest.approx(threshold))
+        assert point["fnir_with_failures"] == pytest.approx((fnir * n_mated + failed_mated) / (n_mated + failed_mated))
+        assert point["fpir_with_failures"] == pytest.approx(
+            fpir * n_nonmated / (n_nonmated + len(failed) - failed_mated)
+        )
     chosen = model["global_threshold"]["threshold"]
     kpop = [r["identity"].startswith("kpop") for r in probes]
     assert model["groups"]["kpop_idols15"]["fnir"] == pytest.approx(oracle.fnir(chosen, 1, kpop))

@@ -78,7 +78,8 @@ class IdentifyRequest:
 
 @dataclass(frozen=True, eq=False)
 class ModelSearch:
-    """One model's searches and figures; ``n_failed`` counts its failures over the dataset's records by role."""
+    """One model's searches and figures. ``n_failed`` counts its failures over the dataset's records: by role
+    (``gallery``, ``probe``) and, among the probes, ``mated`` / ``nonmated`` (whether their identity is enrolled)."""
 
     name: str
     similarity: Similarity
@@ -180,14 +181,19 @@ def identify_embeddings(
             seed=options.seed,
         )
         failed = ~embeddings.embedded
-        n_failed = {role: int((failed & (np.array(roles.roles) == role)).sum()) for role in (GALLERY, PROBE)}
+        role_of = np.array(roles.roles)
+        n_failed = {role: int((failed & (role_of == role)).sum()) for role in (GALLERY, PROBE)}
+        failed_probe_mated = [identities[index] in position for index in np.flatnonzero(failed & (role_of == PROBE))]
+        n_failed["mated"] = sum(failed_probe_mated)
+        n_failed["nonmated"] = len(failed_probe_mated) - n_failed["mated"]
         models[embeddings.model] = ModelSearch(
             embeddings.model, similarity, embeddings.description, n_failed, gallery, result, figures
         )
         if any(n_failed.values()):
             notes.append(
                 f"{embeddings.model}: {n_failed[GALLERY]} gallery and {n_failed[PROBE]} probe images without a vector "
-                "(no face found, unreadable) take no part in the searches; FNIR and FPIR are over the searches made"
+                "(no face found, unreadable) take no part in the searches; fnir_with_failures and fpir_with_failures "
+                "in identification.json count the failed probes as misses and as no candidate"
             )
         if figures.n_nonmated == 0:
             notes.append(

@@ -44,6 +44,16 @@ def _group_dict(figures: GroupFigures) -> dict[str, Any]:
     }
 
 
+def _with_failures(fnir: float, fpir: float, n_mated: int, n_nonmated: int, failed: dict[str, int]) -> dict:
+    """ISO/IEC 19795-1 and NIST FRTE 1:N: a probe without a template is a miss when its identity is enrolled, and
+    returns no candidate (no false positive) when it is not."""
+    mated, nonmated = n_mated + failed["mated"], n_nonmated + failed["nonmated"]
+    return {
+        "fnir_with_failures": (fnir * n_mated + failed["mated"]) / mated if mated else None,
+        "fpir_with_failures": fpir * n_nonmated / nonmated if nonmated else None,
+    }
+
+
 def model_entry(run: IdentificationRun, model: ModelSearch) -> dict[str, Any]:
     """The ``models.<name>`` entry of ``identification.json``."""
     similarity, figures, options = model.similarity, model.figures, run.options
@@ -70,6 +80,7 @@ def model_entry(run: IdentificationRun, model: ModelSearch) -> dict[str, Any]:
             else {
                 "fnir": point.fnir,
                 "fpir": point.fpir,
+                **_with_failures(point.fnir, point.fpir, figures.n_mated, figures.n_nonmated, model.n_failed),
                 "threshold": units(point.threshold),
                 "n_nonmated": point.n_nonmated,
                 "supported": point.supported,
