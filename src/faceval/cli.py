@@ -12,12 +12,10 @@ from typing import Any
 import click
 
 from faceval import __version__
-from faceval.comparison import comparison_summary_line
 from faceval.datasets import DatasetError
 from faceval.demo import CITATION, DemoDataError, prepare_demo_data
 from faceval.extraction import WorkerError, save_embeddings_npz
 from faceval.gallery import RoleOptions
-from faceval.groups import group_summary_lines
 from faceval.identification import DEFAULT_TARGET_FPIR
 from faceval.identify import IdentifyRequest, SearchOptions, identify_from_embeddings_file, run_identification
 from faceval.identify_report import identification_summary_lines, write_identification
@@ -33,8 +31,10 @@ from faceval.pipeline import (
     prepare_out_dir,
     run_evaluation,
 )
+from faceval.results import Result
 from faceval.search import DEFAULT_CANDIDATES, DEFAULT_MAX_RANK, FUSIONS
 from faceval.store import StoreError, default_store_path
+from faceval.summary import summary_lines
 
 
 def option_group(*decorators: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[..., Any]:
@@ -52,47 +52,10 @@ def _fail(message: str) -> None:
     raise click.ClickException(message)
 
 
-def print_summary(document: dict[str, Any], out_dir: Path) -> None:
-    """The short terminal summary: per model images, failures, pairs, AUC, EER, best-F1 threshold, TAR@1e-3."""
-    dataset = document["dataset"]
-    click.echo(
-        f"\n{dataset['n_images']} images of {dataset['n_identities']} identities"
-        + (f" ({dataset['n_skipped_files']} other files set aside)" if dataset.get("n_skipped_files") else "")
-    )
-    header = (
-        f"{'model':<16}{'images':>8}{'failed':>8}{'pairs':>12}{'AUC':>8}{'EER':>8}{'best-F1 thr':>13}"
-        f"{'F1':>7}{'TAR@FAR1e-3':>13}"
-    )
-    click.echo(header)
-    for name, model in document["models"].items():
-        if model["auc"] is None:
-            click.echo(f"{name:<16}{model['n_images']:>8}{model['n_failed']:>8}{model['n_pairs']:>12}   (no metrics)")
-            continue
-        tar = model["tar_at_far"]["1e-3"]
-        tar_text = f"{tar['tar']:.3f}" + ("" if tar["supported"] else "*")
-        click.echo(
-            f"{name:<16}{model['n_images']:>8}{model['n_failed']:>8}{model['n_pairs']:>12}{model['auc']:>8.4f}"
-            f"{model['eer']['value']:>8.4f}{model['best_f1']['threshold']:>13.4f}{model['best_f1']['f1']:>7.3f}"
-            f"{tar_text:>13}"
-        )
-        reference = model.get("at_reference_threshold")
-        if reference:
-            click.echo(
-                f"{'':<16}at the customary threshold {reference['threshold']:g} ({model['units']}): "
-                f"FMR {reference['fmr']:.4f}, FNMR {reference['fnmr']:.4f}, F1 {reference['f1']:.3f}"
-            )
-    if any(m["auc"] is not None and not m["tar_at_far"]["1e-3"]["supported"] for m in document["models"].values()):
-        click.echo("* too few impostor pairs to measure FMR 1e-3 (rule of three: need 3,000)")
-    for name, model in document["models"].items():
-        if model.get("groups"):
-            click.echo("")
-            for line in group_summary_lines(model, name):
-                click.echo(line)
-    for comparison in document.get("comparisons", []):
-        click.echo(comparison_summary_line(comparison))
-    for note in document["notes"]:
-        click.echo(f"note: {note}")
-    click.echo(f"results: {out_dir / 'metrics.json'}")
+def print_summary(result: Result, out_dir: Path) -> None:
+    """The terminal summary of a run (`faceval.summary.summary_lines`)."""
+    for line in summary_lines(result, out_dir):
+        click.echo(line)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -109,7 +72,8 @@ dataset_options = option_group(
         type=click.Choice(["auto", "flat", "folders", "manifest"]),
         default="auto",
         show_default=True,
-        help="Dataset layout: flat name_xxx files, one folder per identity, or a CSV.",
+        help="Dataset layout: flat name_xxx files, one folder per identity, or a CSV. 'auto' refuses a folder "
+        "with images both in it and in subfolders: choose flat or folders (the rest is listed as skipped).",
     ),
     click.option(
         "--manifest",
@@ -349,8 +313,8 @@ def evaluate(
         ),
     )
     with _reported_errors():
-        document = run_evaluation(request, command=sys.argv)
-    print_summary(document, out)
+        result = run_evaluation(request, command=sys.argv)
+    print_summary(result, out)
 
 
 @main.command()
@@ -428,8 +392,8 @@ def metrics(
     """
     groups = _group_request(target_fmr, thresholds, calibrate, threshold_from, resamples, seed)
     with _reported_errors():
-        document = metrics_from_embeddings_file(embeddings, metric, out, command=sys.argv, groups=groups)
-    print_summary(document, out)
+        result = metrics_from_embeddings_file(embeddings, metric, out, command=sys.argv, groups=groups)
+    print_summary(result, out)
 
 
 @main.command()
@@ -619,8 +583,8 @@ def demo(data: Path | None, out: Path, quiet: bool) -> None:
         folder = prepare_demo_data(data, progress=not quiet)
         click.echo(f"demo data: {folder} (AT&T Database of Faces; cite {CITATION})")
         request = EvaluationRequest(sources=(folder,), out_dir=out, embedding=EmbeddingOptions(progress=not quiet))
-        document = run_evaluation(request, command=sys.argv)
-    print_summary(document, out)
+        result = run_evaluation(request, command=sys.argv)
+    print_summary(result, out)
 
 
 @main.command()

@@ -12,13 +12,13 @@ import numpy as np
 
 from faceval.datasets import Dataset, ImageRecord, combine_datasets, load_dataset
 from faceval.embedders import Embedder, EmbeddingResult, ModelSpec, parse_model_argument
-from faceval.evaluate import (
+from faceval.evaluation import (
     evaluate_embeddings,
 )
 from faceval.extraction import EmbeddingSet, extract_embeddings
 from faceval.groups import GroupOptions, group_labels, load_thresholds
 from faceval.onnx_embedder import available_cores
-from faceval.report import reference_threshold, write_report
+from faceval.results import Result, reference_threshold
 from faceval.scoring import Similarity
 from faceval.store import EmbeddingStore
 
@@ -144,13 +144,20 @@ def group_options(request: GroupRequest, models: Mapping[str, Similarity]) -> di
     }
 
 
-def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = None) -> dict[str, Any]:
-    """Run the whole evaluation and write the report; returns the ``metrics.json`` document.
-
-    Everything that can be checked is checked before any image is embedded (the output folder, the models,
-    group columns, thresholds): a typo should fail in seconds, not after an hour of embedding.
-    """
+def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = None) -> Result:
+    """Run the whole evaluation and write its files into ``request.out_dir``."""
     prepare_out_dir(request.out_dir)
+    result = evaluate_sources(request)
+    result.save(request.out_dir, command)
+    return result
+
+
+def evaluate_sources(request: EvaluationRequest) -> Result:
+    """Embed the sources with every model (through the store) and evaluate them, writing nothing.
+
+    Everything that can be checked is checked before any image is embedded (the models, group columns,
+    thresholds): a typo should fail in seconds, not after an hour of embedding.
+    """
     dataset = load_sources(request.sources, request.layout)
     specs = model_specs(request.models, request.dlib_options, request.spec_file, request.embedding.jobs)
     embedders = [spec.build() for spec in specs]
@@ -162,7 +169,7 @@ def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = N
     evaluation = evaluate_embeddings(
         dataset, embedding_sets, groups, options, group_by, progress=request.embedding.progress
     )
-    return write_report(request.out_dir, evaluation, dataset, embedding_sets, command)
+    return Result(evaluation, dataset, embedding_sets)
 
 
 def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -209,13 +216,50 @@ def file_similarity(path: Path, metric: str | None, extras: Mapping[str, np.ndar
     return Similarity(metric or stored)
 
 
+def evaluate_vectors(
+    vectors: Any,
+    labels: Sequence[str],
+    similarity: Similarity | str,
+    *,
+    name: str = "embeddings",
+    root: str | Path = ".",
+    paths: Sequence[str] | None = None,
+    failed_paths: Sequence[str] = (),
+    failed_reasons: Sequence[str] | None = None,
+    groups: GroupRequest | None = None,
+    description: Mapping[str, Any] | None = None,
+) -> Result:
+    """The figures of vectors made elsewhere, one per labelled image; failures (images without a vector) count in
+    the FTE. ``groups`` sets the target FMR, thresholds and bootstrap (no grouping columns here)."""
+    similarity = Similarity(similarity)
+    vectors = np.asarray(vectors, dtype=np.float64)
+    labels = [str(label) for label in labels]
+    if vectors.ndim != 2 or len(labels) != len(vectors):
+        raise ValueError(f"vectors must be 2-D with one row per label, got {vectors.shape} for {len(labels)} labels")
+    root = Path(root)
+    paths = [f"row {index}" for index in range(len(labels))] if paths is None else list(paths)
+    reasons = ["failed"] * len(failed_paths) if failed_reasons is None else list(failed_reasons)
+    # Failed images have no identity; they count as failures, never as pairs.
+    records = [ImageRecord(root / str(p), label) for p, label in zip(paths, labels, strict=True)]
+    records += [ImageRecord(root / str(p), "") for p in failed_paths]
+    results = [EmbeddingResult(vector) for vector in vectors]
+    results += [EmbeddingResult(None, failure=str(reason)) for reason in reasons]
+    dataset = Dataset(root, "embeddings", tuple(records))
+    description = dict(description or {"name": name, "kind": "embeddings", "similarity": similarity.value})
+    embeddings = EmbeddingSet(name, similarity, description, tuple(results))
+    request = groups or GroupRequest()
+    evaluation = evaluate_embeddings(dataset, [embeddings], None, group_options(request, {name: similarity}))
+    evaluation.dataset.update(n_identities=len(set(labels)))
+    return Result(evaluation)
+
+
 def metrics_from_embeddings_file(
     path: str | Path,
     metric: str | None,
     out_dir: str | Path,
     command: Iterable[str] | None = None,
     groups: GroupRequest | None = None,
-) -> dict[str, Any]:
+) -> Result:
     """``faceval metrics``: the same figures from embeddings made elsewhere; the model is named after the file.
 
     ``metric`` may be left out when the file says how its vectors compare (``faceval embed`` files do). The
@@ -225,18 +269,19 @@ def metrics_from_embeddings_file(
     prepare_out_dir(out_dir)
     labels, vectors, extras = load_embeddings_file(path)
     similarity = file_similarity(path, metric, extras)
-    paths = extras.get("paths", np.array([f"row {index}" for index in range(len(labels))]))
     failed_paths = extras.get("failed_paths", np.array([], dtype=str))
-    failed_reasons = extras.get("failed_reasons", np.full(len(failed_paths), "failed", dtype=object))
-    # Failed images have no identity in the file; they count as failures, never as pairs.
-    records = [ImageRecord(path.parent / str(p), str(label)) for p, label in zip(paths, labels, strict=True)]
-    records += [ImageRecord(path.parent / str(p), "") for p in failed_paths]
-    results = [EmbeddingResult(vector) for vector in vectors]
-    results += [EmbeddingResult(None, failure=str(reason)) for reason in failed_reasons]
-    dataset = Dataset(path.parent, "embeddings", tuple(records))
-    description = {"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value}
-    embeddings = EmbeddingSet(path.stem, similarity, description, tuple(results))
-    request = groups or GroupRequest()
-    evaluation = evaluate_embeddings(dataset, [embeddings], None, group_options(request, {path.stem: similarity}))
-    evaluation.dataset.update(root=str(path), n_identities=len(set(labels.tolist())))
-    return write_report(out_dir, evaluation, command=command)
+    result = evaluate_vectors(
+        vectors,
+        labels.tolist(),
+        similarity,
+        name=path.stem,
+        root=path.parent,
+        paths=extras["paths"].tolist() if "paths" in extras else None,
+        failed_paths=failed_paths.tolist(),
+        failed_reasons=extras["failed_reasons"].tolist() if "failed_reasons" in extras else None,
+        groups=groups,
+        description={"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value},
+    )
+    result.population["root"] = str(path)
+    result.save(out_dir, command)
+    return result
