@@ -96,7 +96,10 @@ def build_gallery(
     rows = np.argsort(codes, kind="stable")
     counts = np.bincount(codes, minlength=names.size)
     starts = np.concatenate(([0], np.cumsum(counts)))
-    prepared = prepare_vectors(vectors[rows], similarity, "gallery vectors")
+    # Rebinding drops this function's hold on the unsorted vectors: with a temporary argument (faceval identify's)
+    # one copy of the gallery fewer is alive while it is prepared.
+    vectors = vectors[rows]
+    prepared = prepare_vectors(vectors, similarity, "gallery vectors")
     if fusion == "mean-embedding":
         # For cosine the prepared rows are unit vectors: the template is their mean direction.
         means = np.add.reduceat(prepared.rows, starts[:-1], axis=0) / counts[:, None]
