@@ -12,10 +12,12 @@ from typing import Any
 import click
 
 from faceval import __version__
+from faceval.audit import audit_embeddings, audit_summary_lines, write_audit
 from faceval.datasets import DatasetError
 from faceval.demo import CITATION, DemoDataError, prepare_demo_data
 from faceval.extraction import WorkerError, save_embeddings_npz
 from faceval.gallery import RoleOptions
+from faceval.html_report import LANGUAGES
 from faceval.identification import DEFAULT_TARGET_FPIR
 from faceval.identify import IdentifyRequest, SearchOptions, identify_from_embeddings_file, run_identification
 from faceval.identify_report import identification_summary_lines, write_identification
@@ -24,6 +26,7 @@ from faceval.pipeline import (
     EmbeddingOptions,
     EvaluationRequest,
     GroupRequest,
+    OutputOptions,
     embed_dataset,
     load_sources,
     metrics_from_embeddings_file,
@@ -189,6 +192,19 @@ threshold_options = option_group(
 )
 
 
+# --no-report, --lang: the self-contained report.html (shared by 'evaluate', 'metrics' and 'demo').
+report_options = option_group(
+    click.option("--no-report", is_flag=True, help="Do not write report.html."),
+    click.option(
+        "--lang",
+        type=click.Choice(LANGUAGES),
+        default="en",
+        show_default=True,
+        help="Language of report.html: English or Japanese.",
+    ),
+)
+
+
 def _thresholds(values: tuple[str, ...]) -> dict[str, float]:
     """``--threshold 0.6`` (every model, key "") or ``--threshold dlib=0.6``."""
     parsed = {}
@@ -272,6 +288,21 @@ def _reported_errors() -> Iterator[None]:
 @embedding_options
 @grouping_options
 @threshold_options
+@report_options
+@click.option("--no-audit", is_flag=True, help="Skip the dataset audit (duplicates, mislabels, same person twice).")
+@click.option(
+    "--exclude",
+    "exclude_csv",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="AUDIT.csv",
+    help="Leave out the images an audit.csv marks exclude=yes (edit the column to choose); report.html shows "
+    "how the figures moved.",
+)
+@click.option(
+    "--exclude-duplicates",
+    is_flag=True,
+    help="Leave out the extra copies of exact and near duplicates (every copy when filed under several identities).",
+)
 def evaluate(
     sources: tuple[Path, ...],
     layout: str,
@@ -294,6 +325,11 @@ def evaluate(
     threshold_from: Path | None,
     resamples: int,
     seed: int,
+    no_report: bool,
+    lang: str,
+    no_audit: bool,
+    exclude_csv: Path | None,
+    exclude_duplicates: bool,
 ) -> None:
     """Embed every image of SOURCES with each model and measure verification over all pairs.
 
@@ -310,6 +346,13 @@ def evaluate(
         embedding=EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet),
         groups=_group_request(
             target_fmr, thresholds, calibrate, threshold_from, resamples, seed, group_by, attribute_csv
+        ),
+        outputs=OutputOptions(
+            audit=not no_audit,
+            exclude_csv=exclude_csv,
+            exclude_duplicates=exclude_duplicates,
+            html=not no_report,
+            lang=lang,
         ),
     )
     with _reported_errors():
@@ -375,6 +418,7 @@ def embed(
 )
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @threshold_options
+@report_options
 def metrics(
     embeddings: Path,
     metric: str | None,
@@ -385,6 +429,8 @@ def metrics(
     threshold_from: Path | None,
     resamples: int,
     seed: int,
+    no_report: bool,
+    lang: str,
 ) -> None:
     """Compute the metrics from EMBEDDINGS, an .npz file with 'labels' and 'vectors' arrays made elsewhere.
 
@@ -392,7 +438,9 @@ def metrics(
     """
     groups = _group_request(target_fmr, thresholds, calibrate, threshold_from, resamples, seed)
     with _reported_errors():
-        result = metrics_from_embeddings_file(embeddings, metric, out, command=sys.argv, groups=groups)
+        result = metrics_from_embeddings_file(
+            embeddings, metric, out, command=sys.argv, groups=groups, html=not no_report, lang=lang
+        )
     print_summary(result, out)
 
 
@@ -577,14 +625,62 @@ def identify(
 )
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results/demo"), show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def demo(data: Path | None, out: Path, quiet: bool) -> None:
+@report_options
+def demo(data: Path | None, out: Path, quiet: bool, no_report: bool, lang: str) -> None:
     """Download (once, checksum-verified) the public AT&T faces and evaluate dlib on them."""
     with _reported_errors():
         folder = prepare_demo_data(data, progress=not quiet)
         click.echo(f"demo data: {folder} (AT&T Database of Faces; cite {CITATION})")
-        request = EvaluationRequest(sources=(folder,), out_dir=out, embedding=EmbeddingOptions(progress=not quiet))
+        request = EvaluationRequest(
+            sources=(folder,),
+            out_dir=out,
+            embedding=EmbeddingOptions(progress=not quiet),
+            outputs=OutputOptions(html=not no_report, lang=lang),
+        )
         result = run_evaluation(request, command=sys.argv)
     print_summary(result, out)
+
+
+@main.command()
+@dataset_options
+@click.option("--model", default="dlib", show_default=True, help="Model whose embeddings the audit compares.")
+@model_options
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("audit"), show_default=True,
+    help="Folder for audit.json and audit.csv.",
+)  # fmt: skip
+@embedding_options
+def audit(
+    sources: tuple[Path, ...],
+    layout: str,
+    manifest: Path | None,
+    model: str,
+    spec: Path | None,
+    dlib_detector: str,
+    dlib_upsample: int,
+    out: Path,
+    cache: Path | None,
+    no_cache: bool,
+    jobs: int | None,
+    max_temp: float | None,
+    quiet: bool,
+) -> None:
+    """Check a labelled dataset before trusting its figures: exact and near duplicates, one person under two
+    names, probably mislabelled images, images with several faces, failures by reason.
+
+    Writes audit.json and audit.csv (one row per flagged image; 'faceval evaluate --exclude audit.csv' leaves
+    out the rows marked exclude=yes).
+    """
+    with _reported_errors():
+        prepare_out_dir(out)
+        dataset = load_sources(_sources(sources, manifest, "audit"), layout)
+        specs = model_specs([model], {"detector": dlib_detector, "upsample": dlib_upsample}, spec, jobs)
+        options = EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet)
+        (embedding_set,) = embed_dataset(dataset, specs, options)
+        document = write_audit(out, audit_embeddings(dataset, embedding_set))
+    for line in audit_summary_lines(document):
+        click.echo(line)
+    click.echo(f"audit: {out / 'audit.json'}, {out / 'audit.csv'}")
 
 
 @main.command()

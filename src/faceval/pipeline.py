@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,15 +11,23 @@ from typing import Any
 
 import numpy as np
 
+from faceval.audit import (
+    Audit,
+    AuditOptions,
+    audit_embeddings,
+    duplicate_paths_to_exclude,
+    paths_to_exclude,
+)
 from faceval.datasets import Dataset, ImageRecord, combine_datasets, load_dataset
 from faceval.embedders import Embedder, EmbeddingResult, ModelSpec, parse_model_argument
 from faceval.evaluation import (
+    Evaluation,
     evaluate_embeddings,
 )
 from faceval.extraction import EmbeddingSet, extract_embeddings
 from faceval.groups import GroupOptions, group_labels, load_thresholds
 from faceval.onnx_embedder import available_cores
-from faceval.results import Result, reference_threshold
+from faceval.results import Result, model_figures, reference_threshold
 from faceval.scoring import Similarity
 from faceval.store import EmbeddingStore
 
@@ -50,6 +59,18 @@ class GroupRequest:
 
 
 @dataclass(frozen=True)
+class OutputOptions:
+    """The audit (with the first model), what to leave out, and ``report.html`` (``lang``: en | ja)."""
+
+    audit: bool = True
+    audit_options: AuditOptions = field(default_factory=AuditOptions)
+    exclude_csv: str | Path | None = None
+    exclude_duplicates: bool = False
+    html: bool = True
+    lang: str = "en"
+
+
+@dataclass(frozen=True)
 class EvaluationRequest:
     """What ``faceval evaluate`` was asked to do."""
 
@@ -61,6 +82,7 @@ class EvaluationRequest:
     spec_file: str | Path | None = None
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
     groups: GroupRequest = field(default_factory=GroupRequest)
+    outputs: OutputOptions = field(default_factory=OutputOptions)
 
 
 def load_sources(sources: Sequence[str | Path], layout: str = "auto") -> Dataset:
@@ -148,7 +170,7 @@ def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = N
     """Run the whole evaluation and write its files into ``request.out_dir``."""
     prepare_out_dir(request.out_dir)
     result = evaluate_sources(request)
-    result.save(request.out_dir, command)
+    result.save(request.out_dir, command, html=request.outputs.html, lang=request.outputs.lang)
     return result
 
 
@@ -166,10 +188,71 @@ def evaluate_sources(request: EvaluationRequest) -> Result:
     groups = group_labels(dataset, None, group_by or None, request.groups.attribute_csv)
     options = group_options(request.groups, {embedder.name: embedder.similarity for embedder in embedders})
     embedding_sets = embed_dataset(dataset, embedders, request.embedding)
+    outputs = request.outputs
+    audit = audit_embeddings(dataset, embedding_sets[0], outputs.audit_options) if outputs.audit else None
+    exclusion = None
+    excluded = excluded_paths(dataset, outputs, audit)
+    if excluded:
+        before = figures_to_compare(evaluate_embeddings(dataset, embedding_sets))
+        dataset, embedding_sets, groups = without_paths(dataset, embedding_sets, groups, excluded)
+        source = str(outputs.exclude_csv) if outputs.exclude_csv else "--exclude-duplicates"
+        exclusion = {"source": source, "paths": sorted(excluded), "before": before}
     evaluation = evaluate_embeddings(
         dataset, embedding_sets, groups, options, group_by, progress=request.embedding.progress
     )
-    return Result(evaluation, dataset, embedding_sets)
+    if exclusion is not None:
+        exclusion["after"] = figures_to_compare(evaluation)
+        evaluation.notes.append(f"{len(excluded)} images left out ({exclusion['source']}); report.html compares")
+    return Result(evaluation, dataset, embedding_sets, audit=audit, exclusion=exclusion)
+
+
+def excluded_paths(dataset: Dataset, outputs: OutputOptions, audit: Audit | None) -> set[str]:
+    """The dataset-relative paths to leave out: those an audit.csv marks, and/or the extra duplicate copies."""
+    excluded: set[str] = set()
+    if outputs.exclude_csv is not None:
+        excluded |= paths_to_exclude(outputs.exclude_csv)
+    if outputs.exclude_duplicates:
+        if audit is None:
+            raise ValueError("--exclude-duplicates needs the audit; drop --no-audit")
+        excluded |= duplicate_paths_to_exclude(audit)
+    known = {dataset.relative_path(record) for record in dataset.records}
+    unknown = sorted(excluded - known)
+    if unknown:
+        raise ValueError(
+            f"{outputs.exclude_csv}: {len(unknown)} paths are not in this dataset (first: {unknown[0]}); give the "
+            "same data folders as the run that wrote it"
+        )
+    return excluded
+
+
+def without_paths(
+    dataset: Dataset, embedding_sets: Sequence[EmbeddingSet], groups: np.ndarray | None, excluded: set[str]
+) -> tuple[Dataset, list[EmbeddingSet], np.ndarray | None]:
+    """The dataset, embeddings and group labels without the records at ``excluded`` (dataset-relative paths)."""
+    keep = np.array([dataset.relative_path(record) not in excluded for record in dataset.records])
+    records = tuple(record for record, kept in zip(dataset.records, keep, strict=True) if kept)
+    kept_sets = [
+        dataclasses.replace(
+            embeddings, results=tuple(r for r, kept in zip(embeddings.results, keep, strict=True) if kept)
+        )
+        for embeddings in embedding_sets
+    ]
+    return dataclasses.replace(dataset, records=records), kept_sets, None if groups is None else groups[keep]
+
+
+def figures_to_compare(evaluation: Evaluation) -> dict[str, dict[str, Any]]:
+    """Per model the figures shown before and after an exclusion: images, AUC, EER, TAR at FMR 1e-3."""
+    figures = {}
+    for name, result in evaluation.models.items():
+        model = model_figures(result, evaluation.dataset["n_images"])
+        tar = model.tar_at_far.get("1e-3")
+        figures[name] = {
+            "n_images": model.n_images,
+            "auc": model.auc,
+            "eer": None if model.eer is None else model.eer.value,
+            "tar_at_far_1e-3": None if tar is None else tar.tar,
+        }
+    return figures
 
 
 def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -259,6 +342,8 @@ def metrics_from_embeddings_file(
     out_dir: str | Path,
     command: Iterable[str] | None = None,
     groups: GroupRequest | None = None,
+    html: bool = True,
+    lang: str = "en",
 ) -> Result:
     """``faceval metrics``: the same figures from embeddings made elsewhere; the model is named after the file.
 
@@ -283,5 +368,5 @@ def metrics_from_embeddings_file(
         description={"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value},
     )
     result.population["root"] = str(path)
-    result.save(out_dir, command)
+    result.save(out_dir, command, html=html, lang=lang)
     return result

@@ -32,6 +32,7 @@ from faceval.scoring import Similarity
 if TYPE_CHECKING:
     import pandas
 
+    from faceval.audit import Audit
     from faceval.comparison import ModelComparison
     from faceval.datasets import Dataset
     from faceval.evaluation import Evaluation, ModelResult
@@ -263,6 +264,8 @@ class Result:
     evaluation: Evaluation
     dataset: Dataset | None = None
     embedding_sets: Sequence[EmbeddingSet] = ()
+    audit: Audit | None = None
+    exclusion: dict[str, Any] | None = None
     models: dict[str, ModelFigures] = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
@@ -310,11 +313,19 @@ class Result:
 
         return metrics_document(self, command)
 
-    def save(self, out_dir: str | Path, command: Iterable[str] | None = None) -> Path:
-        """Write ``metrics.json``, CSV files and plots into ``out_dir``; returns the path of ``metrics.json``."""
+    def save(
+        self, out_dir: str | Path, command: Iterable[str] | None = None, *, html: bool = True, lang: str = "en"
+    ) -> Path:
+        """Write ``metrics.json``, CSV files, plots, the audit and ``report.html`` (``lang`` en | ja; ``html=False``
+        to skip it) into ``out_dir``; returns the path of ``metrics.json``."""
+        from faceval.audit import write_audit
+        from faceval.html_report import write_html_report
         from faceval.report import write_report
 
-        write_report(out_dir, self, command)
+        document = write_report(out_dir, self, command)
+        audit_document = None if self.audit is None else write_audit(out_dir, self.audit)
+        if html:
+            write_html_report(out_dir, document, audit_document, self.exclusion, lang)
         return Path(out_dir) / "metrics.json"
 
     def to_frame(self) -> pandas.DataFrame:
