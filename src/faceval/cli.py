@@ -16,7 +16,11 @@ from faceval.audit import audit_embeddings, audit_summary_lines, write_audit
 from faceval.datasets import DatasetError
 from faceval.demo import CITATION, DemoDataError, prepare_demo_data
 from faceval.extraction import WorkerError, save_embeddings_npz
+from faceval.gallery import RoleOptions
 from faceval.html_report import LANGUAGES
+from faceval.identification import DEFAULT_TARGET_FPIR
+from faceval.identify import IdentifyRequest, SearchOptions, identify_from_embeddings_file, run_identification
+from faceval.identify_report import identification_summary_lines, write_identification
 from faceval.model_files import ModelError, list_models
 from faceval.pipeline import (
     EmbeddingOptions,
@@ -33,6 +37,7 @@ from faceval.pipeline import (
 from faceval.protocols import ProtocolRequest
 from faceval.results import Result
 from faceval.score_files import FORMATS, evaluate_score_file
+from faceval.search import DEFAULT_CANDIDATES, DEFAULT_MAX_RANK, FUSIONS
 from faceval.store import StoreError, default_store_path
 from faceval.summary import summary_lines
 
@@ -539,6 +544,179 @@ def scores(
             progress=not quiet,
         )
     print_summary(result, out)
+
+
+@main.command()
+@dataset_options
+@click.option(
+    "--embeddings",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Search with the vectors of an .npz file instead of embedding images ('labels', 'vectors', and "
+    "optionally 'roles' and 'groups' arrays; 'faceval embed --out' writes one).",
+)
+@click.option(
+    "--metric",
+    type=click.Choice(["euclidean", "cosine"]),
+    help="With --embeddings: how the vectors compare [default: what the file says].",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="Model to search with; repeat to compare (as for 'faceval evaluate') [default: dlib].",
+)
+@model_options
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("results"),
+    show_default=True,
+    help="Folder for identification.json, candidates.csv, roles.csv and plots.",
+)
+@embedding_options
+@grouping_options
+@click.option(
+    "--enroll",
+    type=click.IntRange(min=1),
+    metavar="K",
+    help="Put K random images of each identity in the gallery; the rest are mated probes [default without a "
+    "'role' column: 1].",
+)
+@click.option(
+    "--nonmated",
+    type=click.FloatRange(0, 1, max_open=True),
+    metavar="F",
+    help="Keep a random share F of the identities out of the gallery: their images are non-mated searches "
+    "(needed for FPIR).",
+)
+@click.option(
+    "--distractors",
+    type=click.Path(exists=True, path_type=Path),
+    metavar="DIR",
+    help="Extra gallery images of people who are never searched (a folder or manifest): a larger gallery.",
+)
+@click.option(
+    "--fusion",
+    type=click.Choice(list(FUSIONS)),
+    default="max",
+    show_default=True,
+    help="An identity with several gallery images scores the best of them (max) or its mean embedding.",
+)
+@click.option(
+    "--rank",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="R",
+    help="FNIR(T, R): a mated search is found when its mate is within the top R and scores >= T.",
+)
+@click.option(
+    "--max-rank",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_RANK,
+    show_default=True,
+    help="Longest rank of the CMC (ranks beyond it are recorded as '>max').",
+)
+@click.option(
+    "--candidates",
+    type=click.IntRange(min=0),
+    default=DEFAULT_CANDIDATES,
+    show_default=True,
+    metavar="N",
+    help="Candidates per probe written to candidates.csv.",
+)
+@click.option(
+    "--target-fpir",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=DEFAULT_TARGET_FPIR,
+    show_default=True,
+    help="FPIR over all non-mated searches that fixes the one global threshold for the groups.",
+)
+@click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    metavar="[MODEL=]VALUE",
+    help="Use your threshold (the model's units) as the global one instead; repeat as MODEL=VALUE.",
+)
+@click.option(
+    "--resamples",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Identity-bootstrap resamples for the 95 % intervals (0: none).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the roles, gallery order, bootstrap.")
+def identify(
+    sources: tuple[Path, ...],
+    layout: str,
+    manifest: Path | None,
+    embeddings: Path | None,
+    metric: str | None,
+    models: tuple[str, ...],
+    spec: Path | None,
+    dlib_detector: str,
+    dlib_upsample: int,
+    out: Path,
+    cache: Path | None,
+    no_cache: bool,
+    jobs: int | None,
+    max_temp: float | None,
+    quiet: bool,
+    group_by: str | None,
+    attribute_csv: Path | None,
+    enroll: int | None,
+    nonmated: float | None,
+    distractors: Path | None,
+    fusion: str,
+    rank: int,
+    max_rank: int,
+    candidates: int,
+    target_fpir: float,
+    thresholds: tuple[str, ...],
+    resamples: int,
+    seed: int,
+) -> None:
+    """1:N identification: search each probe against a gallery, exactly, and measure CMC, FNIR at FPIR, per group.
+
+    The gallery and probes come from a manifest 'role' column (gallery | probe) or are drawn, seeded: --enroll K
+    images per identity into the gallery, --nonmated F of the identities kept out (their searches give FPIR).
+    Thresholds are reported in the model's units; roles.csv repeats the same roles (--manifest roles.csv).
+    """
+    with _reported_errors():
+        search_options = SearchOptions(
+            fusion, rank, max_rank, candidates, target_fpir, _thresholds(thresholds), resamples, seed
+        )
+        roles = RoleOptions(enroll, nonmated, seed)
+        if embeddings is not None:
+            if sources or manifest or models or distractors or group_by or attribute_csv:
+                _fail(
+                    "--embeddings searches with the file's vectors: drop SOURCES, --manifest, --model, "
+                    "--distractors and --group-by/--attributes (give the file 'groups' and 'roles' arrays)"
+                )
+            prepare_out_dir(out)
+            run = identify_from_embeddings_file(embeddings, metric, roles, search_options, progress=not quiet)
+        else:
+            request = IdentifyRequest(
+                sources=_sources(sources, manifest, "identify"),
+                models=models or ("dlib",),
+                out_dir=out,
+                layout=layout,
+                dlib_options={"detector": dlib_detector, "upsample": dlib_upsample},
+                spec_file=spec,
+                embedding=EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet),
+                roles=roles,
+                distractors=distractors,
+                group_by=tuple(column.strip() for column in (group_by or "").split(",") if column.strip()),
+                attribute_csv=attribute_csv,
+                search=search_options,
+            )
+            run = run_identification(request)
+        document = write_identification(out, run, command=sys.argv)
+    click.echo("")
+    for line in identification_summary_lines(document):
+        click.echo(line)
+    click.echo(f"results: {out / 'identification.json'}")
 
 
 @main.command()

@@ -262,7 +262,8 @@ def figures_to_compare(evaluation: Evaluation) -> dict[str, dict[str, Any]]:
 
 def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """``labels``, ``vectors`` and the optional arrays (``paths``, ``failed_paths``, ``failed_reasons``,
-    ``similarity``) of an .npz file, validated, with errors that say what is wrong."""
+    ``similarity``; ``roles`` and ``groups`` for ``faceval identify``) of an .npz file, validated, with errors
+    that say what is wrong."""
     path = Path(path)
     try:
         archive = np.load(path, allow_pickle=False)
@@ -278,7 +279,7 @@ def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict
         labels, vectors = archive["labels"], archive["vectors"]
         extras = {
             key: archive[key]
-            for key in ("paths", "failed_paths", "failed_reasons", "similarity")
+            for key in ("paths", "failed_paths", "failed_reasons", "similarity", "roles", "groups")
             if key in archive.files
         }
     if vectors.dtype.kind not in "iuf":
@@ -291,6 +292,16 @@ def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict
         rows = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
         raise ValueError(f"{path}: 'vectors' rows {rows[:10].tolist()} contain NaN or infinity")
     return labels.astype(str), vectors.astype(np.float64), extras
+
+
+def file_similarity(path: Path, metric: str | None, extras: Mapping[str, np.ndarray]) -> Similarity:
+    """How an embeddings file's vectors compare: ``--metric``, else what the file says; both must agree."""
+    stored = str(extras["similarity"]) if "similarity" in extras else None
+    if metric is None and stored is None:
+        raise ValueError(f"{path}: the file does not say how its vectors compare; give --metric euclidean|cosine")
+    if metric is not None and stored is not None and metric != stored:
+        raise ValueError(f"{path}: its vectors are compared by {stored}, not {metric}; drop --metric")
+    return Similarity(metric or stored)
 
 
 def evaluate_vectors(
@@ -354,12 +365,7 @@ def metrics_from_embeddings_file(
     path = Path(path)
     prepare_out_dir(out_dir)
     labels, vectors, extras = load_embeddings_file(path)
-    stored = str(extras["similarity"]) if "similarity" in extras else None
-    if metric is None and stored is None:
-        raise ValueError(f"{path}: the file does not say how its vectors compare; give --metric euclidean|cosine")
-    if metric is not None and stored is not None and metric != stored:
-        raise ValueError(f"{path}: its vectors are compared by {stored}, not {metric}; drop --metric")
-    similarity = Similarity(metric or stored)
+    similarity = file_similarity(path, metric, extras)
     failed_paths = extras.get("failed_paths", np.array([], dtype=str))
     result = evaluate_vectors(
         vectors,
