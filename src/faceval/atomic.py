@@ -121,6 +121,18 @@ def _locked_lock_file(lock_path: Path) -> int:
         os.close(descriptor)
 
 
+def prepare_output_folder(out_dir: str | Path) -> Path:
+    """Create the output folder now, so that an unusable one fails before the embedding, not after it."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(
+            f"{out}: cannot be used as the output folder ({error.strerror}); choose another --out"
+        ) from None
+    return out
+
+
 @contextlib.contextmanager
 def output_folder(out_dir: str | Path) -> Iterator[Path]:
     """Create ``out_dir`` and hold it for this run, so that two runs never mix their files in one folder.
@@ -129,13 +141,7 @@ def output_folder(out_dir: str | Path) -> Iterator[Path]:
     ``.faceval.lock``, which the kernel releases when its run ends, however it ends: a killed run never leaves the
     folder locked.
     """
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(
-            f"{out}: cannot be used as the output folder ({error.strerror}); choose another --out"
-        ) from None
+    out = prepare_output_folder(out_dir)
     if fcntl is None:  # pragma: no cover
         yield out
         return

@@ -6,8 +6,10 @@ own failures are reported beside its figures, never hidden by dropping pairs sil
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +20,10 @@ from faceval.datasets import Dataset
 from faceval.extraction import EmbeddingSet
 from faceval.groups import ALL, GroupOptions, GroupReport, group_failures, group_report
 from faceval.metrics import ScoreCounts, ScoreTable
+from faceval.pair_lists import PairList, ResolvedPairs, listed_pair_chunks, resolve_for_models
+from faceval.saved_scores import saving_scores, tee_to
 from faceval.scoring import PairChunk, Similarity, identity_codes, iter_pair_chunks
+from faceval.ten_fold import ten_fold_figures
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,8 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
     groups: dict[str, GroupReport] = field(default_factory=dict)
     comparisons: list[ModelComparison] = field(default_factory=list)
+    # Extra entries of models.<name> in metrics.json (a pair list's 10-fold accuracy, a score file's groups).
+    model_extras: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # Below this many pairs scoring takes a few seconds at most: no progress bar.
@@ -69,8 +76,13 @@ def score_pairs(
     vectors: np.ndarray, identities: np.ndarray, similarity: Similarity, progress: bool = False, label: str = ""
 ) -> ScoreTable:
     """Exact per-score genuine/impostor counts over all pairs of ``vectors``, streamed in bounded chunks."""
+    return count_scores(pair_chunks(vectors, identities, similarity, progress, label))
+
+
+def count_scores(chunks: Iterable[PairChunk]) -> ScoreTable:
+    """The `ScoreTable` of a stream of pair chunks."""
     counts = ScoreCounts()
-    for chunk in pair_chunks(vectors, identities, similarity, progress, label):
+    for chunk in chunks:
         counts.update(chunk.scores, chunk.genuine)
     return counts.compute()
 
@@ -119,8 +131,14 @@ def evaluate_embeddings(
     group_options: Mapping[str, GroupOptions] | None = None,
     group_by: Sequence[str] = (),
     progress: bool = False,
+    pairs: PairList | None = None,
+    save_scores: Path | None = None,
 ) -> Evaluation:
     """Score every model on the pairs of images that all of them embedded.
+
+    With ``pairs`` only the listed pairs are scored (those naming an image without a vector are reported as
+    failed pairs), with their 10-fold accuracy when the list has folds. With ``save_scores`` (a folder) every
+    scored pair is also written to ``<folder>/<model>/scores.parquet``.
 
     With ``group_options`` (per model) each model also gets a `GroupReport`: per-group figures when ``groups``
     holds one label per dataset record (`faceval.groups.group_labels`), identity-bootstrap intervals in any case;
@@ -135,6 +153,10 @@ def evaluate_embeddings(
     indices = np.flatnonzero(everyone)
     labels = [dataset.records[index].identity for index in indices]
     population = describe_population(labels)
+    listed = None if pairs is None else resolve_for_models(pairs, dataset, embedding_sets, indices)
+    if listed is not None:
+        # Only the listed pairs are scored: the population's pair counts are theirs.
+        population.update(n_genuine=int(listed.genuine.sum()), n_impostor=int((~listed.genuine).sum()))
     evaluation = Evaluation(
         dataset={
             "root": str(dataset.root),
@@ -151,31 +173,42 @@ def evaluate_embeddings(
             f"all models are scored on the {len(indices)} images that every model embedded "
             f"({dataset.n_images - len(indices)} images left out because at least one model failed on them)"
         )
-    evaluation.notes.extend(population_problems(population, "scored images"))
+    # With a pair list, single-image identities lose nothing: the list says which pairs there are.
+    checked = population if listed is None else {**population, "n_identities_single_image": 0}
+    evaluation.notes.extend(population_problems(checked, "scored images"))
     identities = identity_codes(labels)
+    if listed is not None:
+        evaluation.dataset["pairs"] = listed.summary()
+        evaluation.notes.extend(listed.notes())
     # Without groups every record is in the one group, so its failures (FTE) are still counted.
     record_groups = groups if groups is not None else np.full(dataset.n_images, ALL, dtype=object)
     for embeddings in embedding_sets:
         options = (group_options or {}).get(embeddings.model)
+        vectors = embeddings.vectors(indices) if len(indices) else np.zeros((0, 0))
+        chunks = model_pair_chunks(dataset, indices, vectors, identities, embeddings, listed, save_scores, progress)
         if len(indices) < 2:
             table = ScoreCounts().compute()
         elif options is None:
-            table = score_pairs(
-                embeddings.vectors(indices), identities, embeddings.similarity, progress, embeddings.model
-            )
+            with chunks as pairs_of_model:
+                table = count_scores(pairs_of_model)
         else:
             # One pass over the pairs serves both: the group report's overall table is the model's table.
-            report = group_report(
-                pair_chunks(embeddings.vectors(indices), identities, embeddings.similarity, progress, embeddings.model),
-                None if groups is None else groups[indices],
-                identities,
-                embeddings.similarity,
-                options,
-                failures=group_failures(record_groups, embeddings.embedded),
-                group_by=group_by,
-            )
+            with chunks as pairs_of_model:
+                report = group_report(
+                    pairs_of_model,
+                    None if groups is None else groups[indices],
+                    identities,
+                    embeddings.similarity,
+                    options,
+                    failures=group_failures(record_groups, embeddings.embedded),
+                    group_by=group_by,
+                )
             evaluation.groups[embeddings.model] = report
             table = report.overall.table
+        if listed is not None and len(indices) >= 2:
+            figures = ten_fold_figures(listed, vectors, embeddings.similarity)
+            if figures is not None:
+                evaluation.model_extras[embeddings.model] = {"ten_fold": figures}
         evaluation.models[embeddings.model] = ModelResult(
             embeddings.model,
             embeddings.similarity,
@@ -184,7 +217,10 @@ def evaluate_embeddings(
             embeddings.n_failed,
             table,
         )
-    if group_options and len(embedding_sets) > 1 and len(indices) >= 2:
+    if listed is not None and len(embedding_sets) > 1:
+        # compare_model_vectors pairs every image with every other; it has no form for a list of pairs yet.
+        evaluation.notes.append("models not compared pairwise (DeLong, paired bootstrap) on a pair list")
+    elif group_options and len(embedding_sets) > 1 and len(indices) >= 2:
         options = next(iter(group_options.values()))
         evaluation.comparisons = compare_model_vectors(
             [(embeddings.model, embeddings.vectors(indices), embeddings.similarity) for embeddings in embedding_sets],
@@ -199,3 +235,30 @@ def evaluate_embeddings(
                 f"models not compared pairwise: more than {options.max_bootstrap_pairs:,} pairs to hold in memory"
             )
     return evaluation
+
+
+@contextmanager
+def model_pair_chunks(
+    dataset: Dataset,
+    indices: np.ndarray,
+    vectors: np.ndarray,
+    identities: np.ndarray,
+    embeddings: EmbeddingSet,
+    listed: ResolvedPairs | None,
+    save_scores: Path | None,
+    progress: bool,
+) -> Iterator[Iterator[PairChunk]]:
+    """The pairs one model is scored on: all pairs of the scored images, or the listed ones; with ``save_scores``
+    each chunk is also appended to ``<save_scores>/<model>/scores.parquet``, which appears once all are written."""
+    similarity = embeddings.similarity
+    if listed is not None:
+        chunks = listed_pair_chunks(vectors, listed, similarity)
+    else:
+        chunks = pair_chunks(vectors, identities, similarity, progress, embeddings.model)
+    if save_scores is None:
+        yield chunks
+        return
+    paths = [dataset.relative_path(dataset.records[index]) for index in indices]
+    labels = [dataset.records[index].identity for index in indices]
+    with saving_scores(save_scores / embeddings.model / "scores.parquet", paths, labels, similarity) as write:
+        yield tee_to(chunks, write)
