@@ -322,7 +322,7 @@ def test_user_mistakes_are_one_line_and_faceval_bugs_show_a_traceback(tmp_path, 
     def internal_bug(*args, **kwargs):
         raise ValueError("operands could not be broadcast together with shapes (3,) (4,)")
 
-    monkeypatch.setattr(pipeline, "evaluate_embeddings", internal_bug)
+    monkeypatch.setattr(pipeline, "evaluate_vectors", internal_bug)
     bug = CliRunner().invoke(cli.main, ["metrics", str(tmp_path / "emb.npz"), "--metric", "euclidean", "--out", "o"])
     assert bug.exit_code == 70
     assert "Traceback (most recent call last)" in bug.output and "in internal_bug" in bug.output
@@ -331,7 +331,7 @@ def test_user_mistakes_are_one_line_and_faceval_bugs_show_a_traceback(tmp_path, 
     def anonymous_os_error(*args, **kwargs):
         raise OSError(errno.EBADF, "Bad file descriptor")
 
-    monkeypatch.setattr(pipeline, "evaluate_embeddings", anonymous_os_error)
+    monkeypatch.setattr(pipeline, "evaluate_vectors", anonymous_os_error)
     bug = CliRunner().invoke(cli.main, ["metrics", str(tmp_path / "emb.npz"), "--metric", "euclidean", "--out", "o"])
     assert bug.exit_code == 70 and "this is a bug in faceval" in bug.output
 
