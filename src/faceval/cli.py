@@ -304,7 +304,8 @@ def _request_termination(number: int, frame: object) -> None:
     raise TerminationRequested(number)
 
 
-_TERMINATION_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# SIGHUP is POSIX only.
+_TERMINATION_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 # Where a user should report a bug: shown with the traceback of an unexpected error.
 BUG_REPORT_HINT = (
     "this is a bug in faceval {version}, not a problem with your data: please report it to the faceval developers "

@@ -140,8 +140,9 @@ _worker_embedder: Embedder | None = None
 def _start_worker(recipe: ModelSpec | Embedder) -> None:
     # Ctrl-C, a closed terminal (SIGHUP) and a scheduler's SIGTERM reach every process of the group: the parent
     # alone decides what happens, and stops the workers itself (with SIGKILL).
-    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(number, signal.SIG_IGN)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # SIGHUP is POSIX only
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     global _worker_embedder
     _worker_embedder = recipe.build() if isinstance(recipe, ModelSpec) else recipe
 
