@@ -17,6 +17,7 @@ from faceval.comparison import ModelComparison, compare_model_vectors
 from faceval.datasets import Dataset
 from faceval.extraction import EmbeddingSet
 from faceval.groups import ALL, GroupOptions, GroupReport, group_failures, group_report
+from faceval.lattice import score_counts
 from faceval.metrics import ScoreCounts, ScoreTable
 from faceval.scoring import PairChunk, Similarity, identity_codes, iter_pair_chunks
 
@@ -66,10 +67,17 @@ def pair_chunks(
 
 
 def score_pairs(
-    vectors: np.ndarray, identities: np.ndarray, similarity: Similarity, progress: bool = False, label: str = ""
+    vectors: np.ndarray,
+    identities: np.ndarray,
+    similarity: Similarity,
+    progress: bool = False,
+    label: str = "",
+    exact: bool | None = None,
 ) -> ScoreTable:
-    """Exact per-score genuine/impostor counts over all pairs of ``vectors``, streamed in bounded chunks."""
-    counts = ScoreCounts()
+    """Genuine/impostor counts over all pairs of ``vectors``, streamed in bounded chunks: exact per distinct score
+    on small sets, on a lattice above `faceval.lattice.EXACT_MAX_PAIRS` (``exact`` forces one)."""
+    n_pairs = len(vectors) * (len(vectors) - 1) // 2
+    counts = score_counts(similarity, n_pairs, exact)
     for chunk in pair_chunks(vectors, identities, similarity, progress, label):
         counts.update(chunk.scores, chunk.genuine)
     return counts.compute()

@@ -26,7 +26,7 @@ in `GroupReport.to_dict` and `write_groups_csv`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ from faceval.bootstrap import (
     stratum_sizes,
 )
 from faceval.datasets import Dataset, DatasetError, ImageRecord, read_csv_rows
+from faceval.lattice import LatticeCounts, score_counts
 from faceval.metrics import (
     ScoreCounts,
     ScoreTable,
@@ -216,7 +217,9 @@ def load_thresholds(path: str | Path, model: str) -> ChosenThresholds:
 class GroupOptions:
     """What the group analysis does: ``threshold`` is in the model's units (e.g. dlib's distance 0.6);
     ``calibrate`` the share of identities used to choose thresholds; ``max_bootstrap_pairs`` the largest set
-    for which intervals are computed (memory and time grow with pairs x resamples)."""
+    for which intervals are computed (memory and time grow with pairs x resamples); ``exact`` True keeps one
+    threshold per distinct score, False counts on a lattice (`faceval.lattice`), None chooses by the number of
+    pairs."""
 
     target_fmr: float = 1e-3
     threshold: float | None = None
@@ -226,6 +229,7 @@ class GroupOptions:
     seed: int = 0
     max_bootstrap_pairs: int = MAX_BOOTSTRAP_PAIRS
     fdr_alpha: float = 0.5
+    exact: bool | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.target_fmr < 1.0:
@@ -491,8 +495,7 @@ def _nested(matrix: np.ndarray) -> list[list[float | None]]:
     return [[float(value) if np.isfinite(value) else None for value in row] for row in matrix]
 
 
-def _merged(parts: Iterable[ScoreCounts]) -> ScoreTable:
-    merged = ScoreCounts()
+def _merged(parts: Iterable[ScoreCounts | LatticeCounts], merged: ScoreCounts | LatticeCounts) -> ScoreTable:
     for part in parts:
         merged.merge(part)
     return merged.compute()
@@ -550,7 +553,8 @@ class _Pairs:
     """Every scored pair, streamed once into exact per-class counts, and kept in memory for the bootstrap."""
 
     n_groups: int
-    counts: dict[int, ScoreCounts] = field(default_factory=dict)
+    new_counts: Callable[[], ScoreCounts | LatticeCounts] = ScoreCounts
+    counts: dict[int, ScoreCounts | LatticeCounts] = field(default_factory=dict)
     scores: list[np.ndarray] = field(default_factory=list)
     first: list[np.ndarray] = field(default_factory=list)
     second: list[np.ndarray] = field(default_factory=list)
@@ -569,7 +573,7 @@ class _Pairs:
         values, starts = np.unique(keys[order], return_index=True)
         for value, start, stop in zip(values.tolist(), starts, [*starts[1:], order.size], strict=True):
             rows = order[start:stop]
-            self.counts.setdefault(value, ScoreCounts()).update(chunk.scores[rows], chunk.genuine[rows])
+            self.counts.setdefault(value, self.new_counts()).update(chunk.scores[rows], chunk.genuine[rows])
         if keep:
             self.scores.append(chunk.scores)
             self.first.append(chunk.first.astype(np.int32))
@@ -584,10 +588,13 @@ class _Pairs:
         if request in self._tables:
             return self._tables[request]
         table = _merged(
-            counts
-            for key, counts in self.counts.items()
-            if (low is None or key // _SPLITS == low * self.n_groups + high)
-            and (split is None or key % _SPLITS == split)
+            (
+                counts
+                for key, counts in self.counts.items()
+                if (low is None or key // _SPLITS == low * self.n_groups + high)
+                and (split is None or key % _SPLITS == split)
+            ),
+            self.new_counts(),
         )
         if keep:
             self._tables[request] = table
@@ -724,7 +731,7 @@ def group_report(
             f"no bootstrap intervals: {n_pairs:,} pairs exceed the limit of {options.max_bootstrap_pairs:,} "
             "(memory grows with pairs, time with pairs x resamples); raise max_bootstrap_pairs or sample identities"
         )
-    pairs = _Pairs(len(names))
+    pairs = _Pairs(len(names), lambda: score_counts(similarity, n_pairs, options.exact))
     for chunk in chunks:
         pairs.add(chunk, codes, image_split, keep=resampling)
 

@@ -30,6 +30,7 @@ from faceval.datasets import Dataset
 from faceval.evaluate import Evaluation, ModelResult
 from faceval.extraction import EmbeddingSet
 from faceval.groups import write_group_files
+from faceval.lattice import resolution
 from faceval.metrics import (
     DEFAULT_FARS,
     Sweep,
@@ -118,6 +119,7 @@ def model_summary(result: ModelResult, dataset_images: int, fars: Sequence[float
         "n_pairs": result.table.n_genuine + result.table.n_impostor,
         "n_genuine": result.table.n_genuine,
         "n_impostor": result.table.n_impostor,
+        "resolution": resolution(result.table),
     }
     if result.table.n_genuine and result.table.n_impostor:
         entry.update(summary_in_model_units(verification_summary(result.table, fars), similarity))
