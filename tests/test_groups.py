@@ -370,12 +370,16 @@ def test_thresholds_chosen_earlier_are_applied(tmp_path):
         load_thresholds(tmp_path / "metrics.json", "other")
 
 
-def test_too_many_pairs_for_the_bootstrap_gives_figures_without_intervals():
+def test_too_many_pairs_for_the_bootstrap_gives_streaming_intervals():
     vectors, identities, groups = population(7, {"a": (4, 3, 0.5), "b": (4, 3, 0.5)})
     report = run(vectors, identities, groups, GroupOptions(max_bootstrap_pairs=100))
-    assert report.groups["a"].summary is not None and report.groups["a"].intervals["auc"] is None
-    assert any("no bootstrap intervals" in note for note in report.notes)
-    assert report.to_dict()["bootstrap"]["n_resamples"] == 0
+    assert report.groups["a"].summary is not None and report.groups["a"].intervals["auc"] is not None
+    assert any(note.startswith("intervals: streaming identity influences") for note in report.notes)
+    assert report.to_dict()["bootstrap"]["intervals"] == "streaming"
+    with pytest.raises(ValueError, match="--intervals streaming"):
+        run(vectors, identities, groups, GroupOptions(max_bootstrap_pairs=100, intervals="bootstrap"))
+    none = run(vectors, identities, groups, GroupOptions(intervals="none"))
+    assert none.groups["a"].intervals["auc"] is None and none.to_dict()["bootstrap"]["n_resamples"] == 0
 
 
 def test_without_groups_the_whole_set_gets_intervals():

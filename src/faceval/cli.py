@@ -215,6 +215,13 @@ threshold_options = option_group(
         show_default=True,
         help="Identity-bootstrap resamples for the 95 % intervals (0: no intervals).",
     ),
+    click.option(
+        "--intervals",
+        type=click.Choice(["bootstrap", "streaming", "none"]),
+        help="How the 95 % intervals are made: the exact identity bootstrap (holds every pair), streaming "
+        "identity influences (bounded memory, any number of pairs), or none [default: the bootstrap up to "
+        "5,000,000 pairs, streaming above; metrics.json says which].",
+    ),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap and splits."),
 )
 
@@ -241,6 +248,7 @@ def _group_request(
     calibrate: float | None,
     threshold_from: Path | None,
     resamples: int,
+    intervals: str | None,
     seed: int,
     group_by: str | None = None,
     attribute_csv: Path | None = None,
@@ -253,6 +261,7 @@ def _group_request(
         calibrate=calibrate,
         threshold_from=threshold_from,
         n_resamples=resamples,
+        intervals=intervals,
         seed=seed,
     )
 
@@ -323,6 +332,7 @@ def evaluate(
     calibrate: float | None,
     threshold_from: Path | None,
     resamples: int,
+    intervals: str | None,
     seed: int,
 ) -> None:
     """Embed every image of SOURCES with each model and measure verification over all pairs.
@@ -339,7 +349,7 @@ def evaluate(
         spec_file=spec,
         embedding=EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet),
         groups=_group_request(
-            target_fmr, thresholds, calibrate, threshold_from, resamples, seed, group_by, attribute_csv
+            target_fmr, thresholds, calibrate, threshold_from, resamples, intervals, seed, group_by, attribute_csv
         ),
     )
     with _reported_errors():
@@ -414,13 +424,14 @@ def metrics(
     calibrate: float | None,
     threshold_from: Path | None,
     resamples: int,
+    intervals: str | None,
     seed: int,
 ) -> None:
     """Compute the metrics from EMBEDDINGS, an .npz file with 'labels' and 'vectors' arrays made elsewhere.
 
     'faceval embed --out' writes such a file; its failed images count in the FTE.
     """
-    groups = _group_request(target_fmr, thresholds, calibrate, threshold_from, resamples, seed)
+    groups = _group_request(target_fmr, thresholds, calibrate, threshold_from, resamples, intervals, seed)
     with _reported_errors():
         document = metrics_from_embeddings_file(embeddings, metric, out, command=sys.argv, groups=groups)
     print_summary(document, out)

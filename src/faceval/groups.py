@@ -48,7 +48,8 @@ from faceval.bootstrap import (
     stratum_sizes,
 )
 from faceval.datasets import Dataset, DatasetError, ImageRecord, read_csv_rows
-from faceval.lattice import LatticeCounts, score_counts
+from faceval.influence import IdentityInfluences, IdentityStatistics
+from faceval.lattice import EXACT_MAX_PAIRS, LatticeCounts, score_counts
 from faceval.metrics import (
     ScoreCounts,
     ScoreTable,
@@ -230,6 +231,7 @@ class GroupOptions:
     max_bootstrap_pairs: int = MAX_BOOTSTRAP_PAIRS
     fdr_alpha: float = 0.5
     exact: bool | None = None
+    intervals: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.target_fmr < 1.0:
@@ -238,6 +240,8 @@ class GroupOptions:
             raise ValueError(f"--calibrate takes the development share of identities in (0, 1), got {self.calibrate}")
         if self.n_resamples < 0:
             raise ValueError(f"n_resamples must be >= 0, got {self.n_resamples}")
+        if self.intervals not in (None, "bootstrap", "streaming", "none"):
+            raise ValueError(f"intervals must be bootstrap, streaming or none, got {self.intervals!r}")
         if not 0.0 <= self.fdr_alpha <= 1.0:
             raise ValueError(f"fdr_alpha must be in [0, 1], got {self.fdr_alpha}")
 
@@ -308,6 +312,8 @@ class GroupReport:
     ratios_differ: bool
     bootstrap: dict[str, Any]
     notes: tuple[str, ...]
+    # Per-identity influences of the streaming intervals (all pairs and each group), for paired comparisons.
+    influences: dict[str, IdentityInfluences] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -636,6 +642,57 @@ class _Pairs:
         return resampled
 
 
+INTERVAL_METHODS = {
+    "bootstrap": "identity bootstrap: identities resampled with replacement within each group (an identity whose "
+    "images span groups within the group holding most of them), pairs rebuilt",
+    "streaming": "streaming identity influences: the identity bootstrap linearised (Hoeffding projections clustered "
+    "by identity), per-identity sums accumulated with the pairs, replicates from the same identity multiplicities",
+    "none": "no intervals",
+}
+# Above this many pairs the automatic choice is the streaming intervals (the bootstrap holds every pair).
+STREAMING_MIN_PAIRS = EXACT_MAX_PAIRS
+
+
+def interval_method(options: GroupOptions, n_pairs: int) -> str:
+    """``bootstrap``, ``streaming`` or ``none``: the user's choice, else the bootstrap up to `STREAMING_MIN_PAIRS`
+    pairs and the streaming intervals above."""
+    if options.n_resamples == 0 or options.intervals == "none":
+        return "none"
+    if options.intervals == "bootstrap" and n_pairs > options.max_bootstrap_pairs:
+        raise ValueError(
+            f"--intervals bootstrap holds every pair: {n_pairs:,} pairs exceed its limit of "
+            f"{options.max_bootstrap_pairs:,}; use --intervals streaming (bounded memory) or sample identities"
+        )
+    if options.intervals is not None:
+        return options.intervals
+    return "bootstrap" if n_pairs <= min(STREAMING_MIN_PAIRS, options.max_bootstrap_pairs) else "streaming"
+
+
+def _chosen(options: GroupOptions, n_pairs: int) -> str:
+    if options.n_resamples == 0:
+        return "n_resamples is 0"
+    if options.intervals is not None:
+        return "chosen with --intervals"
+    return (
+        f"automatic: {n_pairs:,} pairs, the bootstrap up to {min(STREAMING_MIN_PAIRS, options.max_bootstrap_pairs):,}"
+    )
+
+
+def _add_identity_statistics(
+    statistics: Mapping[int, IdentityStatistics], chunk: PairChunk, identities: np.ndarray, codes: np.ndarray
+) -> None:
+    """Feed a chunk to the per-identity states: every pair to ``-1``, each group's own pairs to its code."""
+    first, second = identities[chunk.first], identities[chunk.second]
+    statistics[-1].update(chunk.scores, chunk.genuine, first, second)
+    if len(statistics) == 1:
+        return
+    first_group, second_group = codes[chunk.first], codes[chunk.second]
+    within = first_group == second_group
+    for code in np.unique(first_group[within]).tolist():
+        rows = np.flatnonzero(within & (first_group == code))
+        statistics[code].update(chunk.scores[rows], chunk.genuine[rows], first[rows], second[rows])
+
+
 def _calibration_split(
     identities: np.ndarray, codes: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -725,15 +782,30 @@ def group_report(
         if calibrating
         else (np.zeros(0, dtype=np.int64), np.zeros(n_images, dtype=np.int64))
     )
-    resampling = options.n_resamples > 0 and n_pairs <= options.max_bootstrap_pairs
-    if options.n_resamples > 0 and not resampling:
-        notes.append(
-            f"no bootstrap intervals: {n_pairs:,} pairs exceed the limit of {options.max_bootstrap_pairs:,} "
-            "(memory grows with pairs, time with pairs x resamples); raise max_bootstrap_pairs or sample identities"
-        )
+    method = interval_method(options, n_pairs)
+    notes.append(f"intervals: {INTERVAL_METHODS[method]} ({_chosen(options, n_pairs)})")
+    resampling = method == "bootstrap"
+    thresholds: dict[str, float | None] = {"global": None}
+    if options.threshold is not None:
+        thresholds["threshold"] = float(similarity.from_model_units(options.threshold))
+    if options.threshold_from is not None and options.threshold_from.global_threshold is not None:
+        thresholds["applied"] = float(similarity.from_model_units(options.threshold_from.global_threshold))
+    exact = score_counts(similarity, n_pairs, options.exact)
+    lattice = exact.lattice if isinstance(exact, LatticeCounts) else None
+    statistics: dict[int, IdentityStatistics] = {}
+    if method == "streaming":
+        fixed = [value for value in thresholds.values() if value is not None]
+        n_identity_codes = int(identities.max()) + 1 if identities.size else 0
+        # -1: all pairs; 0..: the pairs within each group (one group of every pair needs no state of its own).
+        statistics = {
+            code: IdentityStatistics(n_identity_codes, lattice, fixed)
+            for code in range(-1, len(names) if len(names) > 1 else 0)
+        }
     pairs = _Pairs(len(names), lambda: score_counts(similarity, n_pairs, options.exact))
     for chunk in chunks:
         pairs.add(chunk, codes, image_split, keep=resampling)
+        if statistics:
+            _add_identity_statistics(statistics, chunk, identities, codes)
 
     # Point figures: each group's own pairs, and every pair.
     tables = {name: pairs.table(code, code) for code, name in enumerate(names)}
@@ -742,21 +814,26 @@ def group_report(
     global_tar = tar_at_far(overall_table, options.target_fmr) if scorable else None
     # No global threshold without both kinds of pair: its rates are None, not those of a threshold of +inf. (A
     # threshold of +inf that tar_at_far returns, when no score is strict enough, is a real one: it accepts nothing.)
-    tau = None if global_tar is None else global_tar.threshold
-    thresholds: dict[str, float | None] = {"global": tau}
-    if options.threshold is not None:
-        thresholds["threshold"] = float(similarity.from_model_units(options.threshold))
-    if options.threshold_from is not None and options.threshold_from.global_threshold is not None:
-        thresholds["applied"] = float(similarity.from_model_units(options.threshold_from.global_threshold))
+    thresholds["global"] = None if global_tar is None else global_tar.threshold
+    defined_thresholds = [value for value in thresholds.values() if value is not None]
 
     strata = identity_strata(identities, codes)
-    resampled = (
-        pairs.resample(
-            identities, strata, codes, names, options, [value for value in thresholds.values() if value is not None]
-        )
-        if resampling and n_pairs
-        else {}
-    )
+    influences: dict[str, IdentityInfluences] = {}
+    if resampling and n_pairs:
+        resampled = pairs.resample(identities, strata, codes, names, options, defined_thresholds)
+    elif statistics:
+        multiplicities = identity_multiplicities(strata, options.n_resamples, options.seed)
+        resampled = {}
+        for code, state in statistics.items():
+            name = ALL_PAIRS if code < 0 else names[code]
+            table = overall_table if code < 0 else tables[name]
+            if table.n_genuine and table.n_impostor:
+                influences[name] = state.influences(table, (options.target_fmr,), defined_thresholds)
+                resampled[name] = influences[name].resampled(multiplicities)
+        if len(names) == 1 and ALL_PAIRS in resampled:
+            resampled[names[0]] = resampled[ALL_PAIRS]
+    else:
+        resampled = {}
     if resampled:
         for code, size in stratum_sizes(strata).items():
             if size < 2:
@@ -883,8 +960,9 @@ def group_report(
         ranking=_ranking(figures_by_group, points["global"]),
         ratios_differ=bool(ratios_differ),
         bootstrap={
-            "method": "identity bootstrap: identities resampled with replacement within each group (an identity "
-            "whose images span groups within the group holding most of them), pairs rebuilt",
+            "intervals": method,
+            "chosen": _chosen(options, n_pairs),
+            "method": INTERVAL_METHODS[method],
             "n_resamples": options.n_resamples if resampled else 0,
             "seed": options.seed,
             "confidence": CONFIDENCE,
@@ -892,6 +970,7 @@ def group_report(
             "thresholds": "held fixed: intervals of rates at a threshold are for that fixed threshold",
         },
         notes=tuple(notes),
+        influences=influences,
     )
 
 

@@ -46,6 +46,7 @@ class GroupRequest:
     calibrate: float | None = None
     threshold_from: str | Path | None = None
     n_resamples: int = 1000
+    intervals: str | None = None
     seed: int = 0
 
 
@@ -138,6 +139,7 @@ def group_options(request: GroupRequest, models: Mapping[str, Similarity]) -> di
             calibrate=request.calibrate,
             threshold_from=None if request.threshold_from is None else load_thresholds(request.threshold_from, model),
             n_resamples=request.n_resamples,
+            intervals=request.intervals,
             seed=request.seed,
         )
         for model, similarity in models.items()
