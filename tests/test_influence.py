@@ -8,6 +8,7 @@ from scipy.optimize import brentq
 from scipy.stats import norm
 
 from faceval.bootstrap import identity_multiplicities, percentile_interval
+from faceval.comparison import compare_influences, compare_models
 from faceval.influence import IdentityStatistics
 from faceval.lattice import Lattice, LatticeCounts
 from faceval.metrics import ScoreTable
@@ -96,3 +97,25 @@ def test_streaming_intervals_agree_with_the_exact_identity_bootstrap(on_lattice)
         assert width > 0
         assert abs(streaming[name][0] - low) <= 0.3 * width, (name, streaming[name], exact[name])
         assert abs(streaming[name][1] - high) <= 0.3 * width, (name, streaming[name], exact[name])
+
+
+def test_streaming_comparison_agrees_with_the_paired_identity_bootstrap():
+    rng = np.random.default_rng(5)
+    n_identities = 120
+    _, scores_a, genuine = simulated_set(rng, n_identities, 4, MEAN, IDENTITY_SD, PAIR_SD, IMPOSTOR_SD)
+    scores_b = scores_a + rng.normal(0.0, 0.8, scores_a.size) + 0.3 * rng.normal(size=n_identities)[0]
+    identity = np.repeat(np.arange(n_identities), 4)
+    first, second = (identity[side] for side in np.triu_indices(identity.size, k=1))
+    strata = np.zeros(n_identities, dtype=np.int64)
+    influences = [
+        (name, _streaming(scores, genuine, first, second, n_identities, ScoreTable.from_scores(scores, genuine)))
+        for name, scores in (("a", scores_a), ("b", scores_b))
+    ]
+    (streaming,) = compare_influences(influences, strata, int(genuine.sum()), int((~genuine).sum()), 1000, seed=3)
+    exact = compare_models(scores_a, scores_b, genuine, first, second, n_resamples=1000, seed=3, strata=strata)
+    assert streaming.difference == pytest.approx(exact.difference, abs=1e-12)
+    width = exact.ci_high - exact.ci_low
+    assert abs(streaming.ci_low - exact.ci_low) <= 0.3 * width, (streaming.interval, exact.interval)
+    assert abs(streaming.ci_high - exact.ci_high) <= 0.3 * width, (streaming.interval, exact.interval)
+    # The clustered z is the difference over the bootstrap's standard error (read off its 95 % interval).
+    assert streaming.delong_z == pytest.approx(exact.difference / (width / (2 * 1.959964)), rel=0.25)

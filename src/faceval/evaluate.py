@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from faceval.comparison import ModelComparison, compare_model_vectors
+from faceval.bootstrap import identity_strata
+from faceval.comparison import ModelComparison, compare_influences, compare_model_vectors
 from faceval.datasets import Dataset
 from faceval.extraction import EmbeddingSet
-from faceval.groups import ALL, GroupOptions, GroupReport, group_failures, group_report
+from faceval.groups import ALL, ALL_PAIRS, GroupOptions, GroupReport, group_failures, group_report
 from faceval.lattice import score_counts
 from faceval.metrics import ScoreCounts, ScoreTable
 from faceval.scoring import PairChunk, Similarity, identity_codes, iter_pair_chunks
@@ -194,15 +195,36 @@ def evaluate_embeddings(
         )
     if group_options and len(embedding_sets) > 1 and len(indices) >= 2:
         options = next(iter(group_options.values()))
-        evaluation.comparisons = compare_model_vectors(
-            [(embeddings.model, embeddings.vectors(indices), embeddings.similarity) for embeddings in embedding_sets],
-            identities,
-            None if groups is None else groups[indices],
-            n_resamples=options.n_resamples,
-            seed=options.seed,
-            max_pairs=options.max_bootstrap_pairs,
-        )
-        if not evaluation.comparisons:
+        influences = [
+            (name, evaluation.groups[name].influences[ALL_PAIRS])
+            for name in names
+            if name in evaluation.groups and ALL_PAIRS in evaluation.groups[name].influences
+        ]
+        if len(influences) == len(names):
+            # Streaming intervals: the comparison needs only each model's per-identity influences.
+            codes = np.zeros(len(indices), dtype=np.int64) if groups is None else identity_codes(groups[indices])
+            table = evaluation.models[names[0]].table
+            evaluation.comparisons = compare_influences(
+                influences,
+                identity_strata(identities, codes),
+                table.n_genuine,
+                table.n_impostor,
+                n_resamples=options.n_resamples,
+                seed=options.seed,
+            )
+        else:
+            evaluation.comparisons = compare_model_vectors(
+                [
+                    (embeddings.model, embeddings.vectors(indices), embeddings.similarity)
+                    for embeddings in embedding_sets
+                ],
+                identities,
+                None if groups is None else groups[indices],
+                n_resamples=options.n_resamples,
+                seed=options.seed,
+                max_pairs=options.max_bootstrap_pairs,
+            )
+        if not evaluation.comparisons and options.n_resamples:
             evaluation.notes.append(
                 f"models not compared pairwise: more than {options.max_bootstrap_pairs:,} pairs to hold in memory"
             )
