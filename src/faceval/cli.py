@@ -311,6 +311,12 @@ def _reported_errors() -> Iterator[None]:
 @embedding_options
 @grouping_options
 @threshold_options
+@click.option(
+    "--full-sweep",
+    is_flag=True,
+    help="Also write every threshold of the score table to <model>/sweep_full.npz (sweep.csv keeps the rows "
+    "where a rate changes visibly and every FMR decade).",
+)
 def evaluate(
     sources: tuple[Path, ...],
     layout: str,
@@ -334,6 +340,7 @@ def evaluate(
     resamples: int,
     intervals: str | None,
     seed: int,
+    full_sweep: bool,
 ) -> None:
     """Embed every image of SOURCES with each model and measure verification over all pairs.
 
@@ -351,6 +358,7 @@ def evaluate(
         groups=_group_request(
             target_fmr, thresholds, calibrate, threshold_from, resamples, intervals, seed, group_by, attribute_csv
         ),
+        full_sweep=full_sweep,
     )
     with _reported_errors():
         document = run_evaluation(request, command=sys.argv)
@@ -415,6 +423,12 @@ def embed(
 )
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @threshold_options
+@click.option(
+    "--full-sweep",
+    is_flag=True,
+    help="Also write every threshold of the score table to <model>/sweep_full.npz (sweep.csv keeps the rows "
+    "where a rate changes visibly and every FMR decade).",
+)
 def metrics(
     embeddings: Path,
     metric: str | None,
@@ -426,6 +440,7 @@ def metrics(
     resamples: int,
     intervals: str | None,
     seed: int,
+    full_sweep: bool,
 ) -> None:
     """Compute the metrics from EMBEDDINGS, an .npz file with 'labels' and 'vectors' arrays made elsewhere.
 
@@ -433,7 +448,9 @@ def metrics(
     """
     groups = _group_request(target_fmr, thresholds, calibrate, threshold_from, resamples, intervals, seed)
     with _reported_errors():
-        document = metrics_from_embeddings_file(embeddings, metric, out, command=sys.argv, groups=groups)
+        document = metrics_from_embeddings_file(
+            embeddings, metric, out, command=sys.argv, groups=groups, full_sweep=full_sweep
+        )
     print_summary(document, out)
 
 

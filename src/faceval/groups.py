@@ -1197,8 +1197,10 @@ def write_group_files(folder: str | Path, report: GroupReport, model: str) -> di
     """
     folder = Path(folder)
     files = {"groups_csv": write_groups_csv(folder / "groups.csv", report).name}
+    # One group holds every pair: its ROC, DET, histograms and 1 x 1 heatmap would repeat the model's own figures.
+    grouped = len(report.groups) > 1
     curves = []
-    for name, figures in report.groups.items():
+    for name, figures in report.groups.items() if grouped else ():
         if figures.summary is None:
             continue
         roc = roc_curve(figures.table)
@@ -1218,6 +1220,8 @@ def write_group_files(folder: str | Path, report: GroupReport, model: str) -> di
     given = None if report.user_point is None else report.similarity.threshold_for_report(report.user_point.threshold)
     if given is not None:
         markers["given threshold"] = given
+    if not grouped:
+        return files
     plots.plot_group_histograms(
         {
             name: (
@@ -1252,6 +1256,8 @@ def _global_rate_figures(folder: Path, report: GroupReport, model: str, threshol
         title=f"{model}: FNMR and FMR per group at the global threshold "
         f"{'none' if threshold_text is None else f'{threshold_text:.4g}'} (FMR {report.target_fmr:g} overall)",
     )
+    if len(report.names) < 2:
+        return {"groups_rates": "groups_rates.png"}
     plots.plot_fmr_heatmap(
         report.names,
         point.fmr_matrix,

@@ -62,6 +62,7 @@ class EvaluationRequest:
     spec_file: str | Path | None = None
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
     groups: GroupRequest = field(default_factory=GroupRequest)
+    full_sweep: bool = False
 
 
 def load_sources(sources: Sequence[str | Path], layout: str = "auto") -> Dataset:
@@ -164,7 +165,7 @@ def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = N
     evaluation = evaluate_embeddings(
         dataset, embedding_sets, groups, options, group_by, progress=request.embedding.progress
     )
-    return write_report(request.out_dir, evaluation, dataset, embedding_sets, command)
+    return write_report(request.out_dir, evaluation, dataset, embedding_sets, command, request.full_sweep)
 
 
 def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -206,6 +207,7 @@ def metrics_from_embeddings_file(
     out_dir: str | Path,
     command: Iterable[str] | None = None,
     groups: GroupRequest | None = None,
+    full_sweep: bool = False,
 ) -> dict[str, Any]:
     """``faceval metrics``: the same figures from embeddings made elsewhere; the model is named after the file.
 
@@ -235,4 +237,4 @@ def metrics_from_embeddings_file(
     request = groups or GroupRequest()
     evaluation = evaluate_embeddings(dataset, [embeddings], None, group_options(request, {path.stem: similarity}))
     evaluation.dataset.update(root=str(path), n_identities=len(set(labels.tolist())))
-    return write_report(out_dir, evaluation, command=command)
+    return write_report(out_dir, evaluation, command=command, full_sweep=full_sweep)

@@ -40,6 +40,30 @@ def _thin(*arrays: np.ndarray) -> list[np.ndarray]:
     return [array[keep] for array in arrays]
 
 
+def thin_log_fmr(fmr: np.ndarray, *arrays: np.ndarray, tail: int = 100) -> list[np.ndarray]:
+    """For log-FMR axes: the points with FMR > 0, thinned evenly in log FMR to about MAX_POINTS, keeping every
+    point whose FMR is below ``tail`` times the smallest positive FMR (the last two decades, where each point is a
+    few impostors and every step shows). Thinning by index instead would keep almost nothing below FMR 1e-4 on a
+    large set.
+
+    >>> fmr = np.arange(1_000_001) / 1_000_000
+    >>> kept, = thin_log_fmr(fmr)
+    >>> kept.size < 2 * MAX_POINTS, kept[:3].tolist(), bool(np.all(np.isin(fmr[1:101], kept)))
+    (True, [1e-06, 2e-06, 3e-06], True)
+    """
+    positive = np.flatnonzero(fmr > 0)
+    if positive.size <= MAX_POINTS:
+        return [fmr[positive], *(array[positive] for array in arrays)]
+    logs = np.log10(fmr[positive])
+    # FMR never decreases along a ROC, so grid positions map to indices by binary search.
+    grid = np.linspace(logs[0], logs[-1], MAX_POINTS)
+    keep = np.searchsorted(logs, grid)
+    smallest = fmr[positive[0]]
+    keep = np.unique(np.concatenate((keep, np.flatnonzero(fmr[positive] < tail * smallest), [positive.size - 1])))
+    rows = positive[keep]
+    return [fmr[rows], *(array[rows] for array in arrays)]
+
+
 def _label(axes: plt.Axes, xlabel: str, ylabel: str, title: str, legend: str = "best") -> None:
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
@@ -60,10 +84,7 @@ def plot_roc(curves: Sequence[Curve], path: Path, log_fmr: bool = False, title: 
     """ROC curves, TMR against FMR; with ``log_fmr`` the FMR axis is logarithmic (where operating points live)."""
     figure, axes = plt.subplots(figsize=(6.4, 5.2))
     for curve in curves:
-        fmr, tmr = _thin(curve.fmr, curve.tmr)
-        if log_fmr:
-            positive = fmr > 0
-            fmr, tmr = fmr[positive], tmr[positive]
+        fmr, tmr = thin_log_fmr(curve.fmr, curve.tmr) if log_fmr else _thin(curve.fmr, curve.tmr)
         axes.plot(fmr, tmr, label=curve.label, linewidth=1.5)
     if log_fmr:
         axes.set_xscale("log")
@@ -86,7 +107,7 @@ def plot_det(curves: Sequence[Curve], path: Path, title: str = "DET") -> Path:
     limit = 1e-6
     figure, axes = plt.subplots(figsize=(6.4, 5.2))
     for curve in curves:
-        fmr, tmr = _thin(curve.fmr, curve.tmr)
+        fmr, tmr = thin_log_fmr(curve.fmr, curve.tmr)
         fnmr = 1.0 - tmr
         axes.plot(
             norm.ppf(np.clip(fmr, limit, 1 - limit)),

@@ -6,7 +6,8 @@ Layout of an output folder (the schema of ``metrics.json`` is documented in ``do
     images.csv              one row per image and model: status, failure reason, faces found, box
     models.csv              the comparison table: one row per model
     roc.png roc_log.png det.png          every model on one figure
-    <model>/sweep.csv       every distinct threshold, in the model's own units
+    <model>/sweep.csv       the thresholds where a rate changes visibly, every FMR decade (model units)
+    <model>/sweep_full.npz  every threshold of the table (only when asked: ``full_sweep``)
     <model>/sweep_grid.csv  the seed's grid 0.10 .. 1.09 step 0.01
     <model>/threshold_metrics.png  <model>/score_histogram.png
 """
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from faceval import __version__, plots
-from faceval.atomic import write_csv, write_json
+from faceval.atomic import atomic_write, write_csv, write_json
 from faceval.datasets import Dataset
 from faceval.evaluate import Evaluation, ModelResult
 from faceval.extraction import EmbeddingSet
@@ -35,6 +36,7 @@ from faceval.metrics import (
     DEFAULT_FARS,
     Sweep,
     far_key,
+    readable_sweep,
     roc_curve,
     seed_grid,
     sweep_at,
@@ -164,6 +166,14 @@ def write_sweep_csv(path: Path, sweep: Sweep, similarity: Similarity) -> None:
     write_csv(path, list(columns), zip(*(column.tolist() for column in columns.values()), strict=True))
 
 
+def write_sweep_npz(path: Path, sweep: Sweep, similarity: Similarity) -> None:
+    """Every row of a sweep, one compressed array per column of ``sweep.csv`` (threshold in model units)."""
+    columns = sweep.columns()
+    columns["threshold"] = similarity.to_model_units(sweep.threshold) + 0.0
+    with atomic_write(path, "wb") as handle:
+        np.savez_compressed(handle, **columns)
+
+
 def write_images_csv(path: Path, dataset: Dataset, embedding_sets: Sequence[EmbeddingSet]) -> None:
     """One row per image and model (``embedded`` or ``failed`` with its reason), plus set-aside files."""
     header = [
@@ -260,8 +270,12 @@ def write_report(
     dataset: Dataset | None = None,
     embedding_sets: Sequence[EmbeddingSet] = (),
     command: Iterable[str] | None = None,
+    full_sweep: bool = False,
 ) -> dict[str, Any]:
-    """Write every output file of an evaluation into ``out_dir`` and return the ``metrics.json`` document."""
+    """Write every output file of an evaluation into ``out_dir`` and return the ``metrics.json`` document.
+
+    ``sweep.csv`` holds the rows of `faceval.metrics.readable_sweep` (a few thousand at most, at any size); with
+    ``full_sweep`` every row of the table also goes to ``sweep_full.npz`` (one array per column)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     document = metrics_document(evaluation, command)
@@ -275,7 +289,10 @@ def write_report(
             summary["files"].update({key: f"{folder.name}/{file}" for key, file in written.items()})
         if summary["auc"] is None:
             continue
-        write_sweep_csv(folder / "sweep.csv", threshold_sweep(result.table), result.similarity)
+        write_sweep_csv(folder / "sweep.csv", readable_sweep(result.table), result.similarity)
+        if full_sweep:
+            write_sweep_npz(folder / "sweep_full.npz", threshold_sweep(result.table), result.similarity)
+            summary["files"]["sweep_full"] = f"{folder.name}/sweep_full.npz"
         grid = seed_grid()
         write_sweep_csv(
             folder / "sweep_grid.csv",
