@@ -1,6 +1,6 @@
 """`faceval metrics` as a user runs it, at 355k, 10^7, 10^8 and 10^9 pairs, next to a numpy + scikit-learn script.
 
-Synthetic 128-d embeddings, 10 images per identity, Euclidean distance (AUC near 0.945, distances near 1.3), written to an
+Synthetic 128-d embeddings, 10 images per identity, Euclidean distance (AUC near 0.945), written to an
 .npz file the way `faceval embed` writes one. Each size runs:
 
 1. the whole command ``python -m faceval metrics FILE.npz --out DIR`` with its defaults (intervals on: the

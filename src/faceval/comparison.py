@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm, rankdata
 
 from faceval.bootstrap import (
     CONFIDENCE,
@@ -67,6 +66,8 @@ def delong_test(scores_a: Any, scores_b: Any, genuine: Any) -> DeLong:
             f"DeLong's test needs at least {_DELONG_MINIMUM} genuine and {_DELONG_MINIMUM} impostor pairs, got "
             f"{n_genuine} and {n_impostor}"
         )
+    from scipy.stats import rankdata  # scipy.stats costs about a second to import: only where a test runs
+
     # Structural components (placement values): for each genuine pair the share of impostors it beats, and for
     # each impostor the share of genuine pairs that beat it, both from midranks (Sun & Xu 2014, eq. 4-5).
     genuine_parts, impostor_parts = [], []
@@ -83,7 +84,7 @@ def delong_test(scores_a: Any, scores_b: Any, genuine: Any) -> DeLong:
         z = 0.0 if difference == 0.0 else float(np.copysign(np.inf, difference))
     else:
         z = difference / np.sqrt(variance)
-    return DeLong(aucs[0], aucs[1], max(variance, 0.0), float(z), float(2.0 * norm.sf(abs(z))))
+    return DeLong(aucs[0], aucs[1], max(variance, 0.0), float(z), math.erfc(abs(z) / math.sqrt(2.0)))
 
 
 @dataclass(frozen=True)
