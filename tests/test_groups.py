@@ -494,3 +494,11 @@ def test_dlib_fails_young_east_asian_women_with_intervals_on_real_faces():
         assert groups[name]["auc_ci"][1] < western["auc_ci"][0], (name, groups[name]["auc_ci"], western["auc_ci"])
         assert groups[name]["fmr_at_global"] >= 3e-3, (name, groups[name]["fmr_at_global"])
         assert groups[name]["fmr_at_threshold"] > 0.5  # dlib's customary 0.6 accepts most different people
+
+
+def test_without_groups_no_figure_repeats_the_models_own(tmp_path):
+    vectors, identities, _ = population(8, {"x": (6, 3, 0.6)})
+    report = run(vectors, identities, None, GroupOptions(n_resamples=20))
+    files = write_group_files(tmp_path, report, "toy")
+    assert files == {"groups_csv": "groups.csv"}
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["groups.csv"]

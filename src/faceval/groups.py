@@ -569,7 +569,16 @@ class _Pairs:
     def key(self, low: int, high: int, split: int) -> int:
         return (low * self.n_groups + high) * _SPLITS + split
 
-    def add(self, chunk: PairChunk, codes: np.ndarray, splits: np.ndarray, keep: bool) -> None:
+    def add(self, chunk: PairChunk, codes: np.ndarray, splits: np.ndarray, keep: bool, uniform: bool = False) -> None:
+        """Count a chunk's pairs by (group pair, split) class; ``uniform``: every image is in one group and split,
+        so every pair is in class 0 and needs no sorting."""
+        if keep:
+            self.scores.append(chunk.scores)
+            self.first.append(chunk.first.astype(np.int32))
+            self.second.append(chunk.second.astype(np.int32))
+        if uniform:
+            self.counts.setdefault(0, self.new_counts()).update(chunk.scores, chunk.genuine)
+            return
         first_group, second_group = codes[chunk.first], codes[chunk.second]
         first_split, second_split = splits[chunk.first], splits[chunk.second]
         split = np.where(first_split == second_split, first_split, 2)
@@ -580,10 +589,6 @@ class _Pairs:
         for value, start, stop in zip(values.tolist(), starts, [*starts[1:], order.size], strict=True):
             rows = order[start:stop]
             self.counts.setdefault(value, self.new_counts()).update(chunk.scores[rows], chunk.genuine[rows])
-        if keep:
-            self.scores.append(chunk.scores)
-            self.first.append(chunk.first.astype(np.int32))
-            self.second.append(chunk.second.astype(np.int32))
 
     def table(
         self, low: int | None = None, high: int | None = None, split: int | None = None, keep: bool = True
@@ -802,8 +807,10 @@ def group_report(
             for code in range(-1, len(names) if len(names) > 1 else 0)
         }
     pairs = _Pairs(len(names), lambda: score_counts(similarity, n_pairs, options.exact))
+    # One group and no calibration split: every pair is of one class (group 0 with itself, split 0).
+    uniform = len(names) == 1 and not calibrating
     for chunk in chunks:
-        pairs.add(chunk, codes, image_split, keep=resampling)
+        pairs.add(chunk, codes, image_split, keep=resampling, uniform=uniform)
         if statistics:
             _add_identity_statistics(statistics, chunk, identities, codes)
 
@@ -1214,7 +1221,7 @@ def write_group_files(folder: str | Path, report: GroupReport, model: str) -> di
         files.update(groups_roc="groups_roc.png", groups_roc_log="groups_roc_log.png", groups_det="groups_det.png")
     point = report.global_point
     threshold_text = report.similarity.threshold_for_report(point.threshold)
-    if point.threshold is not None:
+    if point.threshold is not None and grouped:
         files.update(_global_rate_figures(folder, report, model, threshold_text))
     markers = {} if threshold_text is None else {"global threshold": threshold_text}
     given = None if report.user_point is None else report.similarity.threshold_for_report(report.user_point.threshold)
@@ -1256,8 +1263,6 @@ def _global_rate_figures(folder: Path, report: GroupReport, model: str, threshol
         title=f"{model}: FNMR and FMR per group at the global threshold "
         f"{'none' if threshold_text is None else f'{threshold_text:.4g}'} (FMR {report.target_fmr:g} overall)",
     )
-    if len(report.names) < 2:
-        return {"groups_rates": "groups_rates.png"}
     plots.plot_fmr_heatmap(
         report.names,
         point.fmr_matrix,
