@@ -119,3 +119,24 @@ def test_streaming_comparison_agrees_with_the_paired_identity_bootstrap():
     assert abs(streaming.ci_high - exact.ci_high) <= 0.3 * width, (streaming.interval, exact.interval)
     # The clustered z is the difference over the bootstrap's standard error (read off its 95 % interval).
     assert streaming.delong_z == pytest.approx(exact.difference / (width / (2 * 1.959964)), rel=0.25)
+
+
+@pytest.mark.parametrize("lattice", [Lattice.relative(), Lattice.absolute()])
+def test_cells_place_impostors_in_the_same_bins_as_their_scores(lattice):
+    rng = np.random.default_rng(0)
+    size = 2_500_000
+    scores = (
+        -np.abs(rng.normal(1.3, 0.1, size)) if not lattice.ascending else np.clip(rng.normal(0.1, 0.2, size), -1, 1)
+    )
+    genuine = rng.random(size) < 0.01
+    first, second = rng.integers(0, 300, size), rng.integers(0, 300, size)
+    histograms = []
+    for with_cells in (False, True):
+        statistics = IdentityStatistics(300, lattice, fixed_thresholds=(float(np.median(scores)),))
+        for part in np.array_split(np.arange(size), 3):
+            cells = lattice.cells(scores[part]) if with_cells else None
+            statistics.update(scores[part], genuine[part], first[part], second[part], cells)
+        assert statistics._lookup is not None
+        histograms.append(statistics._histogram)
+    np.testing.assert_array_equal(histograms[0], histograms[1])
+    assert histograms[0].sum() == 2 * np.count_nonzero(~genuine)

@@ -49,7 +49,7 @@ from faceval.bootstrap import (
 )
 from faceval.datasets import Dataset, DatasetError, ImageRecord, read_csv_rows
 from faceval.influence import IdentityInfluences, IdentityStatistics
-from faceval.lattice import EXACT_MAX_PAIRS, LatticeCounts, score_counts
+from faceval.lattice import EXACT_MAX_PAIRS, LatticeCounts, lattice_for, score_counts
 from faceval.metrics import (
     ScoreCounts,
     ScoreTable,
@@ -570,6 +570,16 @@ def _discrepancy(fmr: np.ndarray, fnmr: np.ndarray, alpha: float) -> np.ndarray:
     return 1.0 - (alpha * fmr_spread + (1.0 - alpha) * fnmr_spread)
 
 
+def _count(
+    counts: ScoreCounts | LatticeCounts, scores: np.ndarray, genuine: np.ndarray, cells: np.ndarray | None
+) -> None:
+    if cells is None:
+        counts.update(scores, genuine)
+    else:
+        assert isinstance(counts, LatticeCounts)
+        counts.add_cells(cells, genuine)
+
+
 @dataclass
 class _Pairs:
     """Every scored pair, streamed once into exact per-class counts, and kept in memory for the bootstrap."""
@@ -585,15 +595,23 @@ class _Pairs:
     def key(self, low: int, high: int, split: int) -> int:
         return (low * self.n_groups + high) * _SPLITS + split
 
-    def add(self, chunk: PairChunk, codes: np.ndarray, splits: np.ndarray, keep: bool, uniform: bool = False) -> None:
+    def add(
+        self,
+        chunk: PairChunk,
+        codes: np.ndarray,
+        splits: np.ndarray,
+        keep: bool,
+        uniform: bool = False,
+        cells: np.ndarray | None = None,
+    ) -> None:
         """Count a chunk's pairs by (group pair, split) class; ``uniform``: every image is in one group and split,
-        so every pair is in class 0 and needs no sorting."""
+        so every pair is in class 0 and needs no sorting; ``cells``: the pairs' lattice cells, placed once."""
         if keep:
             self.scores.append(chunk.scores)
             self.first.append(chunk.first.astype(np.int32))
             self.second.append(chunk.second.astype(np.int32))
         if uniform:
-            self.counts.setdefault(0, self.new_counts()).update(chunk.scores, chunk.genuine)
+            _count(self.counts.setdefault(0, self.new_counts()), chunk.scores, chunk.genuine, cells)
             return
         first_group, second_group = codes[chunk.first], codes[chunk.second]
         first_split, second_split = splits[chunk.first], splits[chunk.second]
@@ -604,7 +622,12 @@ class _Pairs:
         values, starts = np.unique(keys[order], return_index=True)
         for value, start, stop in zip(values.tolist(), starts, [*starts[1:], order.size], strict=True):
             rows = order[start:stop]
-            self.counts.setdefault(value, self.new_counts()).update(chunk.scores[rows], chunk.genuine[rows])
+            _count(
+                self.counts.setdefault(value, self.new_counts()),
+                chunk.scores[rows],
+                chunk.genuine[rows],
+                None if cells is None else cells[rows],
+            )
 
     def table(
         self, low: int | None = None, high: int | None = None, split: int | None = None, keep: bool = True
@@ -700,18 +723,24 @@ def _chosen(options: GroupOptions, n_pairs: int) -> str:
 
 
 def _add_identity_statistics(
-    statistics: Mapping[int, IdentityStatistics], chunk: PairChunk, identities: np.ndarray, codes: np.ndarray
+    statistics: Mapping[int, IdentityStatistics],
+    chunk: PairChunk,
+    identities: np.ndarray,
+    codes: np.ndarray,
+    cells: np.ndarray | None,
 ) -> None:
     """Feed a chunk to the per-identity states: every pair to ``-1``, each group's own pairs to its code."""
     first, second = identities[chunk.first], identities[chunk.second]
-    statistics[-1].update(chunk.scores, chunk.genuine, first, second)
+    statistics[-1].update(chunk.scores, chunk.genuine, first, second, cells)
     if len(statistics) == 1:
         return
     first_group, second_group = codes[chunk.first], codes[chunk.second]
     within = first_group == second_group
     for code in np.unique(first_group[within]).tolist():
         rows = np.flatnonzero(within & (first_group == code))
-        statistics[code].update(chunk.scores[rows], chunk.genuine[rows], first[rows], second[rows])
+        statistics[code].update(
+            chunk.scores[rows], chunk.genuine[rows], first[rows], second[rows], None if cells is None else cells[rows]
+        )
 
 
 def _calibration_split(
@@ -811,8 +840,7 @@ def group_report(
         thresholds["threshold"] = float(similarity.from_model_units(options.threshold))
     if options.threshold_from is not None and options.threshold_from.global_threshold is not None:
         thresholds["applied"] = float(similarity.from_model_units(options.threshold_from.global_threshold))
-    exact = score_counts(similarity, n_pairs, options.exact)
-    lattice = exact.lattice if isinstance(exact, LatticeCounts) else None
+    lattice = lattice_for(similarity, n_pairs, options.exact)
     statistics: dict[int, IdentityStatistics] = {}
     if method == "streaming":
         fixed = [value for value in thresholds.values() if value is not None]
@@ -826,9 +854,11 @@ def group_report(
     # One group and no calibration split: every pair is of one class (group 0 with itself, split 0).
     uniform = len(names) == 1 and not calibrating
     for chunk in chunks:
-        pairs.add(chunk, codes, image_split, keep=resampling, uniform=uniform)
+        # On a lattice each score is placed in its cell once, for every state that counts it.
+        cells = None if lattice is None else lattice.cells(chunk.scores)
+        pairs.add(chunk, codes, image_split, keep=resampling, uniform=uniform, cells=cells)
         if statistics:
-            _add_identity_statistics(statistics, chunk, identities, codes)
+            _add_identity_statistics(statistics, chunk, identities, codes, cells)
 
     # Point figures: each group's own pairs, and every pair.
     tables = {name: pairs.table(code, code) for code, name in enumerate(names)}

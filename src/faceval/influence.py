@@ -31,6 +31,8 @@ from faceval.metrics import ScoreTable, equal_error_rate, roc_auc, sweep_at, tar
 EDGE_FMRS = np.unique(np.concatenate((np.logspace(0, -8, 65), np.arange(0.05, 1.0, 0.05))))
 # Impostor scores held back to place the edges before the histograms start (then replayed into them).
 SAMPLE_IMPOSTORS = 1 << 20
+# The largest cell lookup (int16 bins): 32 MB.
+_MAX_LOOKUP = 1 << 24
 # Resamples are formed this many at a time, to bound the memory of the (resamples x identities) multipliers.
 _RESAMPLE_BLOCK = 100
 
@@ -95,15 +97,26 @@ class IdentityStatistics:
         self._held_size = 0
         self.edges: np.ndarray | None = None
         self._histogram: np.ndarray | None = None
+        # On a lattice: the bin of every cell from the lowest to the highest edge's (one gather, no search).
+        self._lookup: tuple[int, np.ndarray] | None = None
 
-    def update(self, scores: np.ndarray, genuine: np.ndarray, first: np.ndarray, second: np.ndarray) -> None:
-        """Add pairs: scores, genuine flags, and the identity codes of their two images."""
+    def update(
+        self,
+        scores: np.ndarray,
+        genuine: np.ndarray,
+        first: np.ndarray,
+        second: np.ndarray,
+        cells: np.ndarray | None = None,
+    ) -> None:
+        """Add pairs: scores, genuine flags, the identity codes of their two images, and (on a lattice, optional)
+        their cells (`faceval.lattice.Lattice.cells`), which place them in bins without a search."""
         self._genuine_scores.append(scores[genuine])
         self._genuine_identity.append(first[genuine].astype(np.int32))
         impostor = ~genuine
         if not impostor.any():
             return
-        part = (scores[impostor], first[impostor].astype(np.int32), second[impostor].astype(np.int32))
+        located = scores[impostor] if cells is None or self._lookup is None else cells[impostor]
+        part = (located, first[impostor].astype(np.int32), second[impostor].astype(np.int32))
         if self.edges is None:
             self._held.append(part)
             self._held_size += part[0].size
@@ -124,11 +137,34 @@ class IdentityStatistics:
         held, self._held = self._held, []
         for part in held:
             self._count(*part)
+        self._lookup = self._cell_lookup()
+
+    def _cell_lookup(self) -> tuple[int, np.ndarray] | None:
+        if self.lattice is None or not self.edges.size:
+            return None
+        edge_cells = np.sort(self.lattice.cells(self.edges))
+        low, high = int(edge_cells[0]), int(edge_cells[-1])
+        if high - low > _MAX_LOOKUP:
+            return None
+        cells = np.arange(low - 1, high + 2)
+        # A score is >= an edge when its cell is at or past the edge's cell in the lattice's order of scores.
+        if self.lattice.ascending:
+            bins = np.searchsorted(edge_cells, cells, side="right")
+        else:
+            bins = edge_cells.size - np.searchsorted(edge_cells, cells, side="left")
+        return low - 1, bins.astype(np.int16)
+
+    def _bins(self, located: np.ndarray) -> np.ndarray:
+        """Bins of scores, or of cells when a lookup exists (values beyond it take the end bins)."""
+        if self._lookup is None or located.dtype.kind == "f":
+            return np.searchsorted(self.edges, located, side="right")
+        start, bins = self._lookup
+        return bins[np.clip(located - start, 0, bins.size - 1)]
 
     def _count(self, scores: np.ndarray, first: np.ndarray, second: np.ndarray) -> None:
         assert self.edges is not None and self._histogram is not None
         width = self.edges.size + 1
-        bins = np.searchsorted(self.edges, scores, side="right")
+        bins = self._bins(scores)
         codes = np.concatenate((first * width + bins, second * width + bins))
         self._histogram += np.bincount(codes, minlength=self._histogram.size).reshape(self._histogram.shape)
 

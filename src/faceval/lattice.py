@@ -261,12 +261,18 @@ class LatticeCounts:
         return LatticeTable(self.lattice.thresholds(cells), genuine, impostor, lattice=self.lattice)
 
 
-def score_counts(similarity: Similarity, n_pairs: int, exact: bool | None = None) -> ScoreCounts | LatticeCounts:
-    """The counting state for ``n_pairs`` pairs: exact (`ScoreCounts`) up to `EXACT_MAX_PAIRS`, else the lattice of
-    the similarity; ``exact`` True or False forces one."""
+def lattice_for(similarity: Similarity, n_pairs: int, exact: bool | None = None) -> Lattice | None:
+    """The lattice to count ``n_pairs`` pairs on: None (exact, one threshold per distinct score) up to
+    `EXACT_MAX_PAIRS`, else the similarity's default lattice; ``exact`` True or False forces one."""
     if exact is None:
         exact = n_pairs <= EXACT_MAX_PAIRS
-    return ScoreCounts() if exact else LatticeCounts(Lattice.for_similarity(similarity))
+    return None if exact else Lattice.for_similarity(similarity)
+
+
+def score_counts(similarity: Similarity, n_pairs: int, exact: bool | None = None) -> ScoreCounts | LatticeCounts:
+    """The counting state for ``n_pairs`` pairs (`lattice_for`): `ScoreCounts`, or `LatticeCounts` on a lattice."""
+    lattice = lattice_for(similarity, n_pairs, exact)
+    return ScoreCounts() if lattice is None else LatticeCounts(lattice)
 
 
 def resolution(table: ScoreTable) -> dict[str, Any]:
