@@ -15,10 +15,6 @@ import numpy as np
 if TYPE_CHECKING:
     import matplotlib.pyplot as plt
 
-from faceval.fonts import use_cjk_fonts
-
-use_cjk_fonts()  # group and identity names in Japanese, Chinese or Korean
-
 # Plotting a million-point curve only costs time: the eye cannot see more than a few thousand points.
 MAX_POINTS = 5000
 _DPI = 120
@@ -73,6 +69,9 @@ def _pyplot():  # type: ignore[no-untyped-def]
     matplotlib.use("Agg")  # files only: no display on servers and CI
     import matplotlib.pyplot
 
+    from faceval.fonts import use_cjk_fonts
+
+    use_cjk_fonts()  # group and identity names in Japanese, Chinese or Korean (registered once)
     return matplotlib.pyplot
 
 
