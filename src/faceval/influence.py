@@ -72,7 +72,8 @@ class IdentityInfluences:
                     self.point_fnmr + d @ self.fnmr,
                 )
             )
-        auc, eer, tar, fmr, fnmr = (np.concatenate(column) for column in zip(*rows, strict=True))
+        # A linear step can leave [0, 1] where a figure sits near its bound; every figure here is a rate.
+        auc, eer, tar, fmr, fnmr = (np.clip(np.concatenate(column), 0.0, 1.0) for column in zip(*rows, strict=True))
         return ResampledFigures(auc, eer, tar, fmr, fnmr, self.fars, self.thresholds)
 
     def standard_errors(self) -> dict[str, float]:
