@@ -72,3 +72,24 @@ def test_group_analysis_table_equals_plain_scoring():
     np.testing.assert_array_equal(table.genuine, plain.genuine)
     np.testing.assert_array_equal(table.impostor, plain.impostor)
     assert grouped.groups[embeddings.model].overall.table is table
+
+
+def test_streaming_intervals_compare_models_and_count_on_the_lattice_end_to_end():
+    dataset, first = population(failed=set(), seed=1, dim=4)
+    _, second = population(failed=set(), seed=2, dim=4)
+    results = {}
+    for intervals in ("bootstrap", "streaming"):
+        options = {name: GroupOptions(n_resamples=400, intervals=intervals, exact=False) for name in ("m1", "m2")}
+        results[intervals] = Result(evaluate_embeddings(dataset, [first, second], group_options=options)).to_dict()
+    exact, streaming = results["bootstrap"], results["streaming"]
+    (paired,), (linearised,) = exact["comparisons"], streaming["comparisons"]
+    assert linearised["bootstrap"].startswith("paired streaming identity influences")
+    assert linearised["difference"] == pytest.approx(paired["difference"], abs=1e-12)
+    width = paired["ci"][1] - paired["ci"][0]
+    assert abs(linearised["ci"][0] - paired["ci"][0]) < 0.5 * width
+    assert abs(linearised["ci"][1] - paired["ci"][1]) < 0.5 * width
+    for name in ("m1", "m2"):
+        model = streaming["models"][name]
+        assert model["resolution"]["kind"] == "absolute lattice" and model["bootstrap"]["intervals"] == "streaming"
+        low, high = model["all_pairs"]["auc_ci"]
+        assert low < model["auc"] < high

@@ -226,6 +226,7 @@ def evaluate_embeddings(
             )
         if not evaluation.comparisons and options.n_resamples:
             evaluation.notes.append(
-                f"models not compared pairwise: more than {options.max_bootstrap_pairs:,} pairs to hold in memory"
+                f"models not compared pairwise: more than {options.max_bootstrap_pairs:,} pairs to hold in memory "
+                "for the paired bootstrap; --intervals streaming compares them at any size"
             )
     return evaluation
