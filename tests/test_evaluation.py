@@ -9,7 +9,7 @@ import pytest
 
 from faceval.datasets import Dataset, ImageRecord
 from faceval.embedders import EmbeddingResult
-from faceval.evaluation import evaluate_embeddings, score_pairs
+from faceval.evaluation import evaluate_embeddings, prefetched, score_pairs
 from faceval.extraction import EmbeddingSet
 from faceval.groups import GroupOptions
 from faceval.results import Result
@@ -93,3 +93,25 @@ def test_streaming_intervals_compare_models_and_count_on_the_lattice_end_to_end(
         assert model["resolution"]["kind"] == "absolute lattice" and model["bootstrap"]["intervals"] == "streaming"
         low, high = model["all_pairs"]["auc_ci"]
         assert low < model["auc"] < high
+
+
+def test_prefetched_chunks_keep_order_pass_errors_and_stop_early():
+    assert list(prefetched(iter(range(100)), depth=3)) == list(range(100))
+
+    def failing():
+        yield 1
+        raise ValueError("bad chunk")
+
+    with pytest.raises(ValueError, match="bad chunk"):
+        list(prefetched(failing()))
+    produced = []
+
+    def endless():
+        for item in range(10**9):
+            produced.append(item)
+            yield item
+
+    stream = prefetched(endless(), depth=2)
+    assert [next(stream) for _ in range(3)] == [0, 1, 2]
+    stream.close()  # the producer stops instead of running on
+    assert len(produced) <= 3 + 2 + 1

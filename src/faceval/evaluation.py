@@ -6,9 +6,11 @@ own failures are reported beside its figures, never hidden by dropping pairs sil
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from queue import Full, Queue
+from typing import Any, TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -46,6 +48,8 @@ class Evaluation:
     comparisons: list[ModelComparison] = field(default_factory=list)
 
 
+T = TypeVar("T")
+
 # Below this many pairs scoring takes a few seconds at most: no progress bar.
 PROGRESS_MIN_PAIRS = 5_000_000
 
@@ -62,9 +66,53 @@ def pair_chunks(
         unit_scale=True,
         disable=not progress or total < PROGRESS_MIN_PAIRS,
     ) as bar:
-        for chunk in iter_pair_chunks(vectors, identities, similarity):
+        for chunk in prefetched(iter_pair_chunks(vectors, identities, similarity)):
             yield chunk
             bar.update(len(chunk))
+
+
+_DONE = object()
+
+
+def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """The items of ``items``, produced by a background thread up to ``depth`` ahead: the next chunk is scored (BLAS
+    and numpy release the GIL) while the caller accounts for this one, so both cores work. An exception in the
+    producer is raised here; stopping early stops the producer.
+
+    >>> list(prefetched(iter(range(5))))
+    [0, 1, 2, 3, 4]
+    """
+    queue: Queue[Any] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as error:  # handed to the consumer, which raises it
+            put(error)
+
+    producer = threading.Thread(target=produce, name="faceval-scoring", daemon=True)
+    producer.start()
+    try:
+        while (item := queue.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        producer.join()
 
 
 def score_pairs(
