@@ -376,6 +376,8 @@ def test_too_many_pairs_for_the_bootstrap_gives_streaming_intervals():
     assert report.groups["a"].summary is not None and report.groups["a"].intervals["auc"] is not None
     assert any(note.startswith("intervals: streaming identity influences") for note in report.notes)
     assert report.to_dict()["bootstrap"]["intervals"] == "streaming"
+    # 8 identities: the streaming intervals say they want more.
+    assert any("first-order in 1/identities" in note and "a (4)" in note for note in report.notes)
     with pytest.raises(ValueError, match="--intervals streaming"):
         run(vectors, identities, groups, GroupOptions(max_bootstrap_pairs=100, intervals="bootstrap"))
     none = run(vectors, identities, groups, GroupOptions(intervals="none"))
