@@ -681,6 +681,10 @@ class _Pairs:
         }
         for code, name in enumerate(names):
             inside = group_of_pair == code
+            if inside.all():
+                # One group holds every pair: its resamples are those of all pairs, drawn from the same multiplicities.
+                resampled[name] = resampled[ALL_PAIRS]
+                continue
             pairs = SortedPairs(scores[inside], genuine[inside], first_identity[inside], second_identity[inside])
             resampled[name] = pairs.resampled_figures(multiplicities, **figures)
         return resampled
