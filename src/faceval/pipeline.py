@@ -309,9 +309,11 @@ def evaluate_vectors(
     failed_reasons: Sequence[str] | None = None,
     groups: GroupRequest | None = None,
     description: Mapping[str, Any] | None = None,
+    progress: bool = False,
 ) -> Result:
     """The figures of vectors made elsewhere, one per labelled image; failures (images without a vector) count in
-    the FTE. ``groups`` sets the target FMR, thresholds and bootstrap (no grouping columns here)."""
+    the FTE. ``groups`` sets the target FMR, thresholds and bootstrap (no grouping columns here); ``progress``
+    shows a progress bar while millions of pairs are scored."""
     similarity = Similarity(similarity)
     vectors = np.asarray(vectors, dtype=np.float64)
     labels = [str(label) for label in labels]
@@ -329,7 +331,9 @@ def evaluate_vectors(
     description = dict(description or {"name": name, "kind": "embeddings", "similarity": similarity.value})
     embeddings = EmbeddingSet(name, similarity, description, tuple(results))
     request = groups or GroupRequest()
-    evaluation = evaluate_embeddings(dataset, [embeddings], None, group_options(request, {name: similarity}))
+    evaluation = evaluate_embeddings(
+        dataset, [embeddings], None, group_options(request, {name: similarity}), progress=progress
+    )
     evaluation.dataset.update(n_identities=len(set(labels)))
     return Result(evaluation)
 
@@ -370,6 +374,7 @@ def metrics_from_embeddings_file(
         failed_reasons=extras["failed_reasons"].tolist() if "failed_reasons" in extras else None,
         groups=groups,
         description={"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value},
+        progress=True,
     )
     result.population["root"] = str(path)
     result.save(out_dir, command, html=html, lang=lang, full_sweep=full_sweep)
