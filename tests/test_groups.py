@@ -14,6 +14,7 @@ import pytest
 
 from faceval.bootstrap import identity_multiplicities, identity_strata, percentile_interval
 from faceval.datasets import Dataset, DatasetError, ImageRecord, combine_datasets, load_dataset
+from faceval.group_presentation import write_group_files
 from faceval.groups import (
     ALL_PAIRS,
     GroupOptions,
@@ -21,7 +22,6 @@ from faceval.groups import (
     group_labels,
     group_report,
     load_thresholds,
-    write_group_files,
 )
 from faceval.metrics import ScoreTable, equal_error_rate, roc_auc, tar_at_far, verification_summary
 from faceval.scoring import Similarity, all_pair_scores, iter_pair_chunks

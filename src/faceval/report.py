@@ -29,7 +29,7 @@ from faceval.atomic import atomic_write, write_csv, write_json
 from faceval.datasets import Dataset
 from faceval.evaluation import ModelResult
 from faceval.extraction import EmbeddingSet
-from faceval.groups import write_group_files
+from faceval.group_presentation import write_group_files
 from faceval.metrics import Sweep, readable_sweep, roc_curve, seed_grid, sweep_at, threshold_sweep
 from faceval.results import ModelFigures, Result, model_table
 from faceval.scoring import Similarity
