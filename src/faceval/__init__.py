@@ -42,6 +42,9 @@ def evaluate(
     dlib_detector: str = "hog",
     dlib_upsample: int = 1,
     spec: str | Path | None = None,
+    pairs: str | Path | None = None,
+    templates: str | Path | None = None,
+    template_pairs: str | Path | None = None,
 ) -> Result:
     """Embed every image of ``sources`` with each model and measure verification over all pairs.
 
@@ -51,7 +54,9 @@ def evaluate(
     from several folders, ``group_by`` manifest columns or an ``attributes`` CSV; ``thresholds`` maps a model
     name to a threshold in its own units. Embeddings are kept in the embedding store (``cache``) unless
     ``use_cache`` is False. Works from a script (no ``if __name__ == "__main__"`` guard needed), Jupyter and the
-    REPL. Nothing is written until `Result.save`.
+    REPL. Nothing is written until `Result.save`. ``pairs`` (LFW ``pairs.txt`` or a CSV) scores only the listed
+    pairs (10-fold accuracy in ``result.to_dict()["models"][name]["ten_fold"]``); ``templates`` (with optional
+    ``template_pairs``) compares templates instead of images.
 
     >>> import tempfile, numpy, PIL.Image, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -65,6 +70,7 @@ def evaluate(
     (6, 6, 9, 'distance')
     """
     from faceval.pipeline import EmbeddingOptions, EvaluationRequest, GroupRequest, evaluate_sources
+    from faceval.protocols import ProtocolRequest
 
     if isinstance(sources, str | Path):
         sources = [sources]
@@ -83,6 +89,7 @@ def evaluate(
             n_resamples=resamples,
             seed=seed,
         ),
+        protocol=ProtocolRequest(pairs, templates, template_pairs),
     )
     return evaluate_sources(request)
 

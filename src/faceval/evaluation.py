@@ -7,8 +7,10 @@ own failures are reported beside its figures, never hidden by dropping pairs sil
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from queue import Full, Queue
 from typing import Any, TypeVar
 
@@ -20,9 +22,12 @@ from faceval.comparison import ModelComparison, compare_influences, compare_mode
 from faceval.datasets import Dataset
 from faceval.extraction import EmbeddingSet
 from faceval.groups import ALL, ALL_PAIRS, GroupOptions, GroupReport, group_failures, group_report
-from faceval.lattice import score_counts
+from faceval.lattice import LatticeCounts, score_counts
 from faceval.metrics import ScoreCounts, ScoreTable
+from faceval.pair_lists import PairList, ResolvedPairs, listed_pair_chunks, resolve_for_models
+from faceval.saved_scores import saving_scores, tee_to
 from faceval.scoring import PairChunk, Similarity, identity_codes, iter_pair_chunks
+from faceval.ten_fold import ten_fold_figures
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,8 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
     groups: dict[str, GroupReport] = field(default_factory=dict)
     comparisons: list[ModelComparison] = field(default_factory=list)
+    # Extra entries of models.<name> in metrics.json (a pair list's 10-fold accuracy, a score file's groups).
+    model_extras: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 T = TypeVar("T")
@@ -126,8 +133,15 @@ def score_pairs(
     """Genuine/impostor counts over all pairs of ``vectors``, streamed in bounded chunks: exact per distinct score
     on small sets, on a lattice above `faceval.lattice.EXACT_MAX_PAIRS` (``exact`` forces one)."""
     n_pairs = len(vectors) * (len(vectors) - 1) // 2
-    counts = score_counts(similarity, n_pairs, exact)
-    for chunk in pair_chunks(vectors, identities, similarity, progress, label):
+    return count_scores(
+        pair_chunks(vectors, identities, similarity, progress, label), score_counts(similarity, n_pairs, exact)
+    )
+
+
+def count_scores(chunks: Iterable[PairChunk], counts: ScoreCounts | LatticeCounts | None = None) -> ScoreTable:
+    """The `ScoreTable` of a stream of pair chunks, counted in ``counts`` (default: exact per distinct score)."""
+    counts = ScoreCounts() if counts is None else counts
+    for chunk in chunks:
         counts.update(chunk.scores, chunk.genuine)
     return counts.compute()
 
@@ -176,8 +190,14 @@ def evaluate_embeddings(
     group_options: Mapping[str, GroupOptions] | None = None,
     group_by: Sequence[str] = (),
     progress: bool = False,
+    pairs: PairList | None = None,
+    save_scores: Path | None = None,
 ) -> Evaluation:
     """Score every model on the pairs of images that all of them embedded.
+
+    With ``pairs`` only the listed pairs are scored (those naming an image without a vector are reported as
+    failed pairs), with their 10-fold accuracy when the list has folds. With ``save_scores`` (a folder) every
+    scored pair is also written to ``<folder>/<model>/scores.parquet``.
 
     With ``group_options`` (per model) each model also gets a `GroupReport`: per-group figures when ``groups``
     holds one label per dataset record (`faceval.groups.group_labels`), identity-bootstrap intervals in any case;
@@ -192,6 +212,10 @@ def evaluate_embeddings(
     indices = np.flatnonzero(everyone)
     labels = [dataset.records[index].identity for index in indices]
     population = describe_population(labels)
+    listed = None if pairs is None else resolve_for_models(pairs, dataset, embedding_sets, indices)
+    if listed is not None:
+        # Only the listed pairs are scored: the population's pair counts are theirs.
+        population.update(n_genuine=int(listed.genuine.sum()), n_impostor=int((~listed.genuine).sum()))
     evaluation = Evaluation(
         dataset={
             "root": str(dataset.root),
@@ -208,31 +232,45 @@ def evaluate_embeddings(
             f"all models are scored on the {len(indices)} images that every model embedded "
             f"({dataset.n_images - len(indices)} images left out because at least one model failed on them)"
         )
-    evaluation.notes.extend(population_problems(population, "scored images"))
+    # With a pair list, single-image identities lose nothing: the list says which pairs there are.
+    checked = population if listed is None else {**population, "n_identities_single_image": 0}
+    evaluation.notes.extend(population_problems(checked, "scored images"))
     identities = identity_codes(labels)
+    if listed is not None:
+        evaluation.dataset["pairs"] = listed.summary()
+        evaluation.notes.extend(listed.notes())
     # Without groups every record is in the one group, so its failures (FTE) are still counted.
     record_groups = groups if groups is not None else np.full(dataset.n_images, ALL, dtype=object)
+    # The pairs each model is scored on: all pairs of the scored images, or the listed ones.
+    n_pairs = len(indices) * (len(indices) - 1) // 2 if listed is None else int(listed.genuine.size)
     for embeddings in embedding_sets:
         options = (group_options or {}).get(embeddings.model)
+        vectors = embeddings.vectors(indices) if len(indices) else np.zeros((0, 0))
+        chunks = model_pair_chunks(dataset, indices, vectors, identities, embeddings, listed, save_scores, progress)
         if len(indices) < 2:
             table = ScoreCounts().compute()
         elif options is None:
-            table = score_pairs(
-                embeddings.vectors(indices), identities, embeddings.similarity, progress, embeddings.model
-            )
+            with chunks as pairs_of_model:
+                table = count_scores(pairs_of_model, score_counts(embeddings.similarity, n_pairs))
         else:
             # One pass over the pairs serves both: the group report's overall table is the model's table.
-            report = group_report(
-                pair_chunks(embeddings.vectors(indices), identities, embeddings.similarity, progress, embeddings.model),
-                None if groups is None else groups[indices],
-                identities,
-                embeddings.similarity,
-                options,
-                failures=group_failures(record_groups, embeddings.embedded),
-                group_by=group_by,
-            )
+            with chunks as pairs_of_model:
+                report = group_report(
+                    pairs_of_model,
+                    None if groups is None else groups[indices],
+                    identities,
+                    embeddings.similarity,
+                    options,
+                    failures=group_failures(record_groups, embeddings.embedded),
+                    group_by=group_by,
+                    n_pairs=n_pairs,
+                )
             evaluation.groups[embeddings.model] = report
             table = report.overall.table
+        if listed is not None and len(indices) >= 2:
+            figures = ten_fold_figures(listed, vectors, embeddings.similarity)
+            if figures is not None:
+                evaluation.model_extras[embeddings.model] = {"ten_fold": figures}
         evaluation.models[embeddings.model] = ModelResult(
             embeddings.model,
             embeddings.similarity,
@@ -241,7 +279,10 @@ def evaluate_embeddings(
             embeddings.n_failed,
             table,
         )
-    if group_options and len(embedding_sets) > 1 and len(indices) >= 2:
+    if listed is not None and len(embedding_sets) > 1:
+        # compare_model_vectors pairs every image with every other; it has no form for a list of pairs yet.
+        evaluation.notes.append("models not compared pairwise (DeLong, paired bootstrap) on a pair list")
+    elif group_options and len(embedding_sets) > 1 and len(indices) >= 2:
         options = next(iter(group_options.values()))
         influences = [
             (name, evaluation.groups[name].influences[ALL_PAIRS])
@@ -278,3 +319,30 @@ def evaluate_embeddings(
                 "for the paired bootstrap; --intervals streaming compares them at any size"
             )
     return evaluation
+
+
+@contextmanager
+def model_pair_chunks(
+    dataset: Dataset,
+    indices: np.ndarray,
+    vectors: np.ndarray,
+    identities: np.ndarray,
+    embeddings: EmbeddingSet,
+    listed: ResolvedPairs | None,
+    save_scores: Path | None,
+    progress: bool,
+) -> Iterator[Iterator[PairChunk]]:
+    """The pairs one model is scored on: all pairs of the scored images, or the listed ones; with ``save_scores``
+    each chunk is also appended to ``<save_scores>/<model>/scores.parquet``, which appears once all are written."""
+    similarity = embeddings.similarity
+    if listed is not None:
+        chunks = listed_pair_chunks(vectors, listed, similarity)
+    else:
+        chunks = pair_chunks(vectors, identities, similarity, progress, embeddings.model)
+    if save_scores is None:
+        yield chunks
+        return
+    paths = [dataset.relative_path(dataset.records[index]) for index in indices]
+    labels = [dataset.records[index].identity for index in indices]
+    with saving_scores(save_scores / embeddings.model / "scores.parquet", paths, labels, similarity) as write:
+        yield tee_to(chunks, write)

@@ -548,9 +548,8 @@ def _chosen(options: GroupOptions, n_pairs: int) -> str:
         return "n_resamples is 0"
     if options.intervals is not None:
         return "chosen with --intervals"
-    return (
-        f"automatic: {n_pairs:,} pairs, the bootstrap up to {min(STREAMING_MIN_PAIRS, options.max_bootstrap_pairs):,}"
-    )
+    limit = min(STREAMING_MIN_PAIRS, options.max_bootstrap_pairs)
+    return f"automatic: {n_pairs:,} pairs, the bootstrap up to {limit:,}"
 
 
 def _add_identity_statistics(
@@ -624,6 +623,7 @@ def group_report(
     options: GroupOptions | None = None,
     failures: Mapping[str, tuple[int, int]] | None = None,
     group_by: Sequence[str] = (),
+    n_pairs: int | None = None,
 ) -> GroupReport:
     """Group figures of one model from its pairs (``chunks``, e.g. `faceval.scoring.iter_pair_chunks`, whose
     indices refer to the scored images), each scored image's group label and identity code.
@@ -654,7 +654,9 @@ def group_report(
     code_of = {name: code for code, name in enumerate(names)}
     codes = np.array([code_of[str(label)] for label in labels], dtype=np.int64)
     n_images = identities.size
-    n_pairs = n_images * (n_images - 1) // 2
+    # How many pairs will come (all pairs of the images unless a pair list says fewer): it picks the counting state
+    # and the intervals.
+    n_pairs = n_images * (n_images - 1) // 2 if n_pairs is None else int(n_pairs)
     notes: list[str] = []
 
     calibrating = options.calibrate is not None

@@ -27,6 +27,7 @@ from faceval.evaluation import (
 from faceval.extraction import EmbeddingSet, extract_embeddings
 from faceval.groups import GroupOptions, group_labels, load_thresholds
 from faceval.onnx_embedder import available_cores
+from faceval.protocols import ProtocolRequest, evaluate_protocol, load_protocol
 from faceval.results import Result, model_figures, reference_threshold
 from faceval.scoring import Similarity
 from faceval.store import EmbeddingStore
@@ -84,6 +85,7 @@ class EvaluationRequest:
     spec_file: str | Path | None = None
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
     groups: GroupRequest = field(default_factory=GroupRequest)
+    protocol: ProtocolRequest = field(default_factory=ProtocolRequest)
     outputs: OutputOptions = field(default_factory=OutputOptions)
 
 
@@ -184,12 +186,14 @@ def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = N
 
 
 def evaluate_sources(request: EvaluationRequest) -> Result:
-    """Embed the sources with every model (through the store) and evaluate them, writing nothing.
+    """Embed the sources with every model (through the store) and evaluate them, writing nothing (but the
+    ``--save-scores`` Parquet files into ``request.out_dir``).
 
     Everything that can be checked is checked before any image is embedded (the models, group columns,
-    thresholds): a typo should fail in seconds, not after an hour of embedding.
+    thresholds, pair lists and templates): a typo should fail in seconds, not after an hour of embedding.
     """
-    dataset = load_sources(request.sources, request.layout)
+    protocol = load_protocol(request.protocol)
+    dataset, protocol_notes = protocol.restrict(load_sources(request.sources, request.layout))
     specs = model_specs(request.models, request.dlib_options, request.spec_file, request.embedding.jobs)
     embedders = [spec.build() for spec in specs]
     several_folders = len(request.sources) > 1 and request.groups.attribute_csv is None
@@ -206,9 +210,10 @@ def evaluate_sources(request: EvaluationRequest) -> Result:
         dataset, embedding_sets, groups = without_paths(dataset, embedding_sets, groups, excluded)
         source = str(outputs.exclude_csv) if outputs.exclude_csv else "--exclude-duplicates"
         exclusion = {"source": source, "paths": sorted(excluded), "before": before}
-    evaluation = evaluate_embeddings(
-        dataset, embedding_sets, groups, options, group_by, progress=request.embedding.progress
+    evaluation = evaluate_protocol(
+        protocol, dataset, embedding_sets, groups, options, group_by, request.out_dir, request.embedding.progress
     )
+    evaluation.notes[:0] = protocol_notes
     if exclusion is not None:
         exclusion["after"] = figures_to_compare(evaluation)
         evaluation.notes.append(f"{len(excluded)} images left out ({exclusion['source']}); report.html compares")
@@ -266,7 +271,8 @@ def figures_to_compare(evaluation: Evaluation) -> dict[str, dict[str, Any]]:
 
 def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """``labels``, ``vectors`` and the optional arrays (``paths``, ``failed_paths``, ``failed_reasons``,
-    ``similarity``) of an .npz file, validated, with errors that say what is wrong."""
+    ``similarity``; ``roles`` and ``groups`` for ``faceval identify``) of an .npz file, validated, with errors
+    that say what is wrong."""
     path = Path(path)
     try:
         archive = np.load(path, allow_pickle=False)
@@ -282,7 +288,7 @@ def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict
         labels, vectors = archive["labels"], archive["vectors"]
         extras = {
             key: archive[key]
-            for key in ("paths", "failed_paths", "failed_reasons", "similarity")
+            for key in ("paths", "failed_paths", "failed_reasons", "similarity", "roles", "groups")
             if key in archive.files
         }
     if vectors.dtype.kind not in "iuf":
@@ -297,6 +303,16 @@ def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict
     return labels.astype(str), vectors.astype(np.float64), extras
 
 
+def file_similarity(path: Path, metric: str | None, extras: Mapping[str, np.ndarray]) -> Similarity:
+    """How an embeddings file's vectors compare: ``--metric``, else what the file says; both must agree."""
+    stored = str(extras["similarity"]) if "similarity" in extras else None
+    if metric is None and stored is None:
+        raise ValueError(f"{path}: the file does not say how its vectors compare; give --metric euclidean|cosine")
+    if metric is not None and stored is not None and metric != stored:
+        raise ValueError(f"{path}: its vectors are compared by {stored}, not {metric}; drop --metric")
+    return Similarity(metric or stored)
+
+
 def evaluate_vectors(
     vectors: Any,
     labels: Sequence[str],
@@ -309,11 +325,15 @@ def evaluate_vectors(
     failed_reasons: Sequence[str] | None = None,
     groups: GroupRequest | None = None,
     description: Mapping[str, Any] | None = None,
+    protocol: ProtocolRequest | None = None,
+    out_dir: str | Path | None = None,
     progress: bool = False,
 ) -> Result:
     """The figures of vectors made elsewhere, one per labelled image; failures (images without a vector) count in
-    the FTE. ``groups`` sets the target FMR, thresholds and bootstrap (no grouping columns here); ``progress``
-    shows a progress bar while millions of pairs are scored."""
+    the FTE. ``groups`` sets the target FMR, thresholds and bootstrap (no grouping columns here); ``protocol`` a
+    pair list or templates (keys are ``paths``), ``out_dir`` where ``--save-scores`` writes; ``progress`` shows a
+    progress bar while millions of pairs are scored."""
+    chosen = load_protocol(protocol or ProtocolRequest())
     similarity = Similarity(similarity)
     vectors = np.asarray(vectors, dtype=np.float64)
     labels = [str(label) for label in labels]
@@ -331,10 +351,10 @@ def evaluate_vectors(
     description = dict(description or {"name": name, "kind": "embeddings", "similarity": similarity.value})
     embeddings = EmbeddingSet(name, similarity, description, tuple(results))
     request = groups or GroupRequest()
-    evaluation = evaluate_embeddings(
-        dataset, [embeddings], None, group_options(request, {name: similarity}), progress=progress
-    )
-    evaluation.dataset.update(n_identities=len(set(labels)))
+    options = group_options(request, {name: similarity})
+    evaluation = evaluate_protocol(chosen, dataset, [embeddings], None, options, (), out_dir, progress)
+    if chosen.templates is None:
+        evaluation.dataset.update(n_identities=len(set(labels)))
     return Result(evaluation)
 
 
@@ -344,6 +364,7 @@ def metrics_from_embeddings_file(
     out_dir: str | Path,
     command: Iterable[str] | None = None,
     groups: GroupRequest | None = None,
+    protocol: ProtocolRequest | None = None,
     html: bool = True,
     lang: str = "en",
     full_sweep: bool = False,
@@ -356,12 +377,7 @@ def metrics_from_embeddings_file(
     path = Path(path)
     prepare_out_dir(out_dir)
     labels, vectors, extras = load_embeddings_file(path)
-    stored = str(extras["similarity"]) if "similarity" in extras else None
-    if metric is None and stored is None:
-        raise ValueError(f"{path}: the file does not say how its vectors compare; give --metric euclidean|cosine")
-    if metric is not None and stored is not None and metric != stored:
-        raise ValueError(f"{path}: its vectors are compared by {stored}, not {metric}; drop --metric")
-    similarity = Similarity(metric or stored)
+    similarity = file_similarity(path, metric, extras)
     failed_paths = extras.get("failed_paths", np.array([], dtype=str))
     result = evaluate_vectors(
         vectors,
@@ -374,6 +390,8 @@ def metrics_from_embeddings_file(
         failed_reasons=extras["failed_reasons"].tolist() if "failed_reasons" in extras else None,
         groups=groups,
         description={"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value},
+        protocol=protocol,
+        out_dir=out_dir,
         progress=True,
     )
     result.population["root"] = str(path)
