@@ -198,7 +198,22 @@ threshold_options = option_group(
         show_default=True,
         help="Identity-bootstrap resamples for the 95 % intervals (0: no intervals).",
     ),
+    click.option(
+        "--intervals",
+        type=click.Choice(["bootstrap", "streaming", "none"]),
+        help="How the 95 % intervals are made: the exact identity bootstrap (holds every pair), streaming "
+        "identity influences (bounded memory, any number of pairs), or none [default: the bootstrap up to "
+        "5,000,000 pairs, streaming above; metrics.json says which].",
+    ),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap and splits."),
+)
+
+# --full-sweep: every threshold of the score table, beside the readable sweep.csv ('evaluate' and 'metrics').
+full_sweep_option = click.option(
+    "--full-sweep",
+    is_flag=True,
+    help="Also write every threshold of the score table to <model>/sweep_full.npz (sweep.csv keeps the rows "
+    "where a rate changes visibly and every FMR decade).",
 )
 
 
@@ -269,6 +284,7 @@ def _group_request(
     calibrate: float | None,
     threshold_from: Path | None,
     resamples: int,
+    intervals: str | None,
     seed: int,
     group_by: str | None = None,
     attribute_csv: Path | None = None,
@@ -281,6 +297,7 @@ def _group_request(
         calibrate=calibrate,
         threshold_from=threshold_from,
         n_resamples=resamples,
+        intervals=intervals,
         seed=seed,
     )
 
@@ -412,6 +429,7 @@ def _rebuild_cache(rebuild: bool, cache: Path | None, no_cache: bool) -> None:
     is_flag=True,
     help="Leave out the extra copies of exact and near duplicates (every copy when filed under several identities).",
 )
+@full_sweep_option
 def evaluate(
     sources: tuple[Path, ...],
     layout: str,
@@ -434,11 +452,13 @@ def evaluate(
     calibrate: float | None,
     threshold_from: Path | None,
     resamples: int,
+    intervals: str | None,
     seed: int,
     pairs: Path | None,
     templates: Path | None,
     template_pairs: Path | None,
     save_scores: bool,
+    full_sweep: bool,
     no_report: bool,
     lang: str,
     no_audit: bool,
@@ -459,7 +479,7 @@ def evaluate(
         spec_file=spec,
         embedding=EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet),
         groups=_group_request(
-            target_fmr, thresholds, calibrate, threshold_from, resamples, seed, group_by, attribute_csv
+            target_fmr, thresholds, calibrate, threshold_from, resamples, intervals, seed, group_by, attribute_csv
         ),
         protocol=_protocol(pairs, templates, template_pairs, save_scores),
         outputs=OutputOptions(
@@ -468,6 +488,7 @@ def evaluate(
             exclude_duplicates=exclude_duplicates,
             html=not no_report,
             lang=lang,
+            full_sweep=full_sweep,
         ),
     )
     with _reported_errors():
@@ -538,6 +559,7 @@ def embed(
 @threshold_options
 @protocol_options
 @report_options
+@full_sweep_option
 def metrics(
     embeddings: Path,
     metric: str | None,
@@ -547,11 +569,13 @@ def metrics(
     calibrate: float | None,
     threshold_from: Path | None,
     resamples: int,
+    intervals: str | None,
     seed: int,
     pairs: Path | None,
     templates: Path | None,
     template_pairs: Path | None,
     save_scores: bool,
+    full_sweep: bool,
     no_report: bool,
     lang: str,
 ) -> None:
@@ -559,7 +583,7 @@ def metrics(
 
     'faceval embed --out' writes such a file; its failed images count in the FTE.
     """
-    groups = _group_request(target_fmr, thresholds, calibrate, threshold_from, resamples, seed)
+    groups = _group_request(target_fmr, thresholds, calibrate, threshold_from, resamples, intervals, seed)
     with _reported_errors():
         result = metrics_from_embeddings_file(
             embeddings,
@@ -570,6 +594,7 @@ def metrics(
             protocol=_protocol(pairs, templates, template_pairs, save_scores),
             html=not no_report,
             lang=lang,
+            full_sweep=full_sweep,
         )
     print_summary(result, out)
 

@@ -58,6 +58,7 @@ class GroupRequest:
     calibrate: float | None = None
     threshold_from: str | Path | None = None
     n_resamples: int = 1000
+    intervals: str | None = None
     seed: int = 0
 
 
@@ -71,6 +72,7 @@ class OutputOptions:
     exclude_duplicates: bool = False
     html: bool = True
     lang: str = "en"
+    full_sweep: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ def group_options(request: GroupRequest, models: Mapping[str, Similarity]) -> di
             calibrate=request.calibrate,
             threshold_from=None if request.threshold_from is None else load_thresholds(request.threshold_from, model),
             n_resamples=request.n_resamples,
+            intervals=request.intervals,
             seed=request.seed,
         )
         for model, similarity in models.items()
@@ -162,7 +165,13 @@ def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = N
     """Run the whole evaluation and write its files into ``request.out_dir``."""
     with output_folder(request.out_dir):  # first: an unusable or busy folder fails before the embedding
         result = evaluate_sources(request)
-        result.save(request.out_dir, command, html=request.outputs.html, lang=request.outputs.lang)
+        result.save(
+            request.out_dir,
+            command,
+            html=request.outputs.html,
+            lang=request.outputs.lang,
+            full_sweep=request.outputs.full_sweep,
+        )
     return result
 
 
@@ -308,10 +317,12 @@ def evaluate_vectors(
     description: Mapping[str, Any] | None = None,
     protocol: ProtocolRequest | None = None,
     out_dir: str | Path | None = None,
+    progress: bool = False,
 ) -> Result:
     """The figures of vectors made elsewhere, one per labelled image; failures (images without a vector) count in
     the FTE. ``groups`` sets the target FMR, thresholds and bootstrap (no grouping columns here); ``protocol`` a
-    pair list or templates (keys are ``paths``), ``out_dir`` where ``--save-scores`` writes."""
+    pair list or templates (keys are ``paths``), ``out_dir`` where ``--save-scores`` writes; ``progress`` shows a
+    progress bar while millions of pairs are scored."""
     chosen = load_protocol(protocol or ProtocolRequest())
     similarity = Similarity(similarity)
     vectors = np.asarray(vectors, dtype=np.float64)
@@ -331,7 +342,7 @@ def evaluate_vectors(
     embeddings = EmbeddingSet(name, similarity, description, tuple(results))
     request = groups or GroupRequest()
     options = group_options(request, {name: similarity})
-    evaluation = evaluate_protocol(chosen, dataset, [embeddings], None, options, (), out_dir)
+    evaluation = evaluate_protocol(chosen, dataset, [embeddings], None, options, (), out_dir, progress)
     if chosen.templates is None:
         evaluation.dataset.update(n_identities=len(set(labels)))
     return Result(evaluation)
@@ -346,6 +357,7 @@ def metrics_from_embeddings_file(
     protocol: ProtocolRequest | None = None,
     html: bool = True,
     lang: str = "en",
+    full_sweep: bool = False,
 ) -> Result:
     """``faceval metrics``: the same figures from embeddings made elsewhere; the model is named after the file.
 
@@ -372,7 +384,8 @@ def metrics_from_embeddings_file(
             description={"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value},
             protocol=protocol,
             out_dir=out_dir,
+            progress=True,
         )
         result.population["root"] = str(path)
-        result.save(out_dir, command, html=html, lang=lang)
+        result.save(out_dir, command, html=html, lang=lang, full_sweep=full_sweep)
     return result
