@@ -138,3 +138,60 @@ def test_save_scores_writes_every_pair_and_reads_back(tmp_path):
     first = json.loads((out / "metrics.json").read_text())["models"]["emb"]
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())["models"]["scores"]
     assert again["auc"] == first["auc"] and again["eer"]["value"] == first["eer"]["value"]
+
+
+def test_files_above_the_exact_limit_count_on_a_lattice_spanning_their_scores(tmp_path, monkeypatch):
+    """As `faceval metrics` does for pairs: exact up to EXACT_MAX_PAIRS lines, a lattice of fixed memory above,
+    here over a range (about -40..1e5) no default lattice covers; metrics.json says which, figures are checked
+    against brute force (FMR, FNMR at every lattice threshold) and scikit-learn (AUC within its bracket)."""
+    rng = np.random.default_rng(9)
+    n = 4000
+    genuine = rng.random(n) < 0.2
+    scores = np.round(np.where(genuine, 150.0, 100.0) + 40.0 * rng.normal(size=n), 5)
+    # One far score widens the range to ~1e5, so a cell (2^-5 wide) holds several scores of both labels.
+    scores[0], genuine[0] = 1e5, True
+    path = tmp_path / "wide.csv"
+    with open(path, "w") as handle:
+        handle.write("score,genuine,site\n")
+        handle.writelines(f"{float(s)!r},{int(g)},{'AB'[k % 2]}\n" for k, (s, g) in enumerate(zip(scores, genuine)))
+    monkeypatch.setattr(score_files, "_BLOCK_BYTES", 8192)
+    monkeypatch.setattr("faceval.lattice.EXACT_MAX_PAIRS", n - 1)
+    counts = read_score_file(path, group_by=["site"])
+    assert counts.n_lines == n and counts.lattice is not None
+    lattice = counts.lattice
+    assert lattice.low <= scores.min() and lattice.high >= scores.max()
+    assert (lattice.high - lattice.low) * 2.0**lattice.bits <= 2**22 + 1
+    table, groups = counts.tables()
+    assert table.thresholds.size < np.unique(scores).size
+    for threshold, accepted_genuine, accepted_impostor in zip(
+        table.thresholds, table.genuine_accepted, table.impostor_accepted, strict=True
+    ):
+        assert accepted_genuine == np.count_nonzero(genuine & (scores >= threshold))
+        assert accepted_impostor == np.count_nonzero(~genuine & (scores >= threshold))
+    rows = np.arange(n) % 2 == 1
+    assert groups["B"].n_genuine + groups["B"].n_impostor == rows.sum()
+    assert groups["B"].genuine_accepted[-1] == np.count_nonzero(genuine[rows])
+
+    out = tmp_path / "out"
+    code, output = run_cli("scores", str(path), "--out", str(out), "--no-report")
+    assert code == 0, output
+    model = json.loads((out / "metrics.json").read_text())["models"]["wide"]
+    assert model["resolution"]["kind"] == "absolute lattice"
+    bracket = model["resolution"]["auc_bracket"]
+    assert 0 < bracket < 1e-2
+    assert abs(model["auc"] - roc_auc_score(genuine, scores)) <= bracket + 1e-12
+
+    # At the limit itself the counts stay exact, one threshold per distinct score.
+    monkeypatch.setattr("faceval.lattice.EXACT_MAX_PAIRS", n)
+    exact = read_score_file(path)
+    assert exact.lattice is None and exact.tables()[0].thresholds.size == np.unique(scores).size
+
+
+@pytest.mark.parametrize("text", ["a a p1 0.5\nb a p2 0.25\n", "a a p1 0.5\nb a p2 0.25", "a a p1 0.5\n\nb a p2 0.2\n"])
+def test_count_lines_matches_the_rows_read(tmp_path, text):
+    path = tmp_path / "scores.txt"
+    path.write_text(text)
+    expected = text.rstrip("\n").count("\n") + 1
+    assert score_files.count_lines(path, "bob4") == expected
+    (tmp_path / "scores.csv").write_text("score,genuine\n" + "0.5,1\n" * 7)
+    assert score_files.count_lines(tmp_path / "scores.csv", "csv") == 7

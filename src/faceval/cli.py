@@ -631,7 +631,8 @@ def scores(
 ) -> None:
     """Every figure, plot and the report from SCORE_FILE, scores made by another system.
 
-    Millions of lines are read in blocks: memory grows with the number of distinct scores, not with the file.
+    Millions of lines are read in blocks, never whole: up to 5,000,000 lines counted exactly (memory for the
+    distinct scores), more on a lattice spanning the file's scores (fixed memory; metrics.json states it).
     """
     columns = tuple(column.strip() for column in (group_by or "").split(",") if column.strip())
     with _reported_errors(), output_folder(out):

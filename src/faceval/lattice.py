@@ -28,6 +28,7 @@ Two lattices: `Lattice.absolute` (cosine similarities in [-1, 1]: cells of one w
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -72,9 +73,24 @@ class Lattice:
     @classmethod
     def absolute(cls, bits: int = ABSOLUTE_BITS, low: float = -1.0, high: float = 1.0) -> Lattice:
         """Cells of width ``2^-bits`` over ``[low, high]`` (cosine similarities: ``[-1, 1]``)."""
-        if not 1 <= bits <= 40 or not low < high:
-            raise ValueError(f"absolute lattice needs 1 <= bits <= 40 and low < high, got {bits}, [{low}, {high}]")
+        if not -40 <= bits <= 40 or not low < high:
+            raise ValueError(f"absolute lattice needs -40 <= bits <= 40 and low < high, got {bits}, [{low}, {high}]")
         return cls("absolute", bits, float(low), float(high))
+
+    @classmethod
+    def spanning(cls, low: float, high: float) -> Lattice:
+        """An absolute lattice for scores of any units in ``[low, high]``: as many cells as the cosine default has
+        over ``[-1, 1]`` (at most ``2^(ABSOLUTE_BITS + 1)``, one more at the edge), of a power-of-two width, the
+        lowest edge on that width's grid (score files, whose range is only known from the scores).
+
+        >>> lattice = Lattice.spanning(-3.5, 250.0)
+        >>> lattice.bits, lattice.low, lattice.high
+        (14, -3.5, 250.0)
+        """
+        width = max(float(high) - float(low), 2.0**-40)
+        bits = min(40, ABSOLUTE_BITS + 1 - math.ceil(math.log2(width)))
+        lowest_edge = math.floor(low * 2.0**bits) * 2.0**-bits
+        return cls.absolute(bits, lowest_edge, max(float(high), lowest_edge + 2.0**-bits))
 
     @classmethod
     def relative(cls, bits: int = RELATIVE_BITS) -> Lattice:

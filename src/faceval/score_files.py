@@ -1,7 +1,9 @@
 """Scores as files, both ways: figures from another system's score file, and every scored pair saved as Parquet.
 
-Read (`read_score_file`), streamed in blocks with pyarrow so that millions of lines need memory for the distinct
-scores only (`faceval.metrics.ScoreCounts`), never for the text:
+Read (`read_score_file`), streamed in blocks with pyarrow so that memory never holds the text: up to
+`faceval.lattice.EXACT_MAX_PAIRS` lines into exact per-distinct-score counts (`faceval.metrics.ScoreCounts`), above
+that into counts of fixed memory on a lattice spanning the file's scores (`faceval.lattice.Lattice.spanning`, found
+by a first pass over the file), as ``faceval metrics`` chooses for its pairs:
 
 - ``bob4``: bob.measure's 4-column text file ``claimed_id real_id test_label score``,
 - ``bob5``: the 5-column one ``claimed_id model_label real_id test_label score``; in both a line is genuine when
@@ -22,6 +24,7 @@ import contextlib
 import csv
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ from tqdm import tqdm
 
 from faceval.datasets import DatasetError
 from faceval.evaluation import Evaluation, ModelResult
+from faceval.lattice import Lattice, LatticeCounts, lattice_for
 from faceval.metrics import ScoreCounts, ScoreTable
 from faceval.pair_lists import FALSE_LABELS, TRUE_LABELS
 from faceval.results import Result, model_figures
@@ -55,14 +59,24 @@ class ScoreFileError(DatasetError):
 
 @dataclass
 class ScoreFileCounts:
-    """Exact per-score counts of a whole score file, overall and per group (when group columns are given)."""
+    """The counts of a whole score file, overall and per group (when group columns are given): exact per distinct
+    score, or on ``lattice`` (its cells hold the pairs) for files of more than `faceval.lattice.EXACT_MAX_PAIRS`
+    lines."""
 
     source: Path
     format: str
     similarity: Similarity
-    overall: ScoreCounts = field(default_factory=ScoreCounts)
-    groups: dict[str, ScoreCounts] = field(default_factory=dict)
+    lattice: Lattice | None = None
+    overall: ScoreCounts | LatticeCounts = field(init=False)
+    groups: dict[str, ScoreCounts | LatticeCounts] = field(default_factory=dict)
     n_lines: int = 0
+
+    def __post_init__(self) -> None:
+        self.overall = self.new_counts()
+
+    def new_counts(self) -> ScoreCounts | LatticeCounts:
+        """An empty counting state of this file's kind (exact, or on its lattice)."""
+        return ScoreCounts() if self.lattice is None else LatticeCounts(self.lattice)
 
     def tables(self) -> tuple[ScoreTable, dict[str, ScoreTable]]:
         return self.overall.compute(), {name: counts.compute() for name, counts in sorted(self.groups.items())}
@@ -187,6 +201,39 @@ def _parquet_batches(path: Path, group_by: Sequence[str]) -> Iterator[tuple[pa.R
         first_row += batch.num_rows
 
 
+def count_lines(path: Path, file_format: str) -> int:
+    """The number of score lines (rows) of a file, without parsing it: newlines counted in blocks (a header
+    aside), or the row count a Parquet footer states."""
+    if file_format == "parquet":
+        try:
+            return pq.ParquetFile(path).metadata.num_rows
+        except (pa.ArrowInvalid, OSError) as error:
+            raise ScoreFileError(f"{path}: not a readable Parquet file ({error})") from None
+    lines, last = 0, b"\n"
+    with open(path, "rb") as handle:
+        for block in iter(partial(handle.read, 16 * _BLOCK_BYTES), b""):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    lines += last != b"\n"  # a last line without its newline is a line too
+    return lines - (file_format == "csv")
+
+
+def _batches(path: Path, file_format: str, group_by: Sequence[str]) -> Iterator[tuple[pa.RecordBatch, int]]:
+    if file_format == "parquet":
+        return _parquet_batches(path, group_by)
+    return _csv_batches(path, file_format, group_by)
+
+
+def _score_range(path: Path, file_format: str, similarity: Similarity) -> tuple[float, float]:
+    """The lowest and highest score of a file (larger = more alike), by a first pass over it."""
+    low, high = np.inf, -np.inf
+    for batch, first_line in _batches(path, file_format, ()):
+        scores = similarity.from_model_units(_to_float(batch.column("score"), path, first_line))
+        if scores.size:
+            low, high = min(low, float(scores.min())), max(high, float(scores.max()))
+    return low, high
+
+
 def stored_similarity(path: Path) -> Similarity | None:
     """How the scores of a Parquet file written by `saving_scores` compare, else None."""
     if path.suffix.lower() != ".parquet":
@@ -205,7 +252,8 @@ def read_score_file(
     group_by: Sequence[str] = (),
     progress: bool = False,
 ) -> ScoreFileCounts:
-    """Stream a score file into exact counts (overall and per group of ``group_by`` columns; CSV/Parquet only).
+    """Stream a score file into counts (overall and per group of ``group_by`` columns; CSV/Parquet only): exact
+    per distinct score up to `faceval.lattice.EXACT_MAX_PAIRS` lines, else on a lattice spanning its scores.
 
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "scores.txt"
@@ -223,12 +271,16 @@ def read_score_file(
     if group_by and file_format in BOB_COLUMNS:
         raise ScoreFileError(f"{path}: bob score files have no group columns; use a CSV for --group-by")
     similarity = Similarity.COSINE if higher_is_better else Similarity.EUCLIDEAN
-    result = ScoreFileCounts(path, file_format, similarity)
-    batches = (
-        _parquet_batches(path, group_by) if file_format == "parquet" else _csv_batches(path, file_format, group_by)
+    n_lines = count_lines(path, file_format)
+    # The same choice as for scored pairs; a file's scores have no known range, so its lattice spans them.
+    lattice = (
+        None
+        if lattice_for(similarity, n_lines) is None
+        else Lattice.spanning(*_score_range(path, file_format, similarity))
     )
-    bar = tqdm(desc=f"reading {path.name}", unit="line", unit_scale=True, disable=not progress)
-    for batch, first_line in batches:
+    result = ScoreFileCounts(path, file_format, similarity, lattice)
+    bar = tqdm(desc=f"reading {path.name}", total=n_lines, unit="line", unit_scale=True, disable=not progress)
+    for batch, first_line in _batches(path, file_format, group_by):
         bar.update(batch.num_rows)
         scores = similarity.from_model_units(_to_float(batch.column("score"), path, first_line))
         if file_format in BOB_COLUMNS:
@@ -244,7 +296,9 @@ def read_score_file(
             names, codes = np.unique(keys.astype(str), return_inverse=True)
             for code, name in enumerate(names.tolist()):
                 rows = codes == code
-                result.groups.setdefault(name, ScoreCounts()).update(scores[rows], genuine[rows])
+                if name not in result.groups:
+                    result.groups[name] = result.new_counts()
+                result.groups[name].update(scores[rows], genuine[rows])
     bar.close()
     if result.n_lines == 0:
         raise ScoreFileError(f"{path}: no scores in the file")
