@@ -153,7 +153,9 @@ def test_files_above_the_exact_limit_count_on_a_lattice_spanning_their_scores(tm
     path = tmp_path / "wide.csv"
     with open(path, "w") as handle:
         handle.write("score,genuine,site\n")
-        handle.writelines(f"{float(s)!r},{int(g)},{'AB'[k % 2]}\n" for k, (s, g) in enumerate(zip(scores, genuine)))
+        handle.writelines(
+            f"{float(s)!r},{int(g)},{'AB'[k % 2]}\n" for k, (s, g) in enumerate(zip(scores, genuine, strict=True))
+        )
     monkeypatch.setattr(score_files, "_BLOCK_BYTES", 8192)
     monkeypatch.setattr("faceval.lattice.EXACT_MAX_PAIRS", n - 1)
     counts = read_score_file(path, group_by=["site"])
