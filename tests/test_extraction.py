@@ -417,3 +417,62 @@ def test_an_embedder_that_cannot_reach_workers(faces, embedder):
     few = Dataset(dataset.root, dataset.layout, dataset.records[:2])
     assert extract_embeddings(few, unpicklable, progress=False).n_failed == 0  # the default runs it here
     assert unpicklable.calls == 2
+
+
+ENVIRONMENT_RUNNER = textwrap.dedent(
+    """
+    import multiprocessing.forkserver, os, sys
+    import numpy as np
+    from faceval.datasets import load_dataset
+    from faceval.embedders import EmbeddingResult
+    from faceval.extraction import extract_embeddings
+    from faceval.scoring import Similarity
+
+
+    class Marked:
+        \"\"\"Embeds every image as the number in $FACEVAL_TEST_MARK when it was built: rebuilt as a worker
+        unpickles it, as embedders find their model files.\"\"\"
+
+        name, similarity = "marked", Similarity.EUCLIDEAN
+
+        def __init__(self):
+            self.mark = float(os.environ["FACEVAL_TEST_MARK"])
+
+        def __reduce__(self):
+            return Marked, ()
+
+        def describe(self):
+            return {"name": self.name}
+
+        def fingerprint(self):
+            return self.name
+
+        def embed_batch(self, images):
+            return [EmbeddingResult(np.array([self.mark, float(os.environ["FACEVAL_TEST_MARK"])])) for _ in images]
+
+
+    if __name__ == "__main__":
+        os.environ["FACEVAL_TEST_MARK"] = "1"
+        multiprocessing.forkserver.ensure_running()  # as an earlier run in this process (a notebook, a test) left it
+        os.environ["FACEVAL_TEST_MARK"] = "2"  # e.g. FACEVAL_MODELS_DIR set after that run
+        result = extract_embeddings(load_dataset(sys.argv[1]), Marked(), jobs=2, progress=False)
+        print(sorted({tuple(outcome.vector.tolist()) for outcome in result.results}))
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the fork server is POSIX only")
+def test_workers_see_the_environment_of_now_not_the_fork_servers(tmp_path):
+    """The fork server keeps the environment it started with; workers must see the parent's at the time of the
+    run, as model files are found through it ($FACEVAL_MODELS_DIR)."""
+    for identity in ("a", "b"):
+        (tmp_path / "faces" / identity).mkdir(parents=True)
+        for k in range(2):
+            Image.new("RGB", (8, 8), (40 * k, 0, 0)).save(tmp_path / "faces" / identity / f"{k}.png")
+    script = tmp_path / "environment_runner.py"
+    script.write_text(ENVIRONMENT_RUNNER)
+    output = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "faces")], capture_output=True, text=True, timeout=120
+    )
+    assert output.returncode == 0, output.stderr
+    assert output.stdout.strip() == "[(2.0, 2.0)]"  # as built (unpickled) and as embedding

@@ -15,6 +15,7 @@ import importlib.machinery
 import itertools
 import multiprocessing
 import multiprocessing.forkserver
+import os
 import pickle
 import signal
 import sys
@@ -137,7 +138,14 @@ def embed_record(embedder: Embedder, record: ImageRecord) -> EmbeddingResult:
 _worker_embedder: Embedder | None = None
 
 
-def _start_worker(recipe: ModelSpec | Embedder) -> None:
+def _start_worker(pickled_recipe: bytes, environment: dict[str, str]) -> None:
+    # A worker is forked from the fork server, which keeps the environment of its start (an earlier run in this
+    # process): take the parent's of now, as a spawned worker would, so that what the parent set since (such as
+    # FACEVAL_MODELS_DIR, where model files are found) holds here too. Only then is the recipe unpickled, since
+    # an embedder rebuilds itself, finding its model files, as it is unpickled.
+    os.environ.clear()
+    os.environ.update(environment)
+    recipe: ModelSpec | Embedder = pickle.loads(pickled_recipe)
     # Ctrl-C, a closed terminal (SIGHUP) and a scheduler's SIGTERM reach every process of the group: the parent
     # alone decides what happens, and stops the workers itself (with SIGKILL).
     for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # SIGHUP is POSIX only
@@ -283,7 +291,7 @@ class _Run:
             jobs,
             mp_context=multiprocessing.get_context(_START_METHOD),
             initializer=_start_worker,
-            initargs=(recipe,),
+            initargs=(pickle.dumps(recipe), dict(os.environ)),
         )
         pending: dict[Future[list[_Outcome]], list[_Task]] = {}
         try:

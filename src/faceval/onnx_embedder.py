@@ -253,6 +253,7 @@ class OnnxEmbedder:
         self.model_path = Path(model_path)
         self.threads = threads or available_cores()
         self._detector_path = detector_path
+        self._landmarks_file: Path | None = None
         if not self.model_path.is_file():
             raise ModelError(f"model {self.name!r}: file not found: {self.model_path}")
         self.model_sha256 = sha256_file_cached(self.model_path)
@@ -281,7 +282,7 @@ class OnnxEmbedder:
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # ONNX Runtime sessions cannot be pickled: a process-pool worker rebuilds (and re-checks) the model.
         rebuild = functools.partial(
-            OnnxEmbedder, threads=self.threads, batch_size=self.batch_size, detector_path=self._detector_path
+            OnnxEmbedder, threads=self.threads, batch_size=self.batch_size, detector_path=self._landmarks_file
         )
         return rebuild, (self.model_path, self.spec)
 
@@ -346,6 +347,8 @@ class OnnxEmbedder:
         if spec.landmarks == "none":
             return None
         path = locate_model("yunet" if spec.landmarks == "yunet" else "dlib-landmarks-5", self._detector_path)
+        # A copy made by unpickling (a worker) loads this very file, whatever its environment would find.
+        self._landmarks_file = path
         try:
             if spec.landmarks == "yunet":
                 return YuNetLandmarks(path, spec.yunet_score_threshold, spec.yunet_nms_threshold, spec.yunet_top_k)
