@@ -195,6 +195,26 @@ def test_blocks_and_threads_do_not_change_the_figures(monkeypatch):
         np.testing.assert_array_equal(getattr(whole, name), getattr(blocked, name))
 
 
+def test_the_identity_pair_table_gives_the_figures_of_two_gathers():
+    """Few identities: impostor weights come from one gather in the table of identity-pair products; the figures
+    are those of the two gathers and product (each pair's identities' multiplicities), to the last bit."""
+    identity, matrix, first, second = tied_set(401, n_identities=9, max_images=8)
+    pairs = pairs_of(identity, matrix, first, second)
+    assert pairs._impostor_cell is not None  # 81 cells, more impostor pairs than that
+    # Extra columns beyond the identities, as callers may pass, must be ignored by the table too.
+    multiplicities = np.hstack(
+        [identity_multiplicities(np.zeros(9, dtype=np.int64), n_resamples=40, seed=2), np.full((40, 2), 3, np.int32)]
+    )
+    table = pairs.resampled_figures(multiplicities, FARS, [0.25, 0.5], workers=1)
+    pairs._impostor_cell = None
+    gathered = pairs.resampled_figures(multiplicities, FARS, [0.25, 0.5], workers=1)
+    for name in ("auc", "eer", "tar", "fmr", "fnmr"):
+        np.testing.assert_array_equal(getattr(table, name), getattr(gathered, name))
+    # Many identities (a table larger than the stream): the gathers.
+    identity, matrix, first, second = tied_set(402, n_identities=40, max_images=1)
+    assert pairs_of(identity, matrix, first, second)._impostor_cell is None
+
+
 def test_undefined_resamples_are_nan_and_left_out_of_intervals():
     pairs = SortedPairs([0.9, 0.4, 0.3], [True, False, True], [0, 0, 1], [0, 1, 1])
     figures = pairs.resampled_figures(np.array([[1, 1], [2, 0], [0, 2]]), (0.5,), (0.35,))

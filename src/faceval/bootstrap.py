@@ -268,6 +268,15 @@ class SortedPairs:
         self.impostor_scores = scores[impostor_index]
         self.impostor_first = first[impostor_index]
         self.impostor_second = second[impostor_index]
+        # With few identities (the table of identity-pair products no larger than the impostor stream), each
+        # impostor pair's weight is one gather from that table, at its cell: many times faster than two gathers
+        # and a product, and the same integers.
+        n_cells = self.n_identities * self.n_identities
+        self._impostor_cell = (
+            self.impostor_first * self.n_identities + self.impostor_second
+            if 0 < n_cells <= self.impostor_first.size
+            else None
+        )
         del first, second, genuine_index, impostor_index
         # Levels: +inf (nothing accepted), then every distinct score; pairs accepted at each level.
         levels = np.unique(scores)[::-1]
@@ -324,8 +333,13 @@ class SortedPairs:
         def run(start: int) -> None:
             part = multiplicities[start : start + block]
             genuine_weights = np.take(part, self.genuine_identity, axis=1)
-            impostor_weights = np.take(part, self.impostor_first, axis=1)
-            impostor_weights *= np.take(part, self.impostor_second, axis=1)
+            if self._impostor_cell is not None:
+                own = part[:, : self.n_identities]
+                products = (own[:, :, None] * own[:, None, :]).reshape(part.shape[0], -1)
+                impostor_weights = np.take(products, self._impostor_cell, axis=1)
+            else:
+                impostor_weights = np.take(part, self.impostor_first, axis=1)
+                impostor_weights *= np.take(part, self.impostor_second, axis=1)
             self._fill(result, slice(start, start + part.shape[0]), genuine_weights, impostor_weights)
 
         starts = range(0, rows, block)
