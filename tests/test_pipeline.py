@@ -6,6 +6,8 @@ import csv
 import json
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -236,3 +238,12 @@ def test_one_identity_and_single_image_identities_are_explained(tmp_path):
 def test_missing_or_empty_dataset_is_a_clear_error(tmp_path, make, message):
     code, output = run_cli("evaluate", str(make(tmp_path)), "--out", str(tmp_path / "out"))
     assert code == 1 and message in output
+
+
+def test_the_cli_leaves_other_commands_modules_unimported():
+    """`faceval metrics` on a few hundred images takes about a second: the CLI imports identification and the demo
+    only in their commands."""
+    code = "import sys, faceval.cli; print(sorted(m for m in ('faceval.identify', 'faceval.identify_report', "
+    code += "'faceval.demo') if m in sys.modules))"
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"

@@ -16,14 +16,11 @@ import click
 from faceval import __version__
 from faceval.atomic import output_folder
 from faceval.audit import audit_embeddings, audit_summary_lines, write_audit
-from faceval.demo import CITATION, prepare_demo_data
 from faceval.errors import FacevalError
 from faceval.extraction import save_embeddings_npz
 from faceval.gallery import RoleOptions
 from faceval.html_report import LANGUAGES
 from faceval.identification import DEFAULT_TARGET_FPIR
-from faceval.identify import IdentifyRequest, SearchOptions, identify_from_embeddings_file, run_identification
-from faceval.identify_report import identification_summary_lines, write_identification
 from faceval.model_files import list_models
 from faceval.pipeline import (
     EmbeddingOptions,
@@ -788,6 +785,10 @@ def identify(
     images per identity into the gallery, --nonmated F of the identities kept out (their searches give FPIR).
     Thresholds are reported in the model's units; roles.csv repeats the same roles (--manifest roles.csv).
     """
+    # Imported here: every other command (faceval metrics on a few hundred images above all) spares their import.
+    from faceval.identify import IdentifyRequest, SearchOptions, identify_from_embeddings_file, run_identification
+    from faceval.identify_report import identification_summary_lines, write_identification
+
     with _reported_errors(), output_folder(out):
         _rebuild_cache(rebuild_cache, cache, no_cache)
         search_options = SearchOptions(
@@ -835,6 +836,8 @@ def identify(
 @report_options
 def demo(data: Path | None, out: Path, quiet: bool, no_report: bool, lang: str) -> None:
     """Download (once, checksum-verified) the public AT&T faces and evaluate dlib on them."""
+    from faceval.demo import CITATION, prepare_demo_data
+
     with _reported_errors():
         folder = prepare_demo_data(data, progress=not quiet)
         click.echo(f"demo data: {folder} (AT&T Database of Faces; cite {CITATION})")
