@@ -277,6 +277,9 @@ class SortedPairs:
             if 0 < n_cells <= self.impostor_first.size
             else None
         )
+        self._impostors_per_cell = (
+            None if self._impostor_cell is None else np.bincount(self._impostor_cell, minlength=n_cells)
+        )
         del first, second, genuine_index, impostor_index
         # Levels: +inf (nothing accepted), then every distinct score; pairs accepted at each level.
         levels = np.unique(scores)[::-1]
@@ -337,10 +340,14 @@ class SortedPairs:
                 own = part[:, : self.n_identities]
                 products = (own[:, :, None] * own[:, None, :]).reshape(part.shape[0], -1)
                 impostor_weights = np.take(products, self._impostor_cell, axis=1)
+                # Each cell's product times its number of impostor pairs: the total without a pass over them.
+                impostor_total = products.astype(np.int64) @ self._impostors_per_cell
             else:
                 impostor_weights = np.take(part, self.impostor_first, axis=1)
                 impostor_weights *= np.take(part, self.impostor_second, axis=1)
-            self._fill(result, slice(start, start + part.shape[0]), genuine_weights, impostor_weights)
+                impostor_total = impostor_weights.sum(axis=1, dtype=np.int64)
+            rows = slice(start, start + part.shape[0])
+            self._fill(result, rows, genuine_weights, impostor_weights, impostor_total)
 
         starts = range(0, rows, block)
         workers = workers or min(4, os.cpu_count() or 1)
@@ -353,14 +360,19 @@ class SortedPairs:
         return result
 
     def _fill(
-        self, result: ResampledFigures, rows: slice, genuine_weights: np.ndarray, impostor_weights: np.ndarray
+        self,
+        result: ResampledFigures,
+        rows: slice,
+        genuine_weights: np.ndarray,
+        impostor_weights: np.ndarray,
+        impostor_total: np.ndarray,
     ) -> None:
-        """Every figure of one block of weight rows, written into ``result[rows]``."""
+        """Every figure of one block of weight rows (``impostor_total``: each row's impostor weight summed),
+        written into ``result[rows]``."""
         count = genuine_weights.shape[0]
         # Cumulative weights with a leading 0: column p is the weight of the first p pairs of the stream.
         genuine_cum = np.zeros((count, self.n_genuine + 1), dtype=np.int64)
         np.cumsum(genuine_weights, axis=1, out=genuine_cum[:, 1:])
-        impostor_total = impostor_weights.sum(axis=1, dtype=np.int64)
         cum_dtype = np.int32 if impostor_total.max(initial=0) < 2**31 else np.int64
         impostor_cum = np.zeros((count, self.n_impostor + 1), dtype=cum_dtype)
         np.cumsum(impostor_weights, axis=1, out=impostor_cum[:, 1:])
@@ -380,8 +392,9 @@ class SortedPairs:
             return
         # The block's rows with both kinds of weight; the others keep NaN.
         live = np.flatnonzero(both)
-        genuine_cum, impostor_cum = genuine_cum[live], impostor_cum[live]
-        genuine_total, impostor_total = genuine_total[live], impostor_total[live]
+        if live.size < count:  # a copy of the cumulative weights, only when some rows must go
+            genuine_cum, impostor_cum = genuine_cum[live], impostor_cum[live]
+            genuine_total, impostor_total = genuine_total[live], impostor_total[live]
         every = np.arange(live.size)
         target = np.arange(rows.start, rows.start + count)[live]
 
