@@ -22,8 +22,11 @@ multiplicities of a resample, the figures of the literally rebuilt pairs.
 
 Speed: the pairs are sorted once (`SortedPairs`); a block of resamples is a matrix of weights (resamples x
 pairs, about ``_BLOCK_ELEMENTS`` at a time to bound memory) whose cumulative sums give every figure, with
-binary searches for the EER and TAR@FAR. Blocks run on a few threads (numpy releases the GIL). 1,000
-resamples of 500,000 pairs take seconds.
+binary searches for the EER and TAR@FAR. With few identities (``n^2`` identity pairs no more than the
+impostor pairs) each impostor pair's weight ``m_k m_l`` is one gather from the block's table of identity-pair
+products, and each row's total impostor weight that table times the number of impostor pairs per identity pair,
+instead of two gathers, a product and a sum over the stream. Blocks run on a few threads (numpy releases the GIL).
+1,000 resamples of 355,000 pairs of 85 identities take about 0.3 s on two threads.
 
 >>> import numpy as np
 >>> pairs = SortedPairs([0.9, 0.4, 0.3], [True, False, True], [0, 0, 1], [0, 1, 1])
