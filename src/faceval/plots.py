@@ -328,6 +328,7 @@ def plot_group_histograms(
 
 def plot_cmc(curves: dict[str, np.ndarray], path: Path, title: str = "CMC") -> Path:
     """Cumulative match characteristic: identification rate against rank (1, 2, ...), one curve per model."""
+    plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6.4, 4.8))
     for label, rates in curves.items():
         ranks = np.arange(1, len(rates) + 1)
@@ -343,6 +344,7 @@ def plot_fnir_fpir(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path,
 
     ``curves`` maps a label to ``(fpir, fnir)``; points with FPIR 0 cannot be drawn on the log axis.
     """
+    plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6.4, 4.8))
     for label, (fpir, fnir) in curves.items():
         fpir, fnir = _thin(np.asarray(fpir), np.asarray(fnir))
@@ -362,6 +364,7 @@ def plot_group_figures(
     title: str,
 ) -> Path:
     """One panel per figure (e.g. rank-1, FNIR, FPIR), one row per group: the value and its interval bar."""
+    plt = _pyplot()
     figure, grid = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 0.45 * len(names) + 2.0), sharey=True,
                                 squeeze=False)  # fmt: skip
     positions = np.arange(len(names))
@@ -385,6 +388,7 @@ def plot_group_figures(
 
 def plot_fpir_by_gallery_size(sizes: np.ndarray, fpir: dict[str, np.ndarray], path: Path, title: str) -> Path:
     """FPIR at one threshold against the number of gallery identities (log scale), one line per group."""
+    plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6.4, 4.8))
     for label, values in fpir.items():
         axes.plot(sizes, values, marker="o", markersize=3, label=label, linewidth=1.5)
