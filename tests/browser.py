@@ -8,9 +8,12 @@ keeps a full-page screenshot. Run as a script to screenshot a report:
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -91,6 +94,7 @@ def _start(executable: str, profile: str) -> tuple[subprocess.Popen[str], str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its renderer and helper processes share the group, to be stopped together
     )
     assert process.stderr is not None
     deadline = time.monotonic() + 60
@@ -102,8 +106,23 @@ def _start(executable: str, profile: str) -> tuple[subprocess.Popen[str], str]:
             return process, port
         if not line and process.poll() is not None:
             break
-    process.kill()
+    _stop(process)
     raise RuntimeError("chromium did not start its DevTools endpoint")
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    """Kill Chromium and every helper process it started, and wait until they are gone: a helper still writing
+    into the profile folder would make its removal fail."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 def inspect_page(path: Path, screenshot: Path, width: int = 1000, height: int = 900) -> PageReport:
@@ -144,8 +163,7 @@ def inspect_page(path: Path, screenshot: Path, width: int = 1000, height: int = 
             ]
             tools.socket.close()
         finally:
-            process.kill()
-            process.wait()
+            _stop(process)
     return PageReport(**facts, errors=errors)
 
 
