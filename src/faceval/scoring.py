@@ -233,7 +233,7 @@ def tile_ranges(n: int, pairs_per_range: int) -> list[tuple[int, int]]:
     ``pairs_per_range`` pairs (at least one tile): shares for `iter_pair_chunks`'s ``pair_range``.
 
     >>> tile_rows(3000), tile_ranges(3000, 1_500_000)[:2]
-    (349, [(0, 1850049), (1850049, 3212894)])
+    (349, [(0, 1850049), (1850049, 3711615)])
     """
     total = n * (n - 1) // 2
     rows = tile_rows(n)
