@@ -6,13 +6,14 @@ own failures are reported beside its figures, never hidden by dropping pairs sil
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from faceval.accumulators import ChunkFeed, PairFeed, update_counts
 from faceval.comparison import ModelComparison, compare_model_vectors
 from faceval.datasets import Dataset
 from faceval.extraction import EmbeddingSet
@@ -65,14 +66,28 @@ def pair_chunks(
             bar.update(len(chunk))
 
 
-def score_pairs(
+def local_pairs(
     vectors: np.ndarray, identities: np.ndarray, similarity: Similarity, progress: bool = False, label: str = ""
+) -> PairFeed:
+    """The pairs scored in this process (`pair_chunks`), as a `PairFeed`."""
+    return ChunkFeed(pair_chunks(vectors, identities, similarity, progress, label))
+
+
+# Makes the PairFeed of one model's vectors: local_pairs, or a Dask cluster's or a GPU's (faceval.engine).
+PairFeedFactory = Callable[[np.ndarray, np.ndarray, Similarity, bool, str], PairFeed]
+
+
+def score_pairs(
+    vectors: np.ndarray,
+    identities: np.ndarray,
+    similarity: Similarity,
+    progress: bool = False,
+    label: str = "",
+    pair_feed: PairFeedFactory = local_pairs,
 ) -> ScoreTable:
     """Exact per-score genuine/impostor counts over all pairs of ``vectors``, streamed in bounded chunks."""
-    counts = ScoreCounts()
-    for chunk in pair_chunks(vectors, identities, similarity, progress, label):
-        counts.update(chunk.scores, chunk.genuine)
-    return counts.compute()
+    feed = pair_feed(vectors, identities, similarity, progress, label)
+    return feed.accumulate(ScoreCounts, update_counts).compute()
 
 
 def pair_counts(identities: np.ndarray) -> tuple[int, int]:
@@ -119,8 +134,12 @@ def evaluate_embeddings(
     group_options: Mapping[str, GroupOptions] | None = None,
     group_by: Sequence[str] = (),
     progress: bool = False,
+    pair_feed: PairFeedFactory = local_pairs,
 ) -> Evaluation:
     """Score every model on the pairs of images that all of them embedded.
+
+    ``pair_feed`` says where the pairs are scored and counted (`local_pairs`: in this process); every feed
+    gives the same counts.
 
     With ``group_options`` (per model) each model also gets a `GroupReport`: per-group figures when ``groups``
     holds one label per dataset record (`faceval.groups.group_labels`), identity-bootstrap intervals in any case;
@@ -161,12 +180,12 @@ def evaluate_embeddings(
             table = ScoreCounts().compute()
         elif options is None:
             table = score_pairs(
-                embeddings.vectors(indices), identities, embeddings.similarity, progress, embeddings.model
+                embeddings.vectors(indices), identities, embeddings.similarity, progress, embeddings.model, pair_feed
             )
         else:
             # One pass over the pairs serves both: the group report's overall table is the model's table.
             report = group_report(
-                pair_chunks(embeddings.vectors(indices), identities, embeddings.similarity, progress, embeddings.model),
+                pair_feed(embeddings.vectors(indices), identities, embeddings.similarity, progress, embeddings.model),
                 None if groups is None else groups[indices],
                 identities,
                 embeddings.similarity,

@@ -25,6 +25,7 @@ in `GroupReport.to_dict` and `write_groups_csv`.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from faceval import plots
+from faceval.accumulators import ChunkFeed, PairFeed
 from faceval.atomic import write_csv
 from faceval.bootstrap import (
     CONFIDENCE,
@@ -575,6 +577,15 @@ class _Pairs:
             self.first.append(chunk.first.astype(np.int32))
             self.second.append(chunk.second.astype(np.int32))
 
+    def merge(self, other: _Pairs) -> None:
+        """Add the pairs of ``other`` (left unchanged) after this state's own, as if fed after them."""
+        for key, counts in other.counts.items():
+            self.counts.setdefault(key, ScoreCounts()).merge(counts)
+        self.scores += other.scores
+        self.first += other.first
+        self.second += other.second
+        self._tables.clear()
+
     def table(
         self, low: int | None = None, high: int | None = None, split: int | None = None, keep: bool = True
     ) -> ScoreTable:
@@ -672,7 +683,7 @@ def _flags(n_identities: int, table: ScoreTable, target_fmr: float, n_images: in
 
 
 def group_report(
-    chunks: Iterable[PairChunk],
+    chunks: Iterable[PairChunk] | PairFeed,
     groups: Sequence[str] | np.ndarray | None,
     identities: Any,
     similarity: Similarity,
@@ -724,9 +735,12 @@ def group_report(
             f"no bootstrap intervals: {n_pairs:,} pairs exceed the limit of {options.max_bootstrap_pairs:,} "
             "(memory grows with pairs, time with pairs x resamples); raise max_bootstrap_pairs or sample identities"
         )
-    pairs = _Pairs(len(names))
-    for chunk in chunks:
-        pairs.add(chunk, codes, image_split, keep=resampling)
+    # A PairFeed (a Dask cluster, a GPU) fills group states wherever it runs and merges them in pair order.
+    feed = chunks if isinstance(chunks, PairFeed) else ChunkFeed(chunks)
+    pairs = feed.accumulate(
+        functools.partial(_Pairs, len(names)),
+        functools.partial(_Pairs.add, codes=codes, splits=image_split, keep=resampling),
+    )
 
     # Point figures: each group's own pairs, and every pair.
     tables = {name: pairs.table(code, code) for code, name in enumerate(names)}
