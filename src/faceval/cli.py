@@ -15,6 +15,7 @@ from faceval import __version__
 from faceval.comparison import comparison_summary_line
 from faceval.datasets import DatasetError
 from faceval.demo import CITATION, DemoDataError, prepare_demo_data
+from faceval.engine import EngineOptions, open_engine
 from faceval.extraction import WorkerError, save_embeddings_npz
 from faceval.groups import group_summary_lines
 from faceval.model_files import ModelError, list_models
@@ -22,6 +23,7 @@ from faceval.pipeline import (
     EmbeddingOptions,
     EvaluationRequest,
     GroupRequest,
+    device_notes,
     embed_dataset,
     load_sources,
     metrics_from_embeddings_file,
@@ -158,6 +160,26 @@ embedding_options = option_group(
         help="Pause embedding while the CPU is hotter than C degrees Celsius (resumes 3 degrees below).",
     ),
     click.option("--quiet", is_flag=True, help="No progress bars."),
+)
+
+
+# --scheduler, --device: where the work runs (a Dask cluster, a GPU).
+engine_options = option_group(
+    click.option(
+        "--scheduler",
+        metavar="ADDRESS|local:N",
+        help="Run on a Dask cluster: the address of a running 'dask scheduler' (e.g. tcp://10.0.0.5:8786), or "
+        "local:N for N worker processes on this machine. Workers need faceval installed and the images at the "
+        "same path as here; vectors come back and only this machine writes the embedding store.",
+    ),
+    click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        default="auto",
+        show_default=True,
+        help="cuda: ONNX models through ONNX Runtime's CUDA provider and pair scoring with CuPy (pip install "
+        "'faceval[gpu]'); auto: the GPU where one is found.",
+    ),
 )
 
 
@@ -300,6 +322,7 @@ def _reported_errors() -> Iterator[None]:
     help="Folder for metrics.json, CSV files and plots.",
 )
 @embedding_options
+@engine_options
 @grouping_options
 @threshold_options
 def evaluate(
@@ -316,6 +339,8 @@ def evaluate(
     jobs: int | None,
     max_temp: float | None,
     quiet: bool,
+    scheduler: str | None,
+    device: str,
     group_by: str | None,
     attribute_csv: Path | None,
     target_fmr: float,
@@ -341,6 +366,7 @@ def evaluate(
         groups=_group_request(
             target_fmr, thresholds, calibrate, threshold_from, resamples, seed, group_by, attribute_csv
         ),
+        engine=EngineOptions(scheduler, device),
     )
     with _reported_errors():
         document = run_evaluation(request, command=sys.argv)
@@ -358,6 +384,7 @@ def evaluate(
     "'faceval metrics'.",
 )
 @embedding_options
+@engine_options
 def embed(
     sources: tuple[Path, ...],
     layout: str,
@@ -372,6 +399,8 @@ def embed(
     jobs: int | None,
     max_temp: float | None,
     quiet: bool,
+    scheduler: str | None,
+    device: str,
 ) -> None:
     """Embed every image of SOURCES with one model into the embedding store, without evaluating.
 
@@ -381,9 +410,12 @@ def embed(
         _fail("--no-cache without --out would keep nothing; give --out EMB.npz or drop --no-cache")
     with _reported_errors():
         dataset = load_sources(_sources(sources, manifest, "embed"), layout)
-        specs = model_specs([model], {"detector": dlib_detector, "upsample": dlib_upsample}, spec, jobs)
+        specs = model_specs([model], {"detector": dlib_detector, "upsample": dlib_upsample}, spec, jobs, device)
         options = EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet)
-        (embedding_set,) = embed_dataset(dataset, specs, options)
+        with open_engine(EngineOptions(scheduler, device)) as engine:
+            (embedding_set,) = embed_dataset(dataset, specs, options, engine.workers)
+        for note in device_notes(specs, device):
+            click.echo(f"note: {note}")
         if out is not None:
             save_embeddings_npz(out, dataset, embedding_set)
     click.echo(
@@ -405,6 +437,7 @@ def embed(
 )
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @threshold_options
+@engine_options
 def metrics(
     embeddings: Path,
     metric: str | None,
@@ -415,6 +448,8 @@ def metrics(
     threshold_from: Path | None,
     resamples: int,
     seed: int,
+    scheduler: str | None,
+    device: str,
 ) -> None:
     """Compute the metrics from EMBEDDINGS, an .npz file with 'labels' and 'vectors' arrays made elsewhere.
 
@@ -422,7 +457,9 @@ def metrics(
     """
     groups = _group_request(target_fmr, thresholds, calibrate, threshold_from, resamples, seed)
     with _reported_errors():
-        document = metrics_from_embeddings_file(embeddings, metric, out, command=sys.argv, groups=groups)
+        document = metrics_from_embeddings_file(
+            embeddings, metric, out, command=sys.argv, groups=groups, engine=EngineOptions(scheduler, device)
+        )
     print_summary(document, out)
 
 

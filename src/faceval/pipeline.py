@@ -12,10 +12,12 @@ import numpy as np
 
 from faceval.datasets import Dataset, ImageRecord, combine_datasets, load_dataset
 from faceval.embedders import Embedder, EmbeddingResult, ModelSpec, parse_model_argument
+from faceval.engine import EngineOptions, open_engine
 from faceval.evaluate import (
     evaluate_embeddings,
 )
-from faceval.extraction import EmbeddingSet, extract_embeddings
+from faceval.extraction import EmbeddingSet, RemoteWorkers, extract_embeddings
+from faceval.gpu import dlib_cuda_note
 from faceval.groups import GroupOptions, group_labels, load_thresholds
 from faceval.onnx_embedder import available_cores
 from faceval.report import reference_threshold, write_report
@@ -61,6 +63,7 @@ class EvaluationRequest:
     spec_file: str | Path | None = None
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
     groups: GroupRequest = field(default_factory=GroupRequest)
+    engine: EngineOptions = field(default_factory=EngineOptions)
 
 
 def load_sources(sources: Sequence[str | Path], layout: str = "auto") -> Dataset:
@@ -73,12 +76,15 @@ def model_specs(
     dlib_options: Mapping[str, Any] | None = None,
     spec_file: str | Path | None = None,
     jobs: int | None = None,
+    device: str = "cpu",
 ) -> list[ModelSpec]:
-    """`ModelSpec` for each ``--model`` value; ONNX Runtime gets an equal share of the cores per worker."""
+    """`ModelSpec` for each ``--model`` value; ONNX Runtime gets an equal share of the cores per worker, and
+    the ``device`` (`faceval.gpu.onnx_providers`)."""
     workers = jobs or available_cores()
     threads = max(1, available_cores() // workers)
+    onnx_options: dict[str, Any] = {"threads": threads} | ({"device": device} if device != "cpu" else {})
     specs = [
-        parse_model_argument(text, dlib_options=dlib_options, spec_file=spec_file, onnx_options={"threads": threads})
+        parse_model_argument(text, dlib_options=dlib_options, spec_file=spec_file, onnx_options=onnx_options)
         for text in models
     ]
     names = [spec.name for spec in specs]
@@ -101,28 +107,35 @@ def prepare_out_dir(out_dir: str | Path) -> Path:
 
 
 def embed_dataset(
-    dataset: Dataset, embedders: Sequence[ModelSpec | Embedder], options: EmbeddingOptions
+    dataset: Dataset,
+    embedders: Sequence[ModelSpec | Embedder],
+    options: EmbeddingOptions,
+    workers: RemoteWorkers | None = None,
 ) -> list[EmbeddingSet]:
     """Every model's embeddings of ``dataset``, reusing and filling the embedding store.
 
     Models given as `ModelSpec` are all built before any image is embedded, so that a bad model file fails in
-    seconds rather than after an hour of another model's work.
+    seconds rather than after an hour of another model's work. With ``workers`` (a Dask cluster) the images are
+    embedded there, each worker building the models from their `ModelSpec`.
     """
+    recipes = list(embedders)
     embedders = [item.build() if isinstance(item, ModelSpec) else item for item in embedders]
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(EmbeddingStore(options.cache)) if options.use_cache else None
         return [
             extract_embeddings(
                 dataset,
-                embedder,
+                # Remote workers build from the recipe: a model built here may hold this machine's paths or device.
+                recipe if workers is not None else embedder,
                 jobs=options.jobs,
                 store=store,
                 progress=options.progress,
                 max_temp=options.max_temp,
                 # A model with a batch axis runs several images per inference call.
                 batch_size=getattr(embedder, "batch_size", 1),
+                workers=workers,
             )
-            for embedder in embedders
+            for recipe, embedder in zip(recipes, embedders, strict=True)
         ]
 
 
@@ -152,17 +165,29 @@ def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = N
     """
     prepare_out_dir(request.out_dir)
     dataset = load_sources(request.sources, request.layout)
-    specs = model_specs(request.models, request.dlib_options, request.spec_file, request.embedding.jobs)
+    specs = model_specs(
+        request.models, request.dlib_options, request.spec_file, request.embedding.jobs, request.engine.device
+    )
     embedders = [spec.build() for spec in specs]
     several_folders = len(request.sources) > 1 and request.groups.attribute_csv is None
     group_by = tuple(request.groups.group_by) or (("group",) if several_folders else ())
     groups = group_labels(dataset, None, group_by or None, request.groups.attribute_csv)
     options = group_options(request.groups, {embedder.name: embedder.similarity for embedder in embedders})
-    embedding_sets = embed_dataset(dataset, embedders, request.embedding)
-    evaluation = evaluate_embeddings(
-        dataset, embedding_sets, groups, options, group_by, progress=request.embedding.progress
-    )
+    with open_engine(request.engine) as engine:
+        embedding_sets = embed_dataset(
+            dataset, specs if engine.workers is not None else embedders, request.embedding, engine.workers
+        )
+        evaluation = evaluate_embeddings(
+            dataset, embedding_sets, groups, options, group_by, request.embedding.progress, engine.pair_feed
+        )
+    evaluation.notes.extend(device_notes(specs, request.engine.device))
     return write_report(request.out_dir, evaluation, dataset, embedding_sets, command)
+
+
+def device_notes(specs: Sequence[ModelSpec], device: str) -> list[str]:
+    """What the user should know about where the models ran (dlib without CUDA when a GPU was asked for)."""
+    note = dlib_cuda_note(device) if any(spec.kind == "dlib" for spec in specs) else None
+    return [note] if note else []
 
 
 def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -204,6 +229,7 @@ def metrics_from_embeddings_file(
     out_dir: str | Path,
     command: Iterable[str] | None = None,
     groups: GroupRequest | None = None,
+    engine: EngineOptions | None = None,
 ) -> dict[str, Any]:
     """``faceval metrics``: the same figures from embeddings made elsewhere; the model is named after the file.
 
@@ -231,6 +257,9 @@ def metrics_from_embeddings_file(
     description = {"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value}
     embeddings = EmbeddingSet(path.stem, similarity, description, tuple(results))
     request = groups or GroupRequest()
-    evaluation = evaluate_embeddings(dataset, [embeddings], None, group_options(request, {path.stem: similarity}))
+    with open_engine(engine) as running:
+        evaluation = evaluate_embeddings(
+            dataset, [embeddings], None, group_options(request, {path.stem: similarity}), pair_feed=running.pair_feed
+        )
     evaluation.dataset.update(root=str(path), n_identities=len(set(labels.tolist())))
     return write_report(out_dir, evaluation, command=command)
