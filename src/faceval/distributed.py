@@ -79,7 +79,7 @@ def connect(scheduler: str) -> Iterator[Client]:
                 threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
-                dashboard_address=None,
+                dashboard_address=":0",  # a free port: never collide with a cluster already here
                 silence_logs=logging.ERROR,
             ) as cluster,
             distributed.Client(cluster) as client,
