@@ -30,8 +30,9 @@ from faceval.scoring import PairChunk, Similarity, block_scores, prepare_rows, t
 DEVICES = ("auto", "cpu", "cuda")
 # Largest difference between a GPU and a CPU float64 score of unit-scale vectors that the tests accept.
 SCORE_TOLERANCE = 1e-12
-# Bytes of device memory per element of a score tile: the tile, its masks, and the pairs taken out of it.
-_BYTES_PER_TILE_ELEMENT = 48
+# Bytes of device memory per element of a score tile: the tile, its masks, the pairs taken out of it, and a
+# lattice state's temporaries while it counts them.
+_BYTES_PER_TILE_ELEMENT = 64
 # Share of the card's free memory a tile may use (the rest: vectors, the state, CuPy's pool slack).
 _FREE_MEMORY_SHARE = 0.5
 
