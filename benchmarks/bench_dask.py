@@ -3,7 +3,7 @@
     python benchmarks/bench_dask.py                     # defaults below
     python benchmarks/bench_dask.py --pairs 1e9         # the size (minutes per run on 2 cores)
 
-1. Pair scoring + counting (`LatticeCounts`, resolution 1e-6; the fixed-memory state that makes 10^9 pairs
+1. Pair scoring + counting (`DenseLatticeCounts`, resolution 1e-6; the fixed-memory state that makes 10^9 pairs
    possible): one process (numpy, BLAS on every core) vs `--scheduler local:2` (`DaskPairs`, one thread each).
 2. The whole `faceval metrics EMB.npz --resamples 0` command (exact `ScoreCounts`) with and without
    `--scheduler local:2`, at a size whose exact table fits in memory.
@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from faceval.accumulators import ChunkFeed, LatticeCounts, update_counts
+from faceval.accumulators import ChunkFeed, update_counts
 from faceval.datasets import load_dataset
 from faceval.distributed import DaskPairs, DaskWorkers, connect
 from faceval.extraction import extract_embeddings
+from faceval.gpu import DenseLatticeCounts
 from faceval.pipeline import model_specs
 from faceval.scoring import Similarity, iter_pair_chunks
 
@@ -51,7 +52,7 @@ def peak_mib() -> float:
 def scoring(pairs: float) -> None:
     vectors, identities = synthetic(pairs)
     n = len(vectors)
-    lattice = functools.partial(LatticeCounts, -1.0, 1.0, 1e-6)
+    lattice = functools.partial(DenseLatticeCounts, -1.0, 1.0, 1e-6)
     start = time.perf_counter()
     local = ChunkFeed(iter_pair_chunks(vectors, identities, Similarity.COSINE)).accumulate(lattice, update_counts)
     one = time.perf_counter() - start

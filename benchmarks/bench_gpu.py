@@ -6,7 +6,7 @@ Run on a machine with an NVIDIA GPU and CuPy (``pip install 'faceval[gpu]'``):
     python benchmarks/bench_gpu.py --sface MODEL.onnx # also SFace throughput, CUDA vs CPU provider
 
 Both paths run the same code (`faceval.gpu.DevicePairs`), CuPy or numpy as the array module, into
-`LatticeCounts` at resolution 1e-6 (cosine, 2*10^6 cells: card memory does not grow with the pairs). The
+`DenseLatticeCounts` at resolution 1e-6 (cosine, 2*10^6 cells: card memory does not grow with the pairs). The
 CPU path uses every core for the matrix products (BLAS), one for the counting. Synthetic unit-scale
 embeddings, 10 images per identity, seed 0.
 """
@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 
-from faceval.accumulators import LatticeCounts, update_counts
-from faceval.gpu import DevicePairs, cupy_or_none, onnx_providers
+from faceval.accumulators import update_counts
+from faceval.gpu import DenseLatticeCounts, DevicePairs, cupy_or_none, onnx_providers
 from faceval.scoring import Similarity
 
 
@@ -37,9 +37,9 @@ def images_for(pairs: float) -> int:
     return math.ceil((1 + math.sqrt(1 + 8 * pairs)) / 2)
 
 
-def run(n: int, dim: int, xp, max_bytes: int | None = None) -> tuple[float, LatticeCounts, int]:
+def run(n: int, dim: int, xp, max_bytes: int | None = None) -> tuple[float, DenseLatticeCounts, int]:
     vectors, identities = synthetic(n, dim)
-    lattice = functools.partial(LatticeCounts, -1.0, 1.0, 1e-6, xp=xp)
+    lattice = functools.partial(DenseLatticeCounts, -1.0, 1.0, 1e-6, xp=xp)
     feed = DevicePairs(vectors, identities, Similarity.COSINE, xp, max_bytes=max_bytes)
     start = time.perf_counter()
     state = feed.accumulate(lattice, update_counts)

@@ -25,13 +25,14 @@ pytest.importorskip("distributed")
 
 from faceval import distributed as faceval_distributed
 from faceval import extraction
-from faceval.accumulators import LatticeCounts, update_counts
+from faceval.accumulators import update_counts
 from faceval.cli import main
 from faceval.datasets import Dataset, load_dataset
 from faceval.distributed import ClusterError, DaskPairs, DaskWorkers, SharedPathError, _embed_on_worker, connect
 from faceval.embedders import EmbeddingResult, ModelSpec
 from faceval.evaluate import score_pairs
 from faceval.extraction import EmbeddingSet, WorkerError, extract_embeddings
+from faceval.gpu import DenseLatticeCounts
 from faceval.groups import GroupOptions, group_report
 from faceval.metrics import ScoreCounts
 from faceval.scoring import Similarity, iter_pair_chunks
@@ -143,7 +144,7 @@ def test_cluster_counts_equal_the_single_process_counts_bit_for_bit(local_client
         feed.accumulate(ScoreCounts, update_counts).compute(), score_pairs(vectors, identities, similarity)
     )
 
-    lattice = functools.partial(LatticeCounts, -60.0, 1.0, 1e-4)
+    lattice = functools.partial(DenseLatticeCounts, -60.0, 1.0, 1e-4)
     local = lattice()
     for chunk in iter_pair_chunks(vectors, identities, similarity):
         local.update(chunk.scores, chunk.genuine)

@@ -11,9 +11,17 @@ import functools
 import numpy as np
 import pytest
 
-from faceval.accumulators import LatticeCounts, update_counts
+from faceval.accumulators import update_counts
 from faceval.evaluate import score_pairs
-from faceval.gpu import SCORE_TOLERANCE, DevicePairs, cupy_or_none, dlib_cuda_note, onnx_providers, scoring_array_module
+from faceval.gpu import (
+    SCORE_TOLERANCE,
+    DenseLatticeCounts,
+    DevicePairs,
+    cupy_or_none,
+    dlib_cuda_note,
+    onnx_providers,
+    scoring_array_module,
+)
 from faceval.groups import GroupOptions, group_report
 from faceval.metrics import ScoreCounts
 from faceval.scoring import Similarity, all_pair_scores, iter_pair_chunks
@@ -60,7 +68,7 @@ def test_card_sized_tiles_change_scores_only_within_the_tolerance(similarity):
 def test_lattice_counts_are_exact_at_every_lattice_threshold():
     vectors, identities = synthetic()
     pairs = all_pair_scores(vectors, identities, "euclidean")
-    counts = LatticeCounts(-20.0, 0.0, resolution=0.01)
+    counts = DenseLatticeCounts(-20.0, 0.0, resolution=0.01)
     for chunk in iter_pair_chunks(vectors, identities, "euclidean", max_pairs_per_chunk=7_777):
         counts.update(chunk.scores, chunk.genuine)
     table = counts.compute()
@@ -78,8 +86,8 @@ def test_lattice_counts_are_exact_at_every_lattice_threshold():
 
 
 def test_lattice_counts_merge_and_refuse_what_they_cannot_hold():
-    whole = LatticeCounts(-1.0, 1.0, 0.5)
-    parts = [LatticeCounts(-1.0, 1.0, 0.5) for _ in range(2)]
+    whole = DenseLatticeCounts(-1.0, 1.0, 0.5)
+    parts = [DenseLatticeCounts(-1.0, 1.0, 0.5) for _ in range(2)]
     scores, genuine = np.array([-1.0, 0.2, 0.5, 1.0]), np.array([False, True, True, False])
     whole.update(scores, genuine)
     parts[0].update(scores[:2], genuine[:2])
@@ -89,7 +97,7 @@ def test_lattice_counts_merge_and_refuse_what_they_cannot_hold():
     with pytest.raises(ValueError, match="outside the lattice"):
         whole.update(np.array([1.5]), np.array([True]))
     with pytest.raises(ValueError, match="different lattices"):
-        whole.merge(LatticeCounts(-1.0, 1.0, 0.25))
+        whole.merge(DenseLatticeCounts(-1.0, 1.0, 0.25))
 
 
 def test_group_report_from_the_device_feed_equals_the_cpu_one():
@@ -136,7 +144,7 @@ def test_on_the_gpu_scores_match_the_cpu_within_the_tolerance(similarity):
     assert np.abs(scores - expected.scores).max() <= SCORE_TOLERANCE
     # Device counts on a lattice: identical except pairs whose CPU score is within the tolerance of an edge.
     low = -40.0 if similarity is Similarity.EUCLIDEAN else -1.0
-    lattice = functools.partial(LatticeCounts, low, 1.0, 1e-3)
+    lattice = functools.partial(DenseLatticeCounts, low, 1.0, 1e-3)
     on_gpu = DevicePairs(vectors, identities, similarity, cupy).accumulate(
         functools.partial(lattice, xp=cupy), update_counts
     )
