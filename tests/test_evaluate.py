@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from faceval.datasets import Dataset, ImageRecord
 from faceval.embedders import EmbeddingResult
 from faceval.evaluate import evaluate_embeddings, score_pairs
 from faceval.extraction import EmbeddingSet
 from faceval.groups import GroupOptions
+from faceval.report import metrics_document
 from faceval.scoring import Similarity, identity_codes
 
 
@@ -42,6 +44,22 @@ def test_models_are_scored_on_the_images_every_model_embedded():
         np.testing.assert_array_equal(result.table.genuine, expected.genuine)
         np.testing.assert_array_equal(result.table.impostor, expected.impostor)
     assert any("37 images that every model embedded" in note for note in evaluation.notes)
+
+
+def test_failure_adjusted_rates_count_the_images_left_out_of_the_common_set():
+    dataset, first = population(failed={0, 5}, seed=1)
+    _, second = population(failed={5, 9}, seed=2)
+    options = {name: GroupOptions(n_resamples=0) for name in ("m1", "m2")}
+    document = metrics_document(evaluate_embeddings(dataset, [first, second], group_options=options))
+    for model in document["models"].values():
+        # Each model failed on 2 of 40 images, but its rates are over the 37 images both models embedded.
+        assert model["fte"] == 2 / 40 and model["fte_for_adjusted_rates"] == 3 / 40
+        kept = (37 / 40) ** 2
+        point = model["best_f1"]
+        assert point["fnmr_with_failures"] == pytest.approx(1 - kept * (1 - point["fnmr"]), abs=1e-15)
+        assert point["fmr_with_failures"] == pytest.approx(kept * point["fmr"], abs=1e-15)
+        group = model["global_threshold"]["groups"]["all"]
+        assert group["fmr_with_failures"] == pytest.approx(kept * group["fmr"], abs=1e-15)
 
 
 def test_group_analysis_table_equals_plain_scoring():

@@ -40,9 +40,10 @@ def test_each_folder_is_a_group(tmp_path):
     assert model["group_by"] == ["group"]
     assert set(model["groups"]) == {"general", "young_women"}
     assert model["groups"]["general"]["n_identities"] == 4 and model["groups"]["young_women"]["n_genuine"] == 9
-    # Impostor pairs across the two groups are kept: all pairs = within + across.
-    within = sum(group["n_impostor"] for group in model["groups"].values())
-    assert model["all_pairs"]["n_impostor"] == 21 * 20 // 2 - 21 - within + within
+    # 12 and 9 images, 3 per identity: within-group impostors C(12,2) - 12 and C(9,2) - 9; the 12 x 9 pairs
+    # across the groups are kept in all pairs.
+    assert [model["groups"][name]["n_impostor"] for name in ("general", "young_women")] == [54, 27]
+    assert model["all_pairs"]["n_impostor"] == 54 + 27 + 12 * 9
     assert model["global_threshold"]["fmr_matrix"]["groups"] == ["general", "young_women"]
     assert (out / "dlib" / "groups.csv").exists() and (out / "dlib" / "groups_fmr_heatmap.png").exists()
     assert "groups (dlib)" in result.output

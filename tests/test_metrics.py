@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 
 import numpy as np
@@ -49,10 +48,6 @@ def assert_tables_equal(actual: ScoreTable, expected: ScoreTable) -> None:
     np.testing.assert_array_equal(actual.thresholds, expected.thresholds)
     np.testing.assert_array_equal(actual.genuine, expected.genuine)
     np.testing.assert_array_equal(actual.impostor, expected.impostor)
-
-
-def test_docstring_examples() -> None:
-    assert doctest.testmod(metrics).failed == 0
 
 
 # --- ScoreTable and ScoreCounts ----------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import itertools
 
 import numpy as np
@@ -31,10 +30,6 @@ def brute_force(a: np.ndarray, b: np.ndarray, similarity: Similarity) -> np.ndar
 
 def concatenated(chunks: list[PairChunk]) -> tuple[np.ndarray, ...]:
     return tuple(np.concatenate([getattr(c, name) for c in chunks]) for name in PairChunk.__dataclass_fields__)
-
-
-def test_docstring_examples() -> None:
-    assert doctest.testmod(scoring).failed == 0
 
 
 # --- Similarity ------------------------------------------------------------------------------------------

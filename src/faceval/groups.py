@@ -55,6 +55,8 @@ from faceval.metrics import (
     ScoreTable,
     best_f1,
     equal_error_rate,
+    excluded_share,
+    failure_adjusted_rates,
     roc_curve,
     sweep_at,
     tar_at_far,
@@ -260,6 +262,15 @@ class GroupFigures:
         """Share of the group's dataset images the model could not embed."""
         return self.n_failed / self.n_dataset_images if self.n_dataset_images else None
 
+    def with_failures(self, fnmr: float | None, fmr: float | None) -> dict[str, float | None]:
+        """The group's rates with failures counted against the system (`failure_adjusted_rates`), over the share
+        of its images missing from the scored set; None where a rate or the share is unknown."""
+        share = excluded_share(self.n_images, self.n_dataset_images)
+        if share is None or fnmr is None or fmr is None:
+            return {"fnmr_with_failures": None, "fmr_with_failures": None}
+        adjusted = failure_adjusted_rates(fnmr, fmr, share)
+        return dict(zip(("fnmr_with_failures", "fmr_with_failures"), adjusted, strict=True))
+
 
 @dataclass(frozen=True)
 class OperatingPoint:
@@ -354,6 +365,9 @@ class GroupReport:
                 entry[f"fnmr_at_{prefix}_ci"] = _interval_list(point.fnmr_ci.get(name))
                 entry[f"fmr_at_{prefix}"] = point.fmr.get(name)
                 entry[f"fmr_at_{prefix}_ci"] = _interval_list(point.fmr_ci.get(name))
+                adjusted = figures.with_failures(point.fnmr.get(name), point.fmr.get(name))
+                entry[f"fnmr_at_{prefix}_with_failures"] = adjusted["fnmr_with_failures"]
+                entry[f"fmr_at_{prefix}_with_failures"] = adjusted["fmr_with_failures"]
         entry["flags"] = list(figures.flags)
         return entry
 
@@ -366,12 +380,14 @@ class GroupReport:
             "fnmr_ci": _interval_list(point.fnmr_ci.get(ALL_PAIRS)),
             "fmr": point.fmr.get(ALL_PAIRS),
             "fmr_ci": _interval_list(point.fmr_ci.get(ALL_PAIRS)),
+            **self.overall.with_failures(point.fnmr.get(ALL_PAIRS), point.fmr.get(ALL_PAIRS)),
             "groups": {
                 name: {
                     "fnmr": point.fnmr.get(name),
                     "fnmr_ci": _interval_list(point.fnmr_ci.get(name)),
                     "fmr": point.fmr.get(name),
                     "fmr_ci": _interval_list(point.fmr_ci.get(name)),
+                    **self.groups[name].with_failures(point.fnmr.get(name), point.fmr.get(name)),
                 }
                 for name in self.names
             },

@@ -600,6 +600,35 @@ def best_f1(sweep: Sweep) -> BestF1:
     )
 
 
+def failure_adjusted_rates(fnmr: float, fmr: float, fte: float) -> tuple[float, float]:
+    """FNMR and FMR over pairs with failures counted against the system (ISO/IEC 19795-1 generalised rates).
+
+    A pair is scored only when both of its images yielded a template, which happens with probability
+    ``(1 - fte)^2``; every pair that was not scored is a non-match. So ``FNMR' = 1 - (1 - fte)^2 (1 - FNMR)`` and
+    ``FMR' = (1 - fte)^2 FMR``, where ``fte`` is the share of images left out of the scored set.
+
+    >>> fnmr, fmr = failure_adjusted_rates(fnmr=0.05, fmr=0.01, fte=0.1)
+    >>> round(fnmr, 6), round(fmr, 6)
+    (0.2305, 0.0081)
+    """
+    if not 0.0 <= fte <= 1.0:
+        raise ValueError(f"fte must be a share in [0, 1], got {fte}")
+    scored = (1.0 - fte) ** 2
+    return 1.0 - scored * (1.0 - fnmr), scored * fmr
+
+
+def excluded_share(n_scored: int, n_dataset: int | None) -> float | None:
+    """Share of a population's images missing from the scored set: the ``fte`` of `failure_adjusted_rates`.
+
+    For one model it is the model's FTE; for models compared on the images they all embedded, the share of
+    images that any of them failed on. None for an empty population.
+
+    >>> excluded_share(90, 100)
+    0.1
+    """
+    return (n_dataset - n_scored) / n_dataset if n_dataset else None
+
+
 def seed_grid() -> np.ndarray:
     """The seed's threshold grid ``np.arange(0.1, 1.1, 0.01)`` (100 values), in MODEL units.
 

@@ -33,6 +33,8 @@ from faceval.groups import write_group_files
 from faceval.metrics import (
     DEFAULT_FARS,
     Sweep,
+    excluded_share,
+    failure_adjusted_rates,
     far_key,
     roc_curve,
     seed_grid,
@@ -98,11 +100,10 @@ def _operating_point(sweep: Sweep, index: int = 0) -> dict[str, float]:
     return {name: float(getattr(point, name)[0]) for name in ("fmr", "fnmr", "precision", "recall", "f1", "accuracy")}
 
 
-def add_failure_adjusted_rates(point: dict[str, Any], fta: float) -> None:
-    """ISO/IEC 19795-1 rates when failures count against the system: FNMR' = FTA + (1 - FTA) FNMR,
-    FMR' = (1 - FTA) FMR (a person whose image yields no template is rejected, and cannot be falsely matched)."""
-    point["fnmr_with_failures"] = fta + (1.0 - fta) * point["fnmr"]
-    point["fmr_with_failures"] = (1.0 - fta) * point["fmr"]
+def add_failure_adjusted_rates(point: dict[str, Any], fte: float) -> None:
+    """Add ``fnmr_with_failures`` and ``fmr_with_failures`` (`faceval.metrics.failure_adjusted_rates`) to an
+    operating point that has ``fnmr`` and ``fmr``; ``fte`` is the share of images missing from the scored set."""
+    point["fnmr_with_failures"], point["fmr_with_failures"] = failure_adjusted_rates(point["fnmr"], point["fmr"], fte)
 
 
 def model_summary(result: ModelResult, dataset_images: int, fars: Sequence[float] = DEFAULT_FARS) -> dict[str, Any]:
@@ -115,6 +116,7 @@ def model_summary(result: ModelResult, dataset_images: int, fars: Sequence[float
         "n_images": result.n_images,
         "n_failed": result.n_failed,
         "fte": result.n_failed / dataset_images if dataset_images else None,
+        "fte_for_adjusted_rates": excluded_share(result.n_images, dataset_images),
         "n_pairs": result.table.n_genuine + result.table.n_impostor,
         "n_genuine": result.table.n_genuine,
         "n_impostor": result.table.n_impostor,
@@ -125,10 +127,13 @@ def model_summary(result: ModelResult, dataset_images: int, fars: Sequence[float
         if reference is not None:
             sweep = sweep_at(result.table, [similarity.from_model_units(reference)])
             entry["at_reference_threshold"] = {"threshold": reference, **_operating_point(sweep)}
-        fta = entry["fte"] or 0.0
+        fte = entry["fte_for_adjusted_rates"] or 0.0
+        eer = entry["eer"]
+        # At the EER threshold both rates equal the EER.
+        eer["fnmr_with_failures"], eer["fmr_with_failures"] = failure_adjusted_rates(eer["value"], eer["value"], fte)
         for point in (entry["best_f1"], *entry["tar_at_far"].values(), entry.get("at_reference_threshold")):
             if point is not None:
-                add_failure_adjusted_rates(point, fta)
+                add_failure_adjusted_rates(point, fte)
     else:
         entry.update({"auc": None, "eer": None, "best_f1": None, "tar_at_far": {far_key(f): None for f in fars}})
     entry["model"] = result.description
