@@ -101,8 +101,9 @@ def connect(scheduler: str) -> Iterator[Client]:
             client.close(timeout=5)
 
 
-def explain(error: BaseException, client: Client) -> str | None:
-    """What a failed task or lost connection means, in the user's terms (None: not the cluster's doing)."""
+def explain(error: BaseException, client: Client, then: str) -> str | None:
+    """What a failed task or lost connection means, in the user's terms, followed by ``then`` (what to do); None
+    when the error is not the cluster's doing (it then propagates as it is)."""
     distributed = _dask()
     address = client.scheduler.address if client.scheduler is not None else "?"
     if isinstance(error, SharedPathError):
@@ -110,13 +111,11 @@ def explain(error: BaseException, client: Client) -> str | None:
     if isinstance(error, distributed.KilledWorker):
         return (
             f"the Dask workers running one task died several times in a row ({error}): out of memory, or a model "
-            "that crashes its process? Every image embedded so far is kept in the store"
+            f"that crashes its process? {then}"
         )
-    if isinstance(error, concurrent.futures.CancelledError | OSError | TimeoutError) or client.status != "running":
-        return (
-            f"lost the Dask scheduler at {address} ({type(error).__name__}: {error}); every image embedded so far "
-            "is kept in the store: run the same command again once the scheduler and workers are back"
-        )
+    lost = isinstance(error, concurrent.futures.CancelledError | distributed.comm.CommClosedError)
+    if lost or client.status not in ("running", "newly-created"):
+        return f"lost the Dask scheduler at {address} ({type(error).__name__}: {error}); {then}"
     return None
 
 
@@ -172,7 +171,12 @@ class DaskWorkers:
                 self._executor.shutdown(wait=False)
 
     def explain(self, error: Exception) -> str | None:
-        return explain(error, self.client)
+        return explain(
+            error,
+            self.client,
+            "every image embedded so far is kept in the store: run the same command again once the scheduler and "
+            "workers are back (only the missing images are embedded)",
+        )
 
 
 def _accumulate_share(
@@ -221,10 +225,10 @@ class DaskPairs:
         try:
             return self._run(new, feed, n, total)
         except Exception as error:
-            explained = explain(error, self.client)
+            explained = explain(error, self.client, "run the same command again once the cluster is back")
             if explained is None:
                 raise
-            raise ClusterError(explained.replace("every image embedded so far is kept in the store: ", "")) from error
+            raise ClusterError(explained) from error
 
     def _run(self, new: Callable[[], A], feed: Feed[A], n: int, total: int) -> A:
         from distributed import as_completed
