@@ -320,3 +320,20 @@ def test_a_dead_scheduler_is_a_clear_error_and_the_store_stays_consistent(
         rerun = extract_embeddings(faces, spec, store=store, jobs=1, progress=False)
     assert rerun.n_cached == len(kept)
     assert_same_outcomes(rerun, reference)
+
+
+def slow_update(counts: ScoreCounts, chunk, delay: float) -> None:
+    time.sleep(delay)
+    counts.update(chunk.scores, chunk.genuine)
+
+
+def test_a_dead_scheduler_during_scoring_is_a_clear_error(processes):
+    vectors, identities = synthetic(40, 5)
+    with connect(processes.address) as client:
+        client.wait_for_workers(2, timeout=30)
+        feed = DaskPairs(client, vectors, identities, Similarity.COSINE, pairs_per_task=500)
+        killer = threading.Timer(2.0, processes.scheduler.kill)
+        killer.start()
+        with pytest.raises(ClusterError, match=f"lost the Dask scheduler at {processes.address}.*cluster is back"):
+            feed.accumulate(ScoreCounts, functools.partial(slow_update, delay=0.5))
+        killer.join()

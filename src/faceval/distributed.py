@@ -115,7 +115,8 @@ def explain(error: BaseException, client: Client, then: str) -> str | None:
         )
     lost = isinstance(error, concurrent.futures.CancelledError | distributed.comm.CommClosedError)
     if lost or client.status not in ("running", "newly-created"):
-        return f"lost the Dask scheduler at {address} ({type(error).__name__}: {error}); {then}"
+        detail = " ".join(str(error).split())  # Dask's messages span lines
+        return f"lost the Dask scheduler at {address} ({type(error).__name__}: {detail}); {then}"
     return None
 
 
