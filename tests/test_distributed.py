@@ -30,7 +30,7 @@ from faceval.cli import main
 from faceval.datasets import Dataset, load_dataset
 from faceval.distributed import ClusterError, DaskPairs, DaskWorkers, SharedPathError, _embed_on_worker, connect
 from faceval.embedders import EmbeddingResult, ModelSpec
-from faceval.evaluate import score_pairs
+from faceval.evaluation import score_pairs
 from faceval.extraction import EmbeddingSet, WorkerError, extract_embeddings
 from faceval.gpu import DenseLatticeCounts
 from faceval.groups import GroupOptions, group_report

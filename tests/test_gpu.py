@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from faceval.accumulators import update_counts
-from faceval.evaluate import score_pairs
+from faceval.evaluation import score_pairs
 from faceval.gpu import (
     SCORE_TOLERANCE,
     DenseLatticeCounts,

@@ -12,25 +12,29 @@ from typing import Any
 import click
 
 from faceval import __version__
-from faceval.comparison import comparison_summary_line
+from faceval.audit import audit_embeddings, audit_summary_lines, write_audit
 from faceval.datasets import DatasetError
 from faceval.demo import CITATION, DemoDataError, prepare_demo_data
 from faceval.engine import EngineOptions, open_engine
 from faceval.extraction import WorkerError, save_embeddings_npz
-from faceval.groups import group_summary_lines
+from faceval.html_report import LANGUAGES
 from faceval.model_files import ModelError, list_models
 from faceval.pipeline import (
     EmbeddingOptions,
     EvaluationRequest,
     GroupRequest,
+    OutputOptions,
     device_notes,
     embed_dataset,
     load_sources,
     metrics_from_embeddings_file,
     model_specs,
+    prepare_out_dir,
     run_evaluation,
 )
+from faceval.results import Result
 from faceval.store import StoreError, default_store_path
+from faceval.summary import summary_lines
 
 
 def option_group(*decorators: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[..., Any]:
@@ -48,47 +52,10 @@ def _fail(message: str) -> None:
     raise click.ClickException(message)
 
 
-def print_summary(document: dict[str, Any], out_dir: Path) -> None:
-    """The short terminal summary: per model images, failures, pairs, AUC, EER, best-F1 threshold, TAR@1e-3."""
-    dataset = document["dataset"]
-    click.echo(
-        f"\n{dataset['n_images']} images of {dataset['n_identities']} identities"
-        + (f" ({dataset['n_skipped_files']} other files set aside)" if dataset.get("n_skipped_files") else "")
-    )
-    header = (
-        f"{'model':<16}{'images':>8}{'failed':>8}{'pairs':>12}{'AUC':>8}{'EER':>8}{'best-F1 thr':>13}"
-        f"{'F1':>7}{'TAR@FAR1e-3':>13}"
-    )
-    click.echo(header)
-    for name, model in document["models"].items():
-        if model["auc"] is None:
-            click.echo(f"{name:<16}{model['n_images']:>8}{model['n_failed']:>8}{model['n_pairs']:>12}   (no metrics)")
-            continue
-        tar = model["tar_at_far"]["1e-3"]
-        tar_text = f"{tar['tar']:.3f}" + ("" if tar["supported"] else "*")
-        click.echo(
-            f"{name:<16}{model['n_images']:>8}{model['n_failed']:>8}{model['n_pairs']:>12}{model['auc']:>8.4f}"
-            f"{model['eer']['value']:>8.4f}{model['best_f1']['threshold']:>13.4f}{model['best_f1']['f1']:>7.3f}"
-            f"{tar_text:>13}"
-        )
-        reference = model.get("at_reference_threshold")
-        if reference:
-            click.echo(
-                f"{'':<16}at the customary threshold {reference['threshold']:g} ({model['units']}): "
-                f"FMR {reference['fmr']:.4f}, FNMR {reference['fnmr']:.4f}, F1 {reference['f1']:.3f}"
-            )
-    if any(m["auc"] is not None and not m["tar_at_far"]["1e-3"]["supported"] for m in document["models"].values()):
-        click.echo("* too few impostor pairs to measure FMR 1e-3 (rule of three: need 3,000)")
-    for name, model in document["models"].items():
-        if model.get("groups"):
-            click.echo("")
-            for line in group_summary_lines(model, name):
-                click.echo(line)
-    for comparison in document.get("comparisons", []):
-        click.echo(comparison_summary_line(comparison))
-    for note in document["notes"]:
-        click.echo(f"note: {note}")
-    click.echo(f"results: {out_dir / 'metrics.json'}")
+def print_summary(result: Result, out_dir: Path) -> None:
+    """The terminal summary of a run (`faceval.summary.summary_lines`)."""
+    for line in summary_lines(result, out_dir):
+        click.echo(line)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -105,7 +72,8 @@ dataset_options = option_group(
         type=click.Choice(["auto", "flat", "folders", "manifest"]),
         default="auto",
         show_default=True,
-        help="Dataset layout: flat name_xxx files, one folder per identity, or a CSV.",
+        help="Dataset layout: flat name_xxx files, one folder per identity, or a CSV. 'auto' refuses a folder "
+        "with images both in it and in subfolders: choose flat or folders (the rest is listed as skipped).",
     ),
     click.option(
         "--manifest",
@@ -241,6 +209,19 @@ threshold_options = option_group(
 )
 
 
+# --no-report, --lang: the self-contained report.html (shared by 'evaluate', 'metrics' and 'demo').
+report_options = option_group(
+    click.option("--no-report", is_flag=True, help="Do not write report.html."),
+    click.option(
+        "--lang",
+        type=click.Choice(LANGUAGES),
+        default="en",
+        show_default=True,
+        help="Language of report.html: English or Japanese.",
+    ),
+)
+
+
 def _thresholds(values: tuple[str, ...]) -> dict[str, float]:
     """``--threshold 0.6`` (every model, key "") or ``--threshold dlib=0.6``."""
     parsed = {}
@@ -325,6 +306,21 @@ def _reported_errors() -> Iterator[None]:
 @engine_options
 @grouping_options
 @threshold_options
+@report_options
+@click.option("--no-audit", is_flag=True, help="Skip the dataset audit (duplicates, mislabels, same person twice).")
+@click.option(
+    "--exclude",
+    "exclude_csv",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="AUDIT.csv",
+    help="Leave out the images an audit.csv marks exclude=yes (edit the column to choose); report.html shows "
+    "how the figures moved.",
+)
+@click.option(
+    "--exclude-duplicates",
+    is_flag=True,
+    help="Leave out the extra copies of exact and near duplicates (every copy when filed under several identities).",
+)
 def evaluate(
     sources: tuple[Path, ...],
     layout: str,
@@ -349,6 +345,11 @@ def evaluate(
     threshold_from: Path | None,
     resamples: int,
     seed: int,
+    no_report: bool,
+    lang: str,
+    no_audit: bool,
+    exclude_csv: Path | None,
+    exclude_duplicates: bool,
 ) -> None:
     """Embed every image of SOURCES with each model and measure verification over all pairs.
 
@@ -366,11 +367,18 @@ def evaluate(
         groups=_group_request(
             target_fmr, thresholds, calibrate, threshold_from, resamples, seed, group_by, attribute_csv
         ),
+        outputs=OutputOptions(
+            audit=not no_audit,
+            exclude_csv=exclude_csv,
+            exclude_duplicates=exclude_duplicates,
+            html=not no_report,
+            lang=lang,
+        ),
         engine=EngineOptions(scheduler, device),
     )
     with _reported_errors():
-        document = run_evaluation(request, command=sys.argv)
-    print_summary(document, out)
+        result = run_evaluation(request, command=sys.argv)
+    print_summary(result, out)
 
 
 @main.command()
@@ -437,6 +445,7 @@ def embed(
 )
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @threshold_options
+@report_options
 @engine_options
 def metrics(
     embeddings: Path,
@@ -448,6 +457,8 @@ def metrics(
     threshold_from: Path | None,
     resamples: int,
     seed: int,
+    no_report: bool,
+    lang: str,
     scheduler: str | None,
     device: str,
 ) -> None:
@@ -457,10 +468,17 @@ def metrics(
     """
     groups = _group_request(target_fmr, thresholds, calibrate, threshold_from, resamples, seed)
     with _reported_errors():
-        document = metrics_from_embeddings_file(
-            embeddings, metric, out, command=sys.argv, groups=groups, engine=EngineOptions(scheduler, device)
+        result = metrics_from_embeddings_file(
+            embeddings,
+            metric,
+            out,
+            command=sys.argv,
+            groups=groups,
+            html=not no_report,
+            lang=lang,
+            engine=EngineOptions(scheduler, device),
         )
-    print_summary(document, out)
+    print_summary(result, out)
 
 
 @main.command()
@@ -471,14 +489,62 @@ def metrics(
 )
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results/demo"), show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def demo(data: Path | None, out: Path, quiet: bool) -> None:
+@report_options
+def demo(data: Path | None, out: Path, quiet: bool, no_report: bool, lang: str) -> None:
     """Download (once, checksum-verified) the public AT&T faces and evaluate dlib on them."""
     with _reported_errors():
         folder = prepare_demo_data(data, progress=not quiet)
         click.echo(f"demo data: {folder} (AT&T Database of Faces; cite {CITATION})")
-        request = EvaluationRequest(sources=(folder,), out_dir=out, embedding=EmbeddingOptions(progress=not quiet))
-        document = run_evaluation(request, command=sys.argv)
-    print_summary(document, out)
+        request = EvaluationRequest(
+            sources=(folder,),
+            out_dir=out,
+            embedding=EmbeddingOptions(progress=not quiet),
+            outputs=OutputOptions(html=not no_report, lang=lang),
+        )
+        result = run_evaluation(request, command=sys.argv)
+    print_summary(result, out)
+
+
+@main.command()
+@dataset_options
+@click.option("--model", default="dlib", show_default=True, help="Model whose embeddings the audit compares.")
+@model_options
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("audit"), show_default=True,
+    help="Folder for audit.json and audit.csv.",
+)  # fmt: skip
+@embedding_options
+def audit(
+    sources: tuple[Path, ...],
+    layout: str,
+    manifest: Path | None,
+    model: str,
+    spec: Path | None,
+    dlib_detector: str,
+    dlib_upsample: int,
+    out: Path,
+    cache: Path | None,
+    no_cache: bool,
+    jobs: int | None,
+    max_temp: float | None,
+    quiet: bool,
+) -> None:
+    """Check a labelled dataset before trusting its figures: exact and near duplicates, one person under two
+    names, probably mislabelled images, images with several faces, failures by reason.
+
+    Writes audit.json and audit.csv (one row per flagged image; 'faceval evaluate --exclude audit.csv' leaves
+    out the rows marked exclude=yes).
+    """
+    with _reported_errors():
+        prepare_out_dir(out)
+        dataset = load_sources(_sources(sources, manifest, "audit"), layout)
+        specs = model_specs([model], {"detector": dlib_detector, "upsample": dlib_upsample}, spec, jobs)
+        options = EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet)
+        (embedding_set,) = embed_dataset(dataset, specs, options)
+        document = write_audit(out, audit_embeddings(dataset, embedding_set))
+    for line in audit_summary_lines(document):
+        click.echo(line)
+    click.echo(f"audit: {out / 'audit.json'}, {out / 'audit.csv'}")
 
 
 @main.command()

@@ -111,6 +111,24 @@ class ModelComparison:
     n_impostor: int = 0
     note: str | None = None
 
+    def swapped(self) -> ModelComparison:
+        """The same comparison read as model b against model a (difference and interval negated)."""
+        interval = self.interval
+        if interval is not None:
+            interval = replace(interval, low=-interval.high, high=-interval.low)
+        return replace(
+            self,
+            name_a=self.name_b,
+            name_b=self.name_a,
+            auc_a=self.auc_b,
+            auc_b=self.auc_a,
+            difference=None if self.difference is None else -self.difference,
+            ci_low=None if self.ci_high is None else -self.ci_high,
+            ci_high=None if self.ci_low is None else -self.ci_low,
+            delong_z=None if self.delong_z is None else -self.delong_z,
+            interval=interval,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain values for ``metrics.json`` (strict JSON: an infinite z is written as None)."""
         return {

@@ -6,7 +6,10 @@ Three layouts, detected automatically and overridable:
 - ``folders``: one sub-folder per identity (files deeper inside it belong to it too);
 - ``manifest``: a CSV with ``path,identity[,attribute columns...]``, paths relative to the CSV.
 
-A folder that holds a ``manifest.csv`` is read through it. Which files are images is decided by their content
+A folder that holds a ``manifest.csv`` is read through it. A folder with images both directly in it and in
+subfolders is refused until the layout is chosen: either reading would leave images out, and the population
+evaluated must never change silently. Paths keep the names the user gave them (a symbolic link is not replaced by
+its target), so a linked folder's group is the link's name. Which files are images is decided by their content
 when they are loaded, so a damaged image is a recorded failure rather than a silently missing file; only files
 whose extension says they are documents or data (``.txt``, ``.csv``, ...) are set aside, and listed as skipped.
 """
@@ -14,6 +17,7 @@ whose extension says they are documents or data (``.txt``, ``.csv``, ...) are se
 from __future__ import annotations
 
 import csv
+import os
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -86,11 +90,27 @@ def identity_from_file_name(path: Path) -> str:
     return _nfc(path.stem.split("_", 1)[0])
 
 
-def _visible_files(folder: Path) -> Iterable[Path]:
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
-            yield path
+def _visible_files(folder: Path) -> list[Path]:
+    """Every file under ``folder``, sorted, leaving out hidden ones and following linked folders.
+
+    A linked identity folder is as much the user's as a real one (``pathlib``'s ``rglob`` would skip it silently);
+    a link back to a folder above is not followed twice. An unreadable folder is an error, not a silent gap.
+    """
+
+    def unreadable(error: OSError) -> None:
+        raise DatasetError(f"{error.filename}: cannot be read ({error.strerror}); fix its permissions or move it out")
+
+    files = []
+    above: dict[str, frozenset[str]] = {str(folder): frozenset()}
+    for root, folders, names in os.walk(folder, onerror=unreadable, followlinks=True):
+        real, seen = os.path.realpath(root), above.pop(root)
+        if real in seen:  # a link to a folder above this one: following it would never end
+            folders.clear()
+            continue
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        above.update((os.path.join(root, name), seen | {real}) for name in folders)
+        files += [Path(root, name) for name in names if not name.startswith(".")]
+    return sorted(files)
 
 
 def _split_candidates(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -103,31 +123,43 @@ def _split_candidates(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[Pat
     return images, skipped
 
 
-def _detect_layout(folder: Path) -> Layout:
-    if (folder / MANIFEST_NAME).is_file():
-        return "manifest"
-    has_subfolders = any(child.is_dir() and not child.name.startswith(".") for child in folder.iterdir())
-    return "folders" if has_subfolders else "flat"
+def _absolute(path: Path) -> Path:
+    # Not Path.resolve(): that replaces a symbolic link by its target, and the folder's name is its group's name
+    # (若い女性 -> /data/jaffe is the group 若い女性, not jaffe).
+    return Path(os.path.abspath(path))
 
 
-def _read_flat(folder: Path) -> Dataset:
-    files = [path for path in _visible_files(folder) if path.parent == folder]
-    images, skipped = _split_candidates(files)
-    records = tuple(ImageRecord(path, identity_from_file_name(path)) for path in images)
-    return Dataset(folder, "flat", records, tuple(skipped))
+def _ambiguous_layout(folder: Path, top_level: Sequence[Path], nested: Sequence[Path]) -> DatasetError:
+    return DatasetError(
+        f"{folder}: {len(top_level)} images lie directly in the folder (e.g. {top_level[0].name}) and "
+        f"{len(nested)} in subfolders (e.g. {nested[0].relative_to(folder).as_posix()}), so the layout is "
+        "ambiguous and either reading leaves images out. Choose one: --layout flat evaluates the "
+        f"{len(top_level)} top-level images (identity = file name before the first '_'), --layout folders the "
+        f"{len(nested)} images in subfolders (identity = first-level folder); or move the images so that only "
+        "one kind remains"
+    )
 
 
-def _read_folders(folder: Path) -> Dataset:
+def _read_folder(folder: Path, layout: Layout) -> Dataset:
     images, skipped = _split_candidates(_visible_files(folder))
-    records = []
-    for path in images:
-        relative = path.relative_to(folder)
-        if len(relative.parts) == 1:
-            skipped.append((path, "lies outside any identity folder; move it into one, or use --layout flat"))
-        else:
-            records.append(ImageRecord(path, _nfc(relative.parts[0])))
+    top_level = [path for path in images if path.parent == folder]
+    nested = [path for path in images if path.parent != folder]
+    if layout == "auto":
+        if top_level and nested:
+            raise _ambiguous_layout(folder, top_level, nested)
+        layout = "folders" if nested else "flat"
+    if layout == "flat":
+        records = [ImageRecord(path, identity_from_file_name(path)) for path in top_level]
+        why = (
+            "lies in a subfolder, which the flat layout does not read; use --layout folders for one folder per identity"
+        )
+        skipped += [(path, why) for path in nested]
+    else:
+        records = [ImageRecord(path, _nfc(path.relative_to(folder).parts[0])) for path in nested]
+        why = "lies outside any identity folder; move it into one, or use --layout flat"
+        skipped += [(path, why) for path in top_level]
     skipped.sort()
-    return Dataset(folder, "folders", tuple(records), tuple(skipped))
+    return Dataset(folder, layout, tuple(records), tuple(skipped))
 
 
 def read_csv_rows(csv_path: Path, required: Sequence[str]) -> tuple[list[str], list[dict[str, str]]]:
@@ -158,20 +190,24 @@ def _read_manifest(csv_path: Path) -> Dataset:
             raise DatasetError(
                 f"{csv_path}, line {line_number}: empty 'path' or 'identity'; fill it in or delete the row"
             )
-        path = (csv_path.parent / relative).resolve()
-        if path in seen:
+        path = _absolute(csv_path.parent / relative)
+        real = path.resolve()  # two spellings or links of one file are still one image
+        if real in seen:
             raise DatasetError(
-                f"{csv_path}, line {line_number}: {relative} is listed twice (first on line {seen[path]}); "
+                f"{csv_path}, line {line_number}: {relative} is listed twice (first on line {seen[real]}); "
                 "each image must appear once"
             )
-        seen[path] = line_number
+        seen[real] = line_number
         attributes = {name: (row.get(name) or "").strip() for name in attribute_names}
         records.append(ImageRecord(path, _nfc(identity), attributes))
-    return Dataset(csv_path.parent.resolve(), "manifest", tuple(records), (), attribute_names)
+    return Dataset(csv_path.parent, "manifest", tuple(records), (), attribute_names)
 
 
 def load_dataset(source: str | Path, layout: Layout = "auto") -> Dataset:
     """Find the images of a dataset folder or manifest CSV and their identities.
+
+    With ``layout="auto"`` a folder holding images both directly and in subfolders raises `DatasetError`: choose
+    ``"flat"`` or ``"folders"`` (``--layout``); the files that layout does not read are listed in ``skipped``.
 
     >>> dataset = load_dataset("ROC用")  # doctest: +SKIP
     >>> dataset.layout, dataset.n_images, dataset.n_identities  # doctest: +SKIP
@@ -180,22 +216,18 @@ def load_dataset(source: str | Path, layout: Layout = "auto") -> Dataset:
     source = Path(source).expanduser()
     if not source.exists():
         raise DatasetError(f"{source}: no such file or folder; check the path")
+    source = _absolute(source)
     if source.is_file():
         if layout not in {"auto", "manifest"}:
             raise DatasetError(f"{source}: a file can only be read as a manifest CSV, not as layout '{layout}'")
-        dataset = _read_manifest(source.resolve())
+        dataset = _read_manifest(source)
+    elif layout == "manifest" or (layout == "auto" and (source / MANIFEST_NAME).is_file()):
+        manifest = source / MANIFEST_NAME
+        if not manifest.is_file():
+            raise DatasetError(f"{source}: --layout manifest needs {MANIFEST_NAME} in the folder, or pass the CSV")
+        dataset = _read_manifest(manifest)
     else:
-        source = source.resolve()
-        chosen = _detect_layout(source) if layout == "auto" else layout
-        if chosen == "manifest":
-            manifest = source / MANIFEST_NAME
-            if not manifest.is_file():
-                raise DatasetError(f"{source}: --layout manifest needs {MANIFEST_NAME} in the folder, or pass the CSV")
-            dataset = _read_manifest(manifest)
-        elif chosen == "folders":
-            dataset = _read_folders(source)
-        else:
-            dataset = _read_flat(source)
+        dataset = _read_folder(source, layout)
     if not dataset.records:
         found = f"; {len(dataset.skipped)} other files were set aside" if dataset.skipped else ""
         raise DatasetError(f"{source}: no images found (layout {dataset.layout}){found}; point faceval at face images")
@@ -205,14 +237,17 @@ def load_dataset(source: str | Path, layout: Layout = "auto") -> Dataset:
 def combine_datasets(datasets: Sequence[Dataset], group_attribute: str = "group") -> Dataset:
     """Join several datasets into one, each record tagged with its dataset's folder name as ``group_attribute``.
 
-    Identities are qualified by the group (``young_women/Alice``) so that two folders reusing a name stay apart.
+    The name is the one the user gave the folder (a symbolic link keeps its own name). Identities are qualified by
+    the group (``young_women/Alice``) so that two folders reusing a name stay apart. An image reached through two
+    sources (a folder given twice, once through a link, or one inside another) is refused rather than counted twice.
     """
     if len(datasets) == 1:
         return datasets[0]
-    names = [dataset.root.name for dataset in datasets]
+    names = [_nfc(dataset.root.name) for dataset in datasets]
     duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicates:
         raise DatasetError(f"several dataset folders are named {', '.join(duplicates)}; rename one so groups differ")
+    _refuse_shared_images(datasets, names)
     records, skipped, attribute_names = [], [], [group_attribute]
     for name, dataset in zip(names, datasets, strict=True):
         for attribute in dataset.attribute_names:
@@ -230,6 +265,19 @@ def combine_datasets(datasets: Sequence[Dataset], group_attribute: str = "group"
         tuple(skipped),
         tuple(attribute_names),
     )
+
+
+def _refuse_shared_images(datasets: Sequence[Dataset], names: Sequence[str]) -> None:
+    # Links keep their own names, so one folder given under two names is no longer caught as a duplicate name.
+    first_group: dict[Path, str] = {}
+    for name, dataset in zip(names, datasets, strict=True):
+        for record in dataset.records:
+            other = first_group.setdefault(record.path.resolve(), name)
+            if other != name:
+                raise DatasetError(
+                    f"{record.path} belongs to two sources, {other} and {name} (one folder given twice, through a "
+                    "link or inside another); give each image through one source only"
+                )
 
 
 def _common_parts(paths: Sequence[Path]) -> tuple[str, ...]:

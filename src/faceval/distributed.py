@@ -256,7 +256,7 @@ class DaskPairs:
 
 
 def dask_pairs(client: Client) -> Callable[..., DaskPairs]:
-    """A `faceval.evaluate.PairFeedFactory` scoring on ``client``'s cluster."""
+    """A `faceval.evaluation.PairFeedFactory` scoring on ``client``'s cluster."""
 
     def factory(
         vectors: np.ndarray, identities: np.ndarray, similarity: Similarity, progress: bool = False, label: str = ""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from faceval.evaluate import PairFeedFactory, local_pairs
+from faceval.evaluation import PairFeedFactory, local_pairs
 from faceval.extraction import RemoteWorkers
 
 

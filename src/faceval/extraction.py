@@ -9,11 +9,14 @@ after a hard kill the next run embeds only what the store lacks.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.machinery
 import itertools
 import multiprocessing
 import multiprocessing.forkserver
 import pickle
 import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -237,6 +240,12 @@ class _Run:
         first = next(batches, None)
         if first is None:
             return  # everything was in the store: no worker to start
+        # An embedder class defined in the user's script needs that script in the workers (and its guard).
+        hide_main = _main_module_not_imported_by_workers() if _importable(recipe) else contextlib.nullcontext()
+        with hide_main:
+            self._embed_batches(recipe, jobs, itertools.chain([first], batches))
+
+    def _embed_batches(self, recipe: ModelSpec | Embedder, jobs: int, batches: Iterable[list[_Task]]) -> None:
         executor = ProcessPoolExecutor(
             jobs,
             mp_context=multiprocessing.get_context(_START_METHOD),
@@ -247,7 +256,7 @@ class _Run:
             self.embed_with(
                 lambda batch: executor.submit(_embed_in_worker, [path for _, _, path in batch]),
                 jobs,
-                itertools.chain([first], batches),
+                batches,
                 lambda: _stop_workers(executor),
             )
         except BrokenProcessPool as error:
@@ -305,6 +314,33 @@ class _Run:
             self.store.flush()
 
 
+@contextlib.contextmanager
+def _main_module_not_imported_by_workers() -> Iterator[None]:
+    """Start worker processes without re-running the user's script in them.
+
+    A new worker (forkserver or spawn) imports the parent's ``__main__`` file before its first task, so a plain
+    script that calls faceval without an ``if __name__ == "__main__":`` guard would run again in every worker
+    and fail there. The workers need only faceval's own modules (a `ModelSpec`, or an embedder whose class is
+    importable: see `_importable`), so while they start, ``__main__`` is presented as a module that multiprocessing
+    never re-imports (a spec named ``__main__``, as under ``python -m``). Jupyter and the REPL have no main file
+    and are left alone.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None or not getattr(main, "__file__", None):
+        yield
+        return
+    main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+    try:
+        yield
+    finally:
+        main.__spec__ = None
+
+
+def _importable(model: ModelSpec | Embedder) -> bool:
+    """Whether a worker can rebuild ``model`` from faceval's modules alone (not a class defined in ``__main__``)."""
+    return isinstance(model, ModelSpec) or type(model).__module__ != "__main__"
+
+
 def extract_embeddings(
     dataset: Dataset,
     model: ModelSpec | Embedder,
@@ -328,6 +364,8 @@ def extract_embeddings(
     """
     if (jobs is not None and jobs < 1) or batch_size < 1:
         raise ValueError("jobs and batch_size must be >= 1")
+    if jobs is None and not _importable(model):
+        jobs = 1  # its class lives in the user's script, which workers do not import
     if jobs != 1 and not isinstance(model, ModelSpec):
         try:
             pickle.dumps(model)

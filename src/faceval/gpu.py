@@ -178,7 +178,7 @@ class DevicePairs:
 
 
 def device_pairs(device: str) -> Callable[..., DevicePairs]:
-    """A `faceval.evaluate.PairFeedFactory` scoring on ``device`` (``cuda``, or ``auto`` resolved to it)."""
+    """A `faceval.evaluation.PairFeedFactory` scoring on ``device`` (``cuda``, or ``auto`` resolved to it)."""
     xp = scoring_array_module(device)
 
     def factory(

@@ -2,17 +2,19 @@
 
 Lookup order for `locate_model`: an explicit path, then ``$FACEVAL_MODELS_DIR``, then the user cache
 (``platformdirs.user_cache_dir("faceval")/models``), then the ``face_recognition_models`` package (dlib
-files). A public file that is still missing is downloaded from its official, pinned source into the cache,
-verified against its sha256 first; set ``FACEVAL_OFFLINE=1`` to never try.
+files). A public file that is still missing is downloaded into the cache with ``pooch`` from the first of its
+sources that serves it (Hugging Face first: opencv_zoo's GitHub copy is Git LFS, whose bandwidth ran out in 2025),
+kept only when its sha256 matches; set ``FACEVAL_OFFLINE=1`` to never try.
 """
 
 from __future__ import annotations
 
-import hashlib
+import http.client
 import logging
 import os
-import urllib.error
-import urllib.request
+import socket
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,11 @@ from faceval.hashing import sha256_file_cached
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
+_HUGGING_FACE = "https://huggingface.co/opencv"
 _ZOO = "https://github.com/opencv/opencv_zoo/raw"
+# The first line of a Git LFS pointer: the small text file a repository holds in place of a large file, served
+# instead of the model when the LFS objects were not fetched (a clone without git-lfs, or LFS quota exhausted).
+LFS_POINTER_START = b"version https://git-lfs.github.com/spec/v1"
 _DLIB_HOW = "installed with face_recognition_models (a faceval dependency): pip install face_recognition_models"
 
 
@@ -30,14 +36,22 @@ class ModelError(Exception):
     """A model file that is missing, unverifiable or unusable; the message names the model and the problem."""
 
 
+class DownloadError(ModelError):
+    """No source gave the file; ``offline`` is True when no source's host name could be resolved (no network)."""
+
+    def __init__(self, message: str, *, offline: bool) -> None:
+        super().__init__(message)
+        self.offline = offline
+
+
 @dataclass(frozen=True)
 class ModelFile:
     """One known model file.
 
-    ``sha256`` is None where no checksum is published (proprietary files); ``url`` is a pinned direct
-    download, None where faceval may not or cannot download the file; ``package_attr`` names the
-    ``face_recognition_models`` function that returns the file's installed location; ``other_names`` are
-    names the same file also goes by.
+    ``sha256`` is None where no checksum is published (proprietary files); ``urls`` are direct downloads of
+    those exact bytes, first choice first, empty where faceval may not or cannot download the file;
+    ``package_attr`` names the ``face_recognition_models`` function that returns the file's installed location;
+    ``other_names`` are names the same file also goes by.
     """
 
     name: str
@@ -47,7 +61,7 @@ class ModelFile:
     licence: str
     source: str
     how_to_get: str
-    url: str | None = None
+    urls: tuple[str, ...] = ()
     package_attr: str | None = None
     other_names: tuple[str, ...] = ()
 
@@ -91,10 +105,13 @@ REGISTRY: dict[str, ModelFile] = {
             description="OpenCV Zoo SFace face recognizer, fp32 (128-d, input 1x3x112x112)",
             sha256="0ba9fbfa01b5270c96627c4ef784da859931e02f04419c829e83484087c34e79",
             licence="Apache-2.0",
-            source="https://github.com/opencv/opencv_zoo/tree/main/models/face_recognition_sface",
-            how_to_get="downloaded automatically from opencv_zoo when online",
-            url=f"{_ZOO}/966be4cb6eefc2a4f586ed0581bf4bbaa2533070/models/face_recognition_sface/"
-            "face_recognition_sface_2021dec.onnx",
+            source="https://huggingface.co/opencv/face_recognition_sface",
+            how_to_get="downloaded automatically when online (Hugging Face, else opencv_zoo on GitHub)",
+            urls=(
+                f"{_HUGGING_FACE}/face_recognition_sface/resolve/main/face_recognition_sface_2021dec.onnx",
+                f"{_ZOO}/966be4cb6eefc2a4f586ed0581bf4bbaa2533070/models/face_recognition_sface/"
+                "face_recognition_sface_2021dec.onnx",
+            ),
         ),
         ModelFile(
             name="yunet",
@@ -102,10 +119,13 @@ REGISTRY: dict[str, ModelFile] = {
             description="OpenCV Zoo YuNet face detector 2023mar, fp32 (boxes + 5 landmarks)",
             sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
             licence="MIT",
-            source="https://github.com/opencv/opencv_zoo/tree/main/models/face_detection_yunet",
-            how_to_get="downloaded automatically from opencv_zoo when online",
-            url=f"{_ZOO}/f12e12798e8314f7c074a6656816c048dcc95b7a/models/face_detection_yunet/"
-            "face_detection_yunet_2023mar.onnx",
+            source="https://huggingface.co/opencv/face_detection_yunet",
+            how_to_get="downloaded automatically when online (Hugging Face, else opencv_zoo on GitHub)",
+            urls=(
+                f"{_HUGGING_FACE}/face_detection_yunet/resolve/main/face_detection_yunet_2023mar.onnx",
+                f"{_ZOO}/f12e12798e8314f7c074a6656816c048dcc95b7a/models/face_detection_yunet/"
+                "face_detection_yunet_2023mar.onnx",
+            ),
         ),
         ModelFile(
             name="japanese-face",
@@ -165,10 +185,22 @@ def verify_sha256(path: Path, expected: str, name: str) -> None:
     """Raise `ModelError` when the file's sha256 is not the expected one."""
     actual = sha256_file_cached(path)
     if actual != expected:
+        if is_lfs_pointer(path):
+            raise ModelError(
+                f"model {name!r}: {path} is a Git LFS pointer (a small text file that stands for the model), not "
+                "the model: it comes from a clone made without git-lfs. Delete it; faceval downloads the model, "
+                "or run 'git lfs pull' in that clone"
+            )
         raise ModelError(
             f"model {name!r}: {path} has sha256 {actual}, expected {expected}; "
             "the file is corrupt or a different version: delete it and get it again"
         )
+
+
+def is_lfs_pointer(path: str | Path) -> bool:
+    """Whether the file is a Git LFS pointer rather than the content it stands for."""
+    with open(path, "rb") as handle:
+        return handle.read(len(LFS_POINTER_START)) == LFS_POINTER_START
 
 
 def _where_to_put(entry: ModelFile) -> str:
@@ -197,42 +229,101 @@ def locate_model(name: str, explicit_path: str | Path | None = None, *, download
             verify_sha256(found, entry.sha256, name)
         return found
     offline = os.environ.get("FACEVAL_OFFLINE", "") not in ("", "0")
-    if entry.url is None or entry.sha256 is None or not download or offline:
+    if not entry.urls or entry.sha256 is None or not download or offline:
         raise ModelError(f"model {name!r} not found; {_where_to_put(entry)}")
-    destination = cache_dir() / entry.filename
     try:
-        return download_file(entry.url, destination, entry.sha256, name=name)
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+        return download_file(
+            entry.urls, cache_dir() / entry.filename, entry.sha256, name=name, progress=sys.stderr.isatty()
+        )
+    except DownloadError as error:
         raise ModelError(
-            f"model {name!r} not found and could not be downloaded from {entry.url} ({error}); {_where_to_put(entry)}"
-        ) from error
+            f"model {name!r} not found and could not be downloaded: {error}; {_where_to_put(entry)}"
+        ) from None
 
 
-def download_file(url: str, destination: Path, sha256: str, *, name: str, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``destination``, keeping it only when its sha256 matches.
+def download_file(
+    urls: Sequence[str], destination: Path, sha256: str, *, name: str, timeout: float = 60.0, progress: bool = False
+) -> Path:
+    """Download the file from the first of ``urls`` that serves the bytes whose sha256 is ``sha256``.
 
-    The bytes stream into a temporary file beside the destination and are hashed on the way; the file is
-    renamed into place only after the checksum matches, so an interrupted or wrong download never looks
-    like a model. A mismatch deletes the temporary file and raises `ModelError`.
+    ``pooch`` streams each download into a temporary file beside ``destination`` and renames it into place only
+    when the checksum matches, so an interrupted or wrong download never looks like the file. Each source that
+    fails (no connection, a connection dropped mid-download, an HTTP error, other bytes, a Git LFS pointer) is
+    noted and the next one tried; when none gives the file, `DownloadError` says what each one did.
     """
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    log.info("downloading model %s from %s", name, url)
-    # Per-process name: two processes fetching the same file never write into each other's bytes.
-    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.part")
-    try:
-        digest = hashlib.sha256()
-        with open(temporary, "wb") as handle, urllib.request.urlopen(url, timeout=timeout) as response:
-            while chunk := response.read(_CHUNK):
-                digest.update(chunk)
-                handle.write(chunk)
-        if digest.hexdigest() != sha256:
-            raise ModelError(
-                f"{name!r}: download from {url} has sha256 {digest.hexdigest()}, expected {sha256}; nothing was kept"
+    import pooch
+
+    # pooch announces each download on stderr; faceval logs it instead (a demo fetches hundreds of files).
+    pooch.get_logger().setLevel(logging.WARNING)
+    downloader = _RefusingLfsPointers(progressbar=progress, chunk_size=_CHUNK, timeout=timeout)
+    problems, unresolved = [], 0
+    for url in urls:
+        log.info("downloading %s from %s", name, url)
+        try:
+            pooch.retrieve(
+                url, f"sha256:{sha256}", fname=destination.name, path=destination.parent, downloader=downloader
             )
-        os.replace(temporary, destination)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return destination
+            return destination
+        except _LfsPointerError:
+            problems.append(f"{url} served a Git LFS pointer, not the file (its LFS storage is unavailable)")
+        except ValueError as error:  # pooch: the bytes' sha256 is not the pinned one; they were deleted
+            problems.append(f"{url}: {error}")
+        except (OSError, http.client.HTTPException) as error:  # requests' errors are OSErrors
+            unresolved += _is_name_resolution_failure(error)
+            problems.append(f"{url}: {_reason(error)}")
+    offline = bool(urls) and unresolved == len(urls)
+    summary = "no network (host name not resolved)" if offline else "no source gave the file"
+    raise DownloadError(f"{summary}: {'; '.join(problems)}; nothing was kept", offline=offline)
+
+
+class _LfsPointerError(Exception):
+    pass
+
+
+class _RefusingLfsPointers:
+    """pooch's HTTP downloader, refusing a Git LFS pointer served in place of the file (a clearer error than
+    a checksum mismatch)."""
+
+    def __init__(self, **options: Any) -> None:
+        import pooch
+
+        self._download = pooch.HTTPDownloader(**options)
+
+    def __call__(self, url: str, output_file: str, pooch_instance: Any) -> None:
+        self._download(url, output_file, pooch_instance)
+        if is_lfs_pointer(output_file):
+            raise _LfsPointerError(url)
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and every error inside it: causes, contexts, urllib3's ``reason`` and exception arguments."""
+    found, pending = [], [error]
+    while pending:
+        current = pending.pop()
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        inner = (current.__cause__, current.__context__, getattr(current, "reason", None), *current.args)
+        pending += [item for item in inner if isinstance(item, BaseException)]
+    return found
+
+
+def _is_name_resolution_failure(error: BaseException) -> bool:
+    """Whether a host name could not be resolved: the usual sign of no network (or no DNS)."""
+    return any(isinstance(cause, socket.gaierror) for cause in _causes(error))
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost useful description of a download error (requests nests urllib3's inside its own)."""
+    for cause in _causes(error):
+        if isinstance(cause, socket.gaierror):
+            return f"host name not resolved ({cause.strerror or cause})"
+        if isinstance(cause, http.client.IncompleteRead):  # urllib3's subclasses it too
+            return f"the connection dropped mid-download ({cause!r})"
+    for cause in _causes(error):
+        if isinstance(cause, OSError) and cause.errno is not None and cause.strerror:  # refused, reset, disk full
+            return cause.strerror
+    return f"{type(error).__name__}: {error}"
 
 
 def list_models() -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,17 +11,25 @@ from typing import Any
 
 import numpy as np
 
+from faceval.audit import (
+    Audit,
+    AuditOptions,
+    audit_embeddings,
+    duplicate_paths_to_exclude,
+    paths_to_exclude,
+)
 from faceval.datasets import Dataset, ImageRecord, combine_datasets, load_dataset
 from faceval.embedders import Embedder, EmbeddingResult, ModelSpec, parse_model_argument
 from faceval.engine import EngineOptions, open_engine
-from faceval.evaluate import (
+from faceval.evaluation import (
+    Evaluation,
     evaluate_embeddings,
 )
 from faceval.extraction import EmbeddingSet, RemoteWorkers, extract_embeddings
 from faceval.gpu import dlib_cuda_note
 from faceval.groups import GroupOptions, group_labels, load_thresholds
 from faceval.onnx_embedder import available_cores
-from faceval.report import reference_threshold, write_report
+from faceval.results import Result, model_figures, reference_threshold
 from faceval.scoring import Similarity
 from faceval.store import EmbeddingStore
 
@@ -52,6 +61,18 @@ class GroupRequest:
 
 
 @dataclass(frozen=True)
+class OutputOptions:
+    """The audit (with the first model), what to leave out, and ``report.html`` (``lang``: en | ja)."""
+
+    audit: bool = True
+    audit_options: AuditOptions = field(default_factory=AuditOptions)
+    exclude_csv: str | Path | None = None
+    exclude_duplicates: bool = False
+    html: bool = True
+    lang: str = "en"
+
+
+@dataclass(frozen=True)
 class EvaluationRequest:
     """What ``faceval evaluate`` was asked to do."""
 
@@ -63,6 +84,7 @@ class EvaluationRequest:
     spec_file: str | Path | None = None
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
     groups: GroupRequest = field(default_factory=GroupRequest)
+    outputs: OutputOptions = field(default_factory=OutputOptions)
     engine: EngineOptions = field(default_factory=EngineOptions)
 
 
@@ -157,13 +179,20 @@ def group_options(request: GroupRequest, models: Mapping[str, Similarity]) -> di
     }
 
 
-def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = None) -> dict[str, Any]:
-    """Run the whole evaluation and write the report; returns the ``metrics.json`` document.
-
-    Everything that can be checked is checked before any image is embedded (the output folder, the models,
-    group columns, thresholds): a typo should fail in seconds, not after an hour of embedding.
-    """
+def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = None) -> Result:
+    """Run the whole evaluation and write its files into ``request.out_dir``."""
     prepare_out_dir(request.out_dir)
+    result = evaluate_sources(request)
+    result.save(request.out_dir, command, html=request.outputs.html, lang=request.outputs.lang)
+    return result
+
+
+def evaluate_sources(request: EvaluationRequest) -> Result:
+    """Embed the sources with every model (through the store) and evaluate them, writing nothing.
+
+    Everything that can be checked is checked before any image is embedded (the models, group columns,
+    thresholds): a typo should fail in seconds, not after an hour of embedding.
+    """
     dataset = load_sources(request.sources, request.layout)
     specs = model_specs(
         request.models, request.dlib_options, request.spec_file, request.embedding.jobs, request.engine.device
@@ -177,11 +206,72 @@ def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = N
         embedding_sets = embed_dataset(
             dataset, specs if engine.workers is not None else embedders, request.embedding, engine.workers
         )
+        outputs = request.outputs
+        audit = audit_embeddings(dataset, embedding_sets[0], outputs.audit_options) if outputs.audit else None
+        exclusion = None
+        excluded = excluded_paths(dataset, outputs, audit)
+        if excluded:
+            before = figures_to_compare(evaluate_embeddings(dataset, embedding_sets, pair_feed=engine.pair_feed))
+            dataset, embedding_sets, groups = without_paths(dataset, embedding_sets, groups, excluded)
+            source = str(outputs.exclude_csv) if outputs.exclude_csv else "--exclude-duplicates"
+            exclusion = {"source": source, "paths": sorted(excluded), "before": before}
         evaluation = evaluate_embeddings(
             dataset, embedding_sets, groups, options, group_by, request.embedding.progress, engine.pair_feed
         )
+    if exclusion is not None:
+        exclusion["after"] = figures_to_compare(evaluation)
+        evaluation.notes.append(f"{len(excluded)} images left out ({exclusion['source']}); report.html compares")
     evaluation.notes.extend(device_notes(specs, request.engine.device))
-    return write_report(request.out_dir, evaluation, dataset, embedding_sets, command)
+    return Result(evaluation, dataset, embedding_sets, audit=audit, exclusion=exclusion)
+
+
+def excluded_paths(dataset: Dataset, outputs: OutputOptions, audit: Audit | None) -> set[str]:
+    """The dataset-relative paths to leave out: those an audit.csv marks, and/or the extra duplicate copies."""
+    excluded: set[str] = set()
+    if outputs.exclude_csv is not None:
+        excluded |= paths_to_exclude(outputs.exclude_csv)
+    if outputs.exclude_duplicates:
+        if audit is None:
+            raise ValueError("--exclude-duplicates needs the audit; drop --no-audit")
+        excluded |= duplicate_paths_to_exclude(audit)
+    known = {dataset.relative_path(record) for record in dataset.records}
+    unknown = sorted(excluded - known)
+    if unknown:
+        raise ValueError(
+            f"{outputs.exclude_csv}: {len(unknown)} paths are not in this dataset (first: {unknown[0]}); give the "
+            "same data folders as the run that wrote it"
+        )
+    return excluded
+
+
+def without_paths(
+    dataset: Dataset, embedding_sets: Sequence[EmbeddingSet], groups: np.ndarray | None, excluded: set[str]
+) -> tuple[Dataset, list[EmbeddingSet], np.ndarray | None]:
+    """The dataset, embeddings and group labels without the records at ``excluded`` (dataset-relative paths)."""
+    keep = np.array([dataset.relative_path(record) not in excluded for record in dataset.records])
+    records = tuple(record for record, kept in zip(dataset.records, keep, strict=True) if kept)
+    kept_sets = [
+        dataclasses.replace(
+            embeddings, results=tuple(r for r, kept in zip(embeddings.results, keep, strict=True) if kept)
+        )
+        for embeddings in embedding_sets
+    ]
+    return dataclasses.replace(dataset, records=records), kept_sets, None if groups is None else groups[keep]
+
+
+def figures_to_compare(evaluation: Evaluation) -> dict[str, dict[str, Any]]:
+    """Per model the figures shown before and after an exclusion: images, AUC, EER, TAR at FMR 1e-3."""
+    figures = {}
+    for name, result in evaluation.models.items():
+        model = model_figures(result, evaluation.dataset["n_images"])
+        tar = model.tar_at_far.get("1e-3")
+        figures[name] = {
+            "n_images": model.n_images,
+            "auc": model.auc,
+            "eer": None if model.eer is None else model.eer.value,
+            "tar_at_far_1e-3": None if tar is None else tar.tar,
+        }
+    return figures
 
 
 def device_notes(specs: Sequence[ModelSpec], device: str) -> list[str]:
@@ -223,14 +313,58 @@ def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict
     return labels.astype(str), vectors.astype(np.float64), extras
 
 
+def evaluate_vectors(
+    vectors: Any,
+    labels: Sequence[str],
+    similarity: Similarity | str,
+    *,
+    name: str = "embeddings",
+    root: str | Path = ".",
+    paths: Sequence[str] | None = None,
+    failed_paths: Sequence[str] = (),
+    failed_reasons: Sequence[str] | None = None,
+    groups: GroupRequest | None = None,
+    description: Mapping[str, Any] | None = None,
+    engine: EngineOptions | None = None,
+) -> Result:
+    """The figures of vectors made elsewhere, one per labelled image; failures (images without a vector) count in
+    the FTE. ``groups`` sets the target FMR, thresholds and bootstrap (no grouping columns here); ``engine`` where
+    the pairs are scored (a Dask cluster, a GPU; default: this process, or a GPU found by ``--device auto``)."""
+    similarity = Similarity(similarity)
+    vectors = np.asarray(vectors, dtype=np.float64)
+    labels = [str(label) for label in labels]
+    if vectors.ndim != 2 or len(labels) != len(vectors):
+        raise ValueError(f"vectors must be 2-D with one row per label, got {vectors.shape} for {len(labels)} labels")
+    root = Path(root)
+    paths = [f"row {index}" for index in range(len(labels))] if paths is None else list(paths)
+    reasons = ["failed"] * len(failed_paths) if failed_reasons is None else list(failed_reasons)
+    # Failed images have no identity; they count as failures, never as pairs.
+    records = [ImageRecord(root / str(p), label) for p, label in zip(paths, labels, strict=True)]
+    records += [ImageRecord(root / str(p), "") for p in failed_paths]
+    results = [EmbeddingResult(vector) for vector in vectors]
+    results += [EmbeddingResult(None, failure=str(reason)) for reason in reasons]
+    dataset = Dataset(root, "embeddings", tuple(records))
+    description = dict(description or {"name": name, "kind": "embeddings", "similarity": similarity.value})
+    embeddings = EmbeddingSet(name, similarity, description, tuple(results))
+    request = groups or GroupRequest()
+    with open_engine(engine) as running:
+        evaluation = evaluate_embeddings(
+            dataset, [embeddings], None, group_options(request, {name: similarity}), pair_feed=running.pair_feed
+        )
+    evaluation.dataset.update(n_identities=len(set(labels)))
+    return Result(evaluation)
+
+
 def metrics_from_embeddings_file(
     path: str | Path,
     metric: str | None,
     out_dir: str | Path,
     command: Iterable[str] | None = None,
     groups: GroupRequest | None = None,
+    html: bool = True,
+    lang: str = "en",
     engine: EngineOptions | None = None,
-) -> dict[str, Any]:
+) -> Result:
     """``faceval metrics``: the same figures from embeddings made elsewhere; the model is named after the file.
 
     ``metric`` may be left out when the file says how its vectors compare (``faceval embed`` files do). The
@@ -245,21 +379,20 @@ def metrics_from_embeddings_file(
     if metric is not None and stored is not None and metric != stored:
         raise ValueError(f"{path}: its vectors are compared by {stored}, not {metric}; drop --metric")
     similarity = Similarity(metric or stored)
-    paths = extras.get("paths", np.array([f"row {index}" for index in range(len(labels))]))
     failed_paths = extras.get("failed_paths", np.array([], dtype=str))
-    failed_reasons = extras.get("failed_reasons", np.full(len(failed_paths), "failed", dtype=object))
-    # Failed images have no identity in the file; they count as failures, never as pairs.
-    records = [ImageRecord(path.parent / str(p), str(label)) for p, label in zip(paths, labels, strict=True)]
-    records += [ImageRecord(path.parent / str(p), "") for p in failed_paths]
-    results = [EmbeddingResult(vector) for vector in vectors]
-    results += [EmbeddingResult(None, failure=str(reason)) for reason in failed_reasons]
-    dataset = Dataset(path.parent, "embeddings", tuple(records))
-    description = {"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value}
-    embeddings = EmbeddingSet(path.stem, similarity, description, tuple(results))
-    request = groups or GroupRequest()
-    with open_engine(engine) as running:
-        evaluation = evaluate_embeddings(
-            dataset, [embeddings], None, group_options(request, {path.stem: similarity}), pair_feed=running.pair_feed
-        )
-    evaluation.dataset.update(root=str(path), n_identities=len(set(labels.tolist())))
-    return write_report(out_dir, evaluation, command=command)
+    result = evaluate_vectors(
+        vectors,
+        labels.tolist(),
+        similarity,
+        name=path.stem,
+        root=path.parent,
+        paths=extras["paths"].tolist() if "paths" in extras else None,
+        failed_paths=failed_paths.tolist(),
+        failed_reasons=extras["failed_reasons"].tolist() if "failed_reasons" in extras else None,
+        groups=groups,
+        description={"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value},
+        engine=engine,
+    )
+    result.population["root"] = str(path)
+    result.save(out_dir, command, html=html, lang=lang)
+    return result

@@ -17,6 +17,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy.stats import norm
 
+from faceval.fonts import use_cjk_fonts
+
+use_cjk_fonts()  # group and identity names in Japanese, Chinese or Korean
+
 # Plotting a million-point curve only costs time: the eye cannot see more than a few thousand points.
 MAX_POINTS = 5000
 _DPI = 120

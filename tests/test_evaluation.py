@@ -9,10 +9,10 @@ import pytest
 
 from faceval.datasets import Dataset, ImageRecord
 from faceval.embedders import EmbeddingResult
-from faceval.evaluate import evaluate_embeddings, score_pairs
+from faceval.evaluation import evaluate_embeddings, score_pairs
 from faceval.extraction import EmbeddingSet
 from faceval.groups import GroupOptions
-from faceval.report import metrics_document
+from faceval.results import Result
 from faceval.scoring import Similarity, identity_codes
 
 
@@ -50,7 +50,7 @@ def test_failure_adjusted_rates_count_the_images_left_out_of_the_common_set():
     dataset, first = population(failed={0, 5}, seed=1)
     _, second = population(failed={5, 9}, seed=2)
     options = {name: GroupOptions(n_resamples=0) for name in ("m1", "m2")}
-    document = metrics_document(evaluate_embeddings(dataset, [first, second], group_options=options))
+    document = Result(evaluate_embeddings(dataset, [first, second], group_options=options)).to_dict()
     for model in document["models"].values():
         # Each model failed on 2 of 40 images, but its rates are over the 37 images both models embedded.
         assert model["fte"] == 2 / 40 and model["fte_for_adjusted_rates"] == 3 / 40
