@@ -35,7 +35,7 @@ from faceval.gpu import DenseLatticeCounts
 from faceval.pipeline import model_specs
 from faceval.scoring import Similarity, iter_pair_chunks
 
-SAMPLE = Path(__file__).resolve().parents[1] / ".." / "shared" / "faces" / "glint360k_celeb24_sample"
+SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "faces" / "glint360k_celeb24_sample"
 
 
 def synthetic(pairs: float, dim: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -90,8 +90,8 @@ def metrics_command(pairs: float) -> None:
                   f"{time.perf_counter() - start:.1f} s (whole command, cluster start included)")  # fmt: skip
 
 
-def embedding(images: int | None) -> None:
-    dataset = load_dataset(SAMPLE)
+def embedding(sample: Path, images: int | None) -> None:
+    dataset = load_dataset(sample)
     if images:
         dataset = type(dataset)(dataset.root, dataset.layout, dataset.records[:images])
     for workers in (1, 2):
@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=float, default=2e8, help="pairs for the scoring comparison")
     parser.add_argument("--metrics-pairs", type=float, default=5e6, help="pairs for the whole metrics command")
     parser.add_argument("--images", type=int, help="embed only the first N images of the sample")
+    parser.add_argument("--sample", type=Path, default=SAMPLE, help="the face folder to embed")
     args = parser.parse_args()
     print(
         f"machine: {os.cpu_count()} CPU cores shared with other users' work (load average "
@@ -121,7 +122,7 @@ def main() -> None:
     )
     scoring(args.pairs)
     metrics_command(args.metrics_pairs)
-    embedding(args.images)
+    embedding(args.sample, args.images)
 
 
 if __name__ == "__main__":

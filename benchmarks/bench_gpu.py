@@ -9,6 +9,22 @@ Both paths run the same code (`faceval.gpu.DevicePairs`), CuPy or numpy as the a
 `DenseLatticeCounts` at resolution 1e-6 (cosine, 2*10^6 cells: card memory does not grow with the pairs). The
 CPU path uses every core for the matrix products (BLAS), one for the counting. Synthetic unit-scale
 embeddings, 10 images per identity, seed 0.
+
+Printed on a lent NVIDIA H200 (16 CPU cores), 2026-11-28, ``python benchmarks/bench_gpu.py --sface
+face_recognition_sface_2021dec.onnx``:
+
+    CPU cores: 16; numpy 2.5.2
+    GPU: NVIDIA H200, 139.8 GiB (139.3 free); CuPy 14.2.0
+    5e+07 pairs (10001 vectors x 128): CPU path 1.91 s (2.62e+07 pairs/s), GPU 0.02 s (2.02e+09 pairs/s), x77.3;
+      lattice cell counts differing GPU vs CPU: 0 of 100010000
+    1e+10 pairs (141422 vectors x 128) on the GPU: 5.5 s, 1.83e+09 pairs/s (x69.8 the CPU path's rate); tiles of
+      8256 rows; peak device memory held 69.4 GiB of 139.8; state 31 MiB; CPU path at this size, at its rate: ~6 min
+    onnxruntime 1.30.0, providers here: ['AzureExecutionProvider', 'CPUExecutionProvider']
+    SFace on CUDA: not measured: --device cuda: this ONNX Runtime (1.30.0) has no CUDA execution provider; ...
+    SFace CPU  (CPUExecutionProvider):    112.4 images/s (500 images)
+
+(The lent machine has no onnxruntime-gpu and cannot reach a package index; its wheel is larger than what can be
+carried there, so SFace on CUDA is still to be measured.)
 """
 
 from __future__ import annotations
