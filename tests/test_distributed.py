@@ -337,3 +337,13 @@ def test_a_dead_scheduler_during_scoring_is_a_clear_error(processes):
         with pytest.raises(ClusterError, match=f"lost the Dask scheduler at {processes.address}.*cluster is back"):
             feed.accumulate(ScoreCounts, functools.partial(slow_update, delay=0.5))
         killer.join()
+
+
+def test_the_evaluate_api_on_a_local_cluster_gives_the_local_figures(faces, worker_environment):
+    import faceval
+
+    common = {"models": ["dlib"], "dlib_detector": "none", "use_cache": False, "progress": False, "resamples": 20}
+    here = faceval.evaluate(faces.root, **common)
+    there = faceval.evaluate(faces.root, scheduler="local:2", **common)
+    assert there.models["dlib"].to_dict() == here.models["dlib"].to_dict()
+    assert there.groups["dlib"].to_dict() == here.groups["dlib"].to_dict()
