@@ -30,9 +30,9 @@ import numpy as np
 from faceval.accumulators import ChunkFeed, update_counts
 from faceval.datasets import load_dataset
 from faceval.distributed import DaskPairs, DaskWorkers, connect
+from faceval.embedders import ModelSpec
 from faceval.extraction import extract_embeddings
 from faceval.gpu import DenseLatticeCounts
-from faceval.pipeline import model_specs
 from faceval.scoring import Similarity, iter_pair_chunks
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "faces" / "glint360k_celeb24_sample"
@@ -94,8 +94,16 @@ def embedding(sample: Path, images: int | None) -> None:
     dataset = load_dataset(sample)
     if images:
         dataset = type(dataset)(dataset.root, dataset.layout, dataset.records[:images])
+    models = sample.parents[1] / "models"
     for workers in (1, 2):
-        (spec,) = model_specs(["sface"], jobs=workers, device="cpu")
+        # The shared SFace and YuNet files; one ONNX Runtime thread per worker (one worker per core).
+        spec = ModelSpec(
+            "onnx",
+            "sface",
+            path=str(models / "sface_2021dec_fp32" / "face_recognition_sface_2021dec.onnx"),
+            options=(("detector_path", str(models / "yunet_2023mar" / "face_detection_yunet_2023mar.onnx")),
+                     ("threads", 1)),
+        )  # fmt: skip
         with connect(f"local:{workers}") as client:
             # The first batch on each worker builds the model: time a warm-up batch apart.
             warm = type(dataset)(dataset.root, dataset.layout, dataset.records[: 2 * workers])
@@ -115,14 +123,18 @@ def main() -> None:
     parser.add_argument("--metrics-pairs", type=float, default=5e6, help="pairs for the whole metrics command")
     parser.add_argument("--images", type=int, help="embed only the first N images of the sample")
     parser.add_argument("--sample", type=Path, default=SAMPLE, help="the face folder to embed")
+    parser.add_argument("--parts", default="scoring,metrics,embedding", help="which measurements, comma-separated")
     args = parser.parse_args()
     print(
         f"machine: {os.cpu_count()} CPU cores shared with other users' work (load average "
         f"{os.getloadavg()[0]:.1f} now): wall times depend on their load; CPU seconds show the work each way costs"
     )
-    scoring(args.pairs)
-    metrics_command(args.metrics_pairs)
-    embedding(args.sample, args.images)
+    if "scoring" in args.parts:
+        scoring(args.pairs)
+    if "metrics" in args.parts:
+        metrics_command(args.metrics_pairs)
+    if "embedding" in args.parts:
+        embedding(args.sample, args.images)
 
 
 if __name__ == "__main__":
