@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from faceval.audit import audit_summary_lines
 from faceval.comparison import comparison_summary_line
 from faceval.results import Result
 
@@ -43,7 +44,11 @@ def summary_lines(result: Result, out_dir: str | Path | None = None) -> list[str
     for name, report in result.groups.items():
         lines += ["", *report.summary_lines(name)]
     lines += [comparison_summary_line(comparison.to_dict()) for comparison in result.comparisons]
+    if result.audit is not None:
+        lines += ["", *audit_summary_lines(result.audit.to_dict())]
     lines += [f"note: {note}" for note in result.notes]
     if out_dir is not None:
-        lines.append(f"results: {Path(out_dir) / 'metrics.json'}")
+        out = Path(out_dir)
+        report = out / "report.html"
+        lines.append(f"results: {out / 'metrics.json'}" + (f", {report}" if report.exists() else ""))
     return lines
