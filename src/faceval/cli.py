@@ -420,7 +420,7 @@ def embed(
         dataset = load_sources(_sources(sources, manifest, "embed"), layout)
         specs = model_specs([model], {"detector": dlib_detector, "upsample": dlib_upsample}, spec, jobs, device)
         options = EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet)
-        with open_engine(EngineOptions(scheduler, device)) as engine:
+        with open_engine(EngineOptions(scheduler, device), scoring=False) as engine:
             (embedding_set,) = embed_dataset(dataset, specs, options, engine.workers)
         for note in device_notes(specs, device):
             click.echo(f"note: {note}")

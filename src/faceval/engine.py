@@ -35,11 +35,12 @@ class Engine:
 
 
 @contextlib.contextmanager
-def open_engine(options: EngineOptions | None) -> Iterator[Engine]:
+def open_engine(options: EngineOptions | None, scoring: bool = True) -> Iterator[Engine]:
     """The engine for ``options``, its cluster (if any) closed on exit.
 
     With a scheduler, pairs are scored on the cluster's CPUs (``--device`` then applies to the workers' ONNX
-    models); without one, on the GPU when ``device`` is ``cuda`` (or ``auto`` and CuPy sees one).
+    models); without one, on the GPU when ``device`` is ``cuda`` (or ``auto`` and CuPy sees one). Without
+    ``scoring`` (``faceval embed``) CuPy is neither needed nor looked for.
     """
     options = options or EngineOptions()
     if options.scheduler is not None:
@@ -50,5 +51,5 @@ def open_engine(options: EngineOptions | None) -> Iterator[Engine]:
         return
     from faceval.gpu import device_pairs, scoring_array_module
 
-    on_gpu = scoring_array_module(options.device) is not np
+    on_gpu = scoring and scoring_array_module(options.device) is not np
     yield Engine(None, device_pairs(options.device) if on_gpu else local_pairs)
