@@ -10,6 +10,20 @@
 3. SFace embedding of ../shared/faces/glint360k_celeb24_sample on a LocalCluster of 1 vs 2 workers (no store).
 
 Peak memory is the resident peak of this process (ru_maxrss; the cluster's workers are other processes).
+
+Printed on the 2-core development machine, 2026-11-28, shared with seven other engineers' tests (load average
+about 9), ``python benchmarks/bench_dask.py``:
+
+    scoring 2e+08 pairs (20001 x 128, lattice 1e-6): one process 19.9 s wall, 12.8 CPU s; LocalCluster(2) 20.8 s
+      wall (cluster start not counted), x0.96, 14.0 CPU s in the workers + 1.1 in the client; counts identical: True;
+      peak RSS here 364 MiB
+    faceval metrics, 5e+06 pairs, one process: 56.1 s (whole command, cluster start included)
+    faceval metrics, 5e+06 pairs, --scheduler local:2: 74.4 s (whole command, cluster start included)
+    SFace embedding, 941 images of glint360k_celeb24_sample, 1 Dask worker(s): 43.7 s, 21.5 images/s (85 without a face)
+    SFace embedding, 941 images of glint360k_celeb24_sample, 2 Dask worker(s): 46.5 s, 20.2 images/s (85 without a face)
+
+With two cores and a load of 9, neither run gets more than its share of a core: the wall times say nothing about
+the speed-up on an idle machine or a real cluster; the CPU seconds say the cluster costs ~10 % more work.
 """
 
 from __future__ import annotations
