@@ -42,6 +42,9 @@ def evaluate(
     dlib_detector: str = "hog",
     dlib_upsample: int = 1,
     spec: str | Path | None = None,
+    pairs: str | Path | None = None,
+    templates: str | Path | None = None,
+    template_pairs: str | Path | None = None,
     scheduler: str | None = None,
     device: str = "auto",
 ) -> Result:
@@ -52,10 +55,12 @@ def evaluate(
     ``japanese-face:PATH``, ``arcface:PATH``, ``onnx:PATH`` (with ``spec``), as on the command line. Groups come
     from several folders, ``group_by`` manifest columns or an ``attributes`` CSV; ``thresholds`` maps a model
     name to a threshold in its own units. Embeddings are kept in the embedding store (``cache``) unless
-    ``use_cache`` is False. ``scheduler`` (a Dask scheduler's address, or ``"local:N"``) and ``device``
-    (``"auto"``, ``"cpu"``, ``"cuda"``) say where the work runs, as ``--scheduler`` and ``--device``. Works from
-    a script (no ``if __name__ == "__main__"`` guard needed), Jupyter and the
-    REPL. Nothing is written until `Result.save`.
+    ``use_cache`` is False. Works from a script (no ``if __name__ == "__main__"`` guard needed), Jupyter and the
+    REPL. Nothing is written until `Result.save`. ``pairs`` (LFW ``pairs.txt`` or a CSV) scores only the listed
+    pairs (10-fold accuracy in ``result.to_dict()["models"][name]["ten_fold"]``); ``templates`` (with optional
+    ``template_pairs``) compares templates instead of images. ``scheduler`` (a Dask scheduler's address, or
+    ``"local:N"``) and ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``) say where the work runs, as ``--scheduler``
+    and ``--device``.
 
     >>> import tempfile, numpy, PIL.Image, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -70,6 +75,7 @@ def evaluate(
     """
     from faceval.engine import EngineOptions
     from faceval.pipeline import EmbeddingOptions, EvaluationRequest, GroupRequest, evaluate_sources
+    from faceval.protocols import ProtocolRequest
 
     if isinstance(sources, str | Path):
         sources = [sources]
@@ -88,6 +94,7 @@ def evaluate(
             n_resamples=resamples,
             seed=seed,
         ),
+        protocol=ProtocolRequest(pairs, templates, template_pairs),
         engine=EngineOptions(scheduler, device),
     )
     return evaluate_sources(request)

@@ -17,7 +17,11 @@ from faceval.datasets import DatasetError
 from faceval.demo import CITATION, DemoDataError, prepare_demo_data
 from faceval.engine import EngineOptions, open_engine
 from faceval.extraction import WorkerError, save_embeddings_npz
+from faceval.gallery import RoleOptions
 from faceval.html_report import LANGUAGES
+from faceval.identification import DEFAULT_TARGET_FPIR
+from faceval.identify import IdentifyRequest, SearchOptions, identify_from_embeddings_file, run_identification
+from faceval.identify_report import identification_summary_lines, write_identification
 from faceval.model_files import ModelError, list_models
 from faceval.pipeline import (
     EmbeddingOptions,
@@ -32,7 +36,10 @@ from faceval.pipeline import (
     prepare_out_dir,
     run_evaluation,
 )
+from faceval.protocols import ProtocolRequest
 from faceval.results import Result
+from faceval.score_files import FORMATS, evaluate_score_file
+from faceval.search import DEFAULT_CANDIDATES, DEFAULT_MAX_RANK, FUSIONS
 from faceval.store import StoreError, default_store_path
 from faceval.summary import summary_lines
 
@@ -209,6 +216,32 @@ threshold_options = option_group(
 )
 
 
+# --pairs, --templates, --template-pairs, --save-scores: which pairs are scored, and keeping their scores.
+protocol_options = option_group(
+    click.option(
+        "--pairs",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Score only these pairs: LFW's pairs.txt (10-fold accuracy in metrics.json) or a CSV "
+        "path1,path2[,same][,fold] with paths relative to the dataset.",
+    ),
+    click.option(
+        "--templates",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="CSV path,template_id[,media_id]: compare templates (IJB-style averaged features), not images.",
+    ),
+    click.option(
+        "--template-pairs",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="CSV template_a,template_b[,same][,fold]: the template pairs to score [default: all pairs].",
+    ),
+    click.option(
+        "--save-scores",
+        is_flag=True,
+        help="Also write every scored pair (paths, identities, score, genuine) to OUT/<model>/scores.parquet.",
+    ),
+)
+
+
 # --no-report, --lang: the self-contained report.html (shared by 'evaluate', 'metrics' and 'demo').
 report_options = option_group(
     click.option("--no-report", is_flag=True, help="Do not write report.html."),
@@ -220,6 +253,12 @@ report_options = option_group(
         help="Language of report.html: English or Japanese.",
     ),
 )
+
+
+def _protocol(
+    pairs: Path | None, templates: Path | None, template_pairs: Path | None, save_scores: bool
+) -> ProtocolRequest:
+    return ProtocolRequest(pairs, templates, template_pairs, save_scores)
 
 
 def _thresholds(values: tuple[str, ...]) -> dict[str, float]:
@@ -306,6 +345,7 @@ def _reported_errors() -> Iterator[None]:
 @engine_options
 @grouping_options
 @threshold_options
+@protocol_options
 @report_options
 @click.option("--no-audit", is_flag=True, help="Skip the dataset audit (duplicates, mislabels, same person twice).")
 @click.option(
@@ -345,6 +385,10 @@ def evaluate(
     threshold_from: Path | None,
     resamples: int,
     seed: int,
+    pairs: Path | None,
+    templates: Path | None,
+    template_pairs: Path | None,
+    save_scores: bool,
     no_report: bool,
     lang: str,
     no_audit: bool,
@@ -367,6 +411,7 @@ def evaluate(
         groups=_group_request(
             target_fmr, thresholds, calibrate, threshold_from, resamples, seed, group_by, attribute_csv
         ),
+        protocol=_protocol(pairs, templates, template_pairs, save_scores),
         outputs=OutputOptions(
             audit=not no_audit,
             exclude_csv=exclude_csv,
@@ -445,6 +490,7 @@ def embed(
 )
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @threshold_options
+@protocol_options
 @report_options
 @engine_options
 def metrics(
@@ -457,6 +503,10 @@ def metrics(
     threshold_from: Path | None,
     resamples: int,
     seed: int,
+    pairs: Path | None,
+    templates: Path | None,
+    template_pairs: Path | None,
+    save_scores: bool,
     no_report: bool,
     lang: str,
     scheduler: str | None,
@@ -474,11 +524,235 @@ def metrics(
             out,
             command=sys.argv,
             groups=groups,
+            protocol=_protocol(pairs, templates, template_pairs, save_scores),
             html=not no_report,
             lang=lang,
             engine=EngineOptions(scheduler, device),
         )
     print_summary(result, out)
+
+
+@main.command()
+@click.argument("score_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(FORMATS),
+    help="bob4: 'claimed_id real_id test_label score'; bob5: 'claimed_id model_label real_id test_label score' "
+    "(genuine when claimed_id == real_id); csv: a header with score,genuine[,group columns]; parquet: "
+    "score,genuine columns ('--save-scores' files) [default: by suffix, else by the fields of line 1].",
+)
+@click.option(
+    "--higher-is-better/--lower-is-better",
+    default=None,
+    help="Whether a larger score means more alike (a similarity) or less (a distance) "
+    "[default: higher, or what a faceval Parquet file says].",
+)
+@click.option("--group-by", metavar="COLUMN[,COLUMN...]", help="CSV/Parquet columns whose values form groups.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
+@report_options
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def scores(
+    score_file: Path,
+    file_format: str | None,
+    higher_is_better: bool | None,
+    group_by: str | None,
+    out: Path,
+    no_report: bool,
+    lang: str,
+    quiet: bool,
+) -> None:
+    """Every figure, plot and the report from SCORE_FILE, scores made by another system.
+
+    Millions of lines are read in blocks: memory grows with the number of distinct scores, not with the file.
+    """
+    columns = tuple(column.strip() for column in (group_by or "").split(",") if column.strip())
+    with _reported_errors():
+        result = evaluate_score_file(
+            score_file,
+            out,
+            file_format,
+            higher_is_better,
+            columns,
+            command=sys.argv,
+            html=not no_report,
+            lang=lang,
+            progress=not quiet,
+        )
+    print_summary(result, out)
+
+
+@main.command()
+@dataset_options
+@click.option(
+    "--embeddings",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Search with the vectors of an .npz file instead of embedding images ('labels', 'vectors', and "
+    "optionally 'roles' and 'groups' arrays; 'faceval embed --out' writes one).",
+)
+@click.option(
+    "--metric",
+    type=click.Choice(["euclidean", "cosine"]),
+    help="With --embeddings: how the vectors compare [default: what the file says].",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="Model to search with; repeat to compare (as for 'faceval evaluate') [default: dlib].",
+)
+@model_options
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("results"),
+    show_default=True,
+    help="Folder for identification.json, candidates.csv, roles.csv and plots.",
+)
+@embedding_options
+@grouping_options
+@click.option(
+    "--enroll",
+    type=click.IntRange(min=1),
+    metavar="K",
+    help="Put K random images of each identity in the gallery; the rest are mated probes [default without a "
+    "'role' column: 1].",
+)
+@click.option(
+    "--nonmated",
+    type=click.FloatRange(0, 1, max_open=True),
+    metavar="F",
+    help="Keep a random share F of the identities out of the gallery: their images are non-mated searches "
+    "(needed for FPIR).",
+)
+@click.option(
+    "--distractors",
+    type=click.Path(exists=True, path_type=Path),
+    metavar="DIR",
+    help="Extra gallery images of people who are never searched (a folder or manifest): a larger gallery.",
+)
+@click.option(
+    "--fusion",
+    type=click.Choice(list(FUSIONS)),
+    default="max",
+    show_default=True,
+    help="An identity with several gallery images scores the best of them (max) or its mean embedding.",
+)
+@click.option(
+    "--rank",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="R",
+    help="FNIR(T, R): a mated search is found when its mate is within the top R and scores >= T.",
+)
+@click.option(
+    "--max-rank",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_RANK,
+    show_default=True,
+    help="Longest rank of the CMC (ranks beyond it are recorded as '>max').",
+)
+@click.option(
+    "--candidates",
+    type=click.IntRange(min=0),
+    default=DEFAULT_CANDIDATES,
+    show_default=True,
+    metavar="N",
+    help="Candidates per probe written to candidates.csv.",
+)
+@click.option(
+    "--target-fpir",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=DEFAULT_TARGET_FPIR,
+    show_default=True,
+    help="FPIR over all non-mated searches that fixes the one global threshold for the groups.",
+)
+@click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    metavar="[MODEL=]VALUE",
+    help="Use your threshold (the model's units) as the global one instead; repeat as MODEL=VALUE.",
+)
+@click.option(
+    "--resamples",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Identity-bootstrap resamples for the 95 % intervals (0: none).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the roles, gallery order, bootstrap.")
+def identify(
+    sources: tuple[Path, ...],
+    layout: str,
+    manifest: Path | None,
+    embeddings: Path | None,
+    metric: str | None,
+    models: tuple[str, ...],
+    spec: Path | None,
+    dlib_detector: str,
+    dlib_upsample: int,
+    out: Path,
+    cache: Path | None,
+    no_cache: bool,
+    jobs: int | None,
+    max_temp: float | None,
+    quiet: bool,
+    group_by: str | None,
+    attribute_csv: Path | None,
+    enroll: int | None,
+    nonmated: float | None,
+    distractors: Path | None,
+    fusion: str,
+    rank: int,
+    max_rank: int,
+    candidates: int,
+    target_fpir: float,
+    thresholds: tuple[str, ...],
+    resamples: int,
+    seed: int,
+) -> None:
+    """1:N identification: search each probe against a gallery, exactly, and measure CMC, FNIR at FPIR, per group.
+
+    The gallery and probes come from a manifest 'role' column (gallery | probe) or are drawn, seeded: --enroll K
+    images per identity into the gallery, --nonmated F of the identities kept out (their searches give FPIR).
+    Thresholds are reported in the model's units; roles.csv repeats the same roles (--manifest roles.csv).
+    """
+    with _reported_errors():
+        search_options = SearchOptions(
+            fusion, rank, max_rank, candidates, target_fpir, _thresholds(thresholds), resamples, seed
+        )
+        roles = RoleOptions(enroll, nonmated, seed)
+        if embeddings is not None:
+            if sources or manifest or models or distractors or group_by or attribute_csv:
+                _fail(
+                    "--embeddings searches with the file's vectors: drop SOURCES, --manifest, --model, "
+                    "--distractors and --group-by/--attributes (give the file 'groups' and 'roles' arrays)"
+                )
+            prepare_out_dir(out)
+            run = identify_from_embeddings_file(embeddings, metric, roles, search_options, progress=not quiet)
+        else:
+            request = IdentifyRequest(
+                sources=_sources(sources, manifest, "identify"),
+                models=models or ("dlib",),
+                out_dir=out,
+                layout=layout,
+                dlib_options={"detector": dlib_detector, "upsample": dlib_upsample},
+                spec_file=spec,
+                embedding=EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet),
+                roles=roles,
+                distractors=distractors,
+                group_by=tuple(column.strip() for column in (group_by or "").split(",") if column.strip()),
+                attribute_csv=attribute_csv,
+                search=search_options,
+            )
+            run = run_identification(request)
+        document = write_identification(out, run, command=sys.argv)
+    click.echo("")
+    for line in identification_summary_lines(document):
+        click.echo(line)
+    click.echo(f"results: {out / 'identification.json'}")
 
 
 @main.command()

@@ -6,8 +6,10 @@ own failures are reported beside its figures, never hidden by dropping pairs sil
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +21,10 @@ from faceval.datasets import Dataset
 from faceval.extraction import EmbeddingSet
 from faceval.groups import ALL, GroupOptions, GroupReport, group_failures, group_report
 from faceval.metrics import ScoreCounts, ScoreTable
+from faceval.pair_lists import PairList, ResolvedPairs, listed_pair_chunks, resolve_for_models
+from faceval.saved_scores import saving_scores, tee_to
 from faceval.scoring import PairChunk, Similarity, identity_codes, iter_pair_chunks
+from faceval.ten_fold import ten_fold_figures
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
     groups: dict[str, GroupReport] = field(default_factory=dict)
     comparisons: list[ModelComparison] = field(default_factory=list)
+    # Extra entries of models.<name> in metrics.json (a pair list's 10-fold accuracy, a score file's groups).
+    model_extras: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # Below this many pairs scoring takes a few seconds at most: no progress bar.
@@ -86,7 +93,12 @@ def score_pairs(
     pair_feed: PairFeedFactory = local_pairs,
 ) -> ScoreTable:
     """Exact per-score genuine/impostor counts over all pairs of ``vectors``, streamed in bounded chunks."""
-    feed = pair_feed(vectors, identities, similarity, progress, label)
+    return count_scores(pair_feed(vectors, identities, similarity, progress, label))
+
+
+def count_scores(chunks: Iterable[PairChunk] | PairFeed) -> ScoreTable:
+    """The `ScoreTable` of a stream of pair chunks, or of the pairs of a `PairFeed` (a cluster's, a GPU's)."""
+    feed = chunks if isinstance(chunks, PairFeed) else ChunkFeed(chunks)
     return feed.accumulate(ScoreCounts, update_counts).compute()
 
 
@@ -134,12 +146,17 @@ def evaluate_embeddings(
     group_options: Mapping[str, GroupOptions] | None = None,
     group_by: Sequence[str] = (),
     progress: bool = False,
+    pairs: PairList | None = None,
+    save_scores: Path | None = None,
     pair_feed: PairFeedFactory = local_pairs,
 ) -> Evaluation:
     """Score every model on the pairs of images that all of them embedded.
 
-    ``pair_feed`` says where the pairs are scored and counted (`local_pairs`: in this process); every feed
-    gives the same counts.
+    With ``pairs`` only the listed pairs are scored (those naming an image without a vector are reported as
+    failed pairs), with their 10-fold accuracy when the list has folds. With ``save_scores`` (a folder) every
+    scored pair is also written to ``<folder>/<model>/scores.parquet``. ``pair_feed`` says where all pairs are
+    scored and counted (`local_pairs`: in this process; a Dask cluster or a GPU give the same counts); listed
+    pairs, and pairs whose scores are saved, are scored in this process.
 
     With ``group_options`` (per model) each model also gets a `GroupReport`: per-group figures when ``groups``
     holds one label per dataset record (`faceval.groups.group_labels`), identity-bootstrap intervals in any case;
@@ -154,6 +171,10 @@ def evaluate_embeddings(
     indices = np.flatnonzero(everyone)
     labels = [dataset.records[index].identity for index in indices]
     population = describe_population(labels)
+    listed = None if pairs is None else resolve_for_models(pairs, dataset, embedding_sets, indices)
+    if listed is not None:
+        # Only the listed pairs are scored: the population's pair counts are theirs.
+        population.update(n_genuine=int(listed.genuine.sum()), n_impostor=int((~listed.genuine).sum()))
     evaluation = Evaluation(
         dataset={
             "root": str(dataset.root),
@@ -170,31 +191,44 @@ def evaluate_embeddings(
             f"all models are scored on the {len(indices)} images that every model embedded "
             f"({dataset.n_images - len(indices)} images left out because at least one model failed on them)"
         )
-    evaluation.notes.extend(population_problems(population, "scored images"))
+    # With a pair list, single-image identities lose nothing: the list says which pairs there are.
+    checked = population if listed is None else {**population, "n_identities_single_image": 0}
+    evaluation.notes.extend(population_problems(checked, "scored images"))
     identities = identity_codes(labels)
+    if listed is not None:
+        evaluation.dataset["pairs"] = listed.summary()
+        evaluation.notes.extend(listed.notes())
     # Without groups every record is in the one group, so its failures (FTE) are still counted.
     record_groups = groups if groups is not None else np.full(dataset.n_images, ALL, dtype=object)
     for embeddings in embedding_sets:
         options = (group_options or {}).get(embeddings.model)
+        vectors = embeddings.vectors(indices) if len(indices) else np.zeros((0, 0))
+        chunks = model_pair_chunks(
+            dataset, indices, vectors, identities, embeddings, listed, save_scores, progress, pair_feed
+        )
         if len(indices) < 2:
             table = ScoreCounts().compute()
         elif options is None:
-            table = score_pairs(
-                embeddings.vectors(indices), identities, embeddings.similarity, progress, embeddings.model, pair_feed
-            )
+            with chunks as pairs_of_model:
+                table = count_scores(pairs_of_model)
         else:
             # One pass over the pairs serves both: the group report's overall table is the model's table.
-            report = group_report(
-                pair_feed(embeddings.vectors(indices), identities, embeddings.similarity, progress, embeddings.model),
-                None if groups is None else groups[indices],
-                identities,
-                embeddings.similarity,
-                options,
-                failures=group_failures(record_groups, embeddings.embedded),
-                group_by=group_by,
-            )
+            with chunks as pairs_of_model:
+                report = group_report(
+                    pairs_of_model,
+                    None if groups is None else groups[indices],
+                    identities,
+                    embeddings.similarity,
+                    options,
+                    failures=group_failures(record_groups, embeddings.embedded),
+                    group_by=group_by,
+                )
             evaluation.groups[embeddings.model] = report
             table = report.overall.table
+        if listed is not None and len(indices) >= 2:
+            figures = ten_fold_figures(listed, vectors, embeddings.similarity)
+            if figures is not None:
+                evaluation.model_extras[embeddings.model] = {"ten_fold": figures}
         evaluation.models[embeddings.model] = ModelResult(
             embeddings.model,
             embeddings.similarity,
@@ -203,7 +237,10 @@ def evaluate_embeddings(
             embeddings.n_failed,
             table,
         )
-    if group_options and len(embedding_sets) > 1 and len(indices) >= 2:
+    if listed is not None and len(embedding_sets) > 1:
+        # compare_model_vectors pairs every image with every other; it has no form for a list of pairs yet.
+        evaluation.notes.append("models not compared pairwise (DeLong, paired bootstrap) on a pair list")
+    elif group_options and len(embedding_sets) > 1 and len(indices) >= 2:
         options = next(iter(group_options.values()))
         evaluation.comparisons = compare_model_vectors(
             [(embeddings.model, embeddings.vectors(indices), embeddings.similarity) for embeddings in embedding_sets],
@@ -218,3 +255,35 @@ def evaluate_embeddings(
                 f"models not compared pairwise: more than {options.max_bootstrap_pairs:,} pairs to hold in memory"
             )
     return evaluation
+
+
+@contextmanager
+def model_pair_chunks(
+    dataset: Dataset,
+    indices: np.ndarray,
+    vectors: np.ndarray,
+    identities: np.ndarray,
+    embeddings: EmbeddingSet,
+    listed: ResolvedPairs | None,
+    save_scores: Path | None,
+    progress: bool,
+    pair_feed: PairFeedFactory = local_pairs,
+) -> Iterator[Iterator[PairChunk] | PairFeed]:
+    """The pairs one model is scored on: all pairs of the scored images (from ``pair_feed``), or the listed ones;
+    with ``save_scores`` each chunk is also appended to ``<save_scores>/<model>/scores.parquet``, which appears
+    once all are written."""
+    similarity = embeddings.similarity
+    if listed is None and save_scores is None:
+        yield pair_feed(vectors, identities, similarity, progress, embeddings.model)
+        return
+    if listed is not None:
+        chunks = listed_pair_chunks(vectors, listed, similarity)
+    else:
+        chunks = pair_chunks(vectors, identities, similarity, progress, embeddings.model)
+    if save_scores is None:
+        yield chunks
+        return
+    paths = [dataset.relative_path(dataset.records[index]) for index in indices]
+    labels = [dataset.records[index].identity for index in indices]
+    with saving_scores(save_scores / embeddings.model / "scores.parquet", paths, labels, similarity) as write:
+        yield tee_to(chunks, write)

@@ -29,6 +29,7 @@ from faceval.extraction import EmbeddingSet, RemoteWorkers, extract_embeddings
 from faceval.gpu import dlib_cuda_note
 from faceval.groups import GroupOptions, group_labels, load_thresholds
 from faceval.onnx_embedder import available_cores
+from faceval.protocols import ProtocolRequest, evaluate_protocol, load_protocol
 from faceval.results import Result, model_figures, reference_threshold
 from faceval.scoring import Similarity
 from faceval.store import EmbeddingStore
@@ -84,6 +85,7 @@ class EvaluationRequest:
     spec_file: str | Path | None = None
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
     groups: GroupRequest = field(default_factory=GroupRequest)
+    protocol: ProtocolRequest = field(default_factory=ProtocolRequest)
     outputs: OutputOptions = field(default_factory=OutputOptions)
     engine: EngineOptions = field(default_factory=EngineOptions)
 
@@ -188,12 +190,14 @@ def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = N
 
 
 def evaluate_sources(request: EvaluationRequest) -> Result:
-    """Embed the sources with every model (through the store) and evaluate them, writing nothing.
+    """Embed the sources with every model (through the store) and evaluate them, writing nothing (but the
+    ``--save-scores`` Parquet files into ``request.out_dir``).
 
     Everything that can be checked is checked before any image is embedded (the models, group columns,
-    thresholds): a typo should fail in seconds, not after an hour of embedding.
+    thresholds, pair lists and templates): a typo should fail in seconds, not after an hour of embedding.
     """
-    dataset = load_sources(request.sources, request.layout)
+    protocol = load_protocol(request.protocol)
+    dataset, protocol_notes = protocol.restrict(load_sources(request.sources, request.layout))
     specs = model_specs(
         request.models, request.dlib_options, request.spec_file, request.embedding.jobs, request.engine.device
     )
@@ -215,9 +219,18 @@ def evaluate_sources(request: EvaluationRequest) -> Result:
             dataset, embedding_sets, groups = without_paths(dataset, embedding_sets, groups, excluded)
             source = str(outputs.exclude_csv) if outputs.exclude_csv else "--exclude-duplicates"
             exclusion = {"source": source, "paths": sorted(excluded), "before": before}
-        evaluation = evaluate_embeddings(
-            dataset, embedding_sets, groups, options, group_by, request.embedding.progress, engine.pair_feed
+        evaluation = evaluate_protocol(
+            protocol,
+            dataset,
+            embedding_sets,
+            groups,
+            options,
+            group_by,
+            request.out_dir,
+            request.embedding.progress,
+            engine.pair_feed,
         )
+    evaluation.notes[:0] = protocol_notes
     if exclusion is not None:
         exclusion["after"] = figures_to_compare(evaluation)
         evaluation.notes.append(f"{len(excluded)} images left out ({exclusion['source']}); report.html compares")
@@ -282,7 +295,8 @@ def device_notes(specs: Sequence[ModelSpec], device: str) -> list[str]:
 
 def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """``labels``, ``vectors`` and the optional arrays (``paths``, ``failed_paths``, ``failed_reasons``,
-    ``similarity``) of an .npz file, validated, with errors that say what is wrong."""
+    ``similarity``; ``roles`` and ``groups`` for ``faceval identify``) of an .npz file, validated, with errors
+    that say what is wrong."""
     path = Path(path)
     try:
         archive = np.load(path, allow_pickle=False)
@@ -298,7 +312,7 @@ def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict
         labels, vectors = archive["labels"], archive["vectors"]
         extras = {
             key: archive[key]
-            for key in ("paths", "failed_paths", "failed_reasons", "similarity")
+            for key in ("paths", "failed_paths", "failed_reasons", "similarity", "roles", "groups")
             if key in archive.files
         }
     if vectors.dtype.kind not in "iuf":
@@ -313,6 +327,16 @@ def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict
     return labels.astype(str), vectors.astype(np.float64), extras
 
 
+def file_similarity(path: Path, metric: str | None, extras: Mapping[str, np.ndarray]) -> Similarity:
+    """How an embeddings file's vectors compare: ``--metric``, else what the file says; both must agree."""
+    stored = str(extras["similarity"]) if "similarity" in extras else None
+    if metric is None and stored is None:
+        raise ValueError(f"{path}: the file does not say how its vectors compare; give --metric euclidean|cosine")
+    if metric is not None and stored is not None and metric != stored:
+        raise ValueError(f"{path}: its vectors are compared by {stored}, not {metric}; drop --metric")
+    return Similarity(metric or stored)
+
+
 def evaluate_vectors(
     vectors: Any,
     labels: Sequence[str],
@@ -325,11 +349,15 @@ def evaluate_vectors(
     failed_reasons: Sequence[str] | None = None,
     groups: GroupRequest | None = None,
     description: Mapping[str, Any] | None = None,
+    protocol: ProtocolRequest | None = None,
+    out_dir: str | Path | None = None,
     engine: EngineOptions | None = None,
 ) -> Result:
     """The figures of vectors made elsewhere, one per labelled image; failures (images without a vector) count in
-    the FTE. ``groups`` sets the target FMR, thresholds and bootstrap (no grouping columns here); ``engine`` where
+    the FTE. ``groups`` sets the target FMR, thresholds and bootstrap (no grouping columns here); ``protocol`` a
+    pair list or templates (keys are ``paths``), ``out_dir`` where ``--save-scores`` writes; ``engine`` where
     the pairs are scored (a Dask cluster, a GPU; default: this process, or a GPU found by ``--device auto``)."""
+    chosen = load_protocol(protocol or ProtocolRequest())
     similarity = Similarity(similarity)
     vectors = np.asarray(vectors, dtype=np.float64)
     labels = [str(label) for label in labels]
@@ -347,11 +375,13 @@ def evaluate_vectors(
     description = dict(description or {"name": name, "kind": "embeddings", "similarity": similarity.value})
     embeddings = EmbeddingSet(name, similarity, description, tuple(results))
     request = groups or GroupRequest()
+    options = group_options(request, {name: similarity})
     with open_engine(engine) as running:
-        evaluation = evaluate_embeddings(
-            dataset, [embeddings], None, group_options(request, {name: similarity}), pair_feed=running.pair_feed
+        evaluation = evaluate_protocol(
+            chosen, dataset, [embeddings], None, options, (), out_dir, pair_feed=running.pair_feed
         )
-    evaluation.dataset.update(n_identities=len(set(labels)))
+    if chosen.templates is None:
+        evaluation.dataset.update(n_identities=len(set(labels)))
     return Result(evaluation)
 
 
@@ -361,6 +391,7 @@ def metrics_from_embeddings_file(
     out_dir: str | Path,
     command: Iterable[str] | None = None,
     groups: GroupRequest | None = None,
+    protocol: ProtocolRequest | None = None,
     html: bool = True,
     lang: str = "en",
     engine: EngineOptions | None = None,
@@ -373,12 +404,7 @@ def metrics_from_embeddings_file(
     path = Path(path)
     prepare_out_dir(out_dir)
     labels, vectors, extras = load_embeddings_file(path)
-    stored = str(extras["similarity"]) if "similarity" in extras else None
-    if metric is None and stored is None:
-        raise ValueError(f"{path}: the file does not say how its vectors compare; give --metric euclidean|cosine")
-    if metric is not None and stored is not None and metric != stored:
-        raise ValueError(f"{path}: its vectors are compared by {stored}, not {metric}; drop --metric")
-    similarity = Similarity(metric or stored)
+    similarity = file_similarity(path, metric, extras)
     failed_paths = extras.get("failed_paths", np.array([], dtype=str))
     result = evaluate_vectors(
         vectors,
@@ -391,6 +417,8 @@ def metrics_from_embeddings_file(
         failed_reasons=extras["failed_reasons"].tolist() if "failed_reasons" in extras else None,
         groups=groups,
         description={"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value},
+        protocol=protocol,
+        out_dir=out_dir,
         engine=engine,
     )
     result.population["root"] = str(path)

@@ -270,3 +270,72 @@ def plot_group_histograms(
     grid.ravel()[0].legend(fontsize="x-small")
     figure.suptitle(title, fontsize="medium")
     return _save(figure, path)
+
+
+def plot_cmc(curves: dict[str, np.ndarray], path: Path, title: str = "CMC") -> Path:
+    """Cumulative match characteristic: identification rate against rank (1, 2, ...), one curve per model."""
+    figure, axes = plt.subplots(figsize=(6.4, 4.8))
+    for label, rates in curves.items():
+        ranks = np.arange(1, len(rates) + 1)
+        axes.plot(ranks, rates, marker="o" if len(rates) <= 20 else None, markersize=3, label=label, linewidth=1.5)
+    axes.set_xscale("log")
+    axes.set_ylim(0, 1.01)
+    _label(axes, "Rank (log scale)", "Identification rate (mate within rank)", title, legend="lower right")
+    return _save(figure, path)
+
+
+def plot_fnir_fpir(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str) -> Path:
+    """NIST's identification error trade-off: FNIR against FPIR (log scale), one curve per model.
+
+    ``curves`` maps a label to ``(fpir, fnir)``; points with FPIR 0 cannot be drawn on the log axis.
+    """
+    figure, axes = plt.subplots(figsize=(6.4, 4.8))
+    for label, (fpir, fnir) in curves.items():
+        fpir, fnir = _thin(np.asarray(fpir), np.asarray(fnir))
+        positive = fpir > 0
+        axes.step(fpir[positive], fnir[positive], where="post", label=label, linewidth=1.5)
+    axes.set_xscale("log")
+    axes.set_ylim(0, 1.01)
+    _label(axes, "FPIR (non-mated searches returning a candidate, log scale)", "FNIR (mated searches missed)",
+           title, legend="upper right")  # fmt: skip
+    return _save(figure, path)
+
+
+def plot_group_figures(
+    names: Sequence[str],
+    panels: dict[str, tuple[Sequence[float | None], Sequence[Sequence[float] | None]]],
+    path: Path,
+    title: str,
+) -> Path:
+    """One panel per figure (e.g. rank-1, FNIR, FPIR), one row per group: the value and its interval bar."""
+    figure, grid = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 0.45 * len(names) + 2.0), sharey=True,
+                                squeeze=False)  # fmt: skip
+    positions = np.arange(len(names))
+    for axes, (label, (values, intervals)), colour in zip(
+        grid[0], panels.items(), ["tab:green", "tab:blue", "tab:red"], strict=False
+    ):
+        for position, value, interval in zip(positions, values, intervals, strict=True):
+            if value is None:
+                continue
+            if interval is not None:
+                axes.plot(interval, [position, position], color=colour, linewidth=2.5, alpha=0.5)
+            axes.plot([value], [position], "o", color=colour)
+        axes.set_xlim(-0.02, 1.02)
+        axes.set_xlabel(label)
+        axes.grid(True, alpha=0.3)
+    grid[0][0].set_yticks(positions, list(names))
+    grid[0][0].invert_yaxis()
+    figure.suptitle(title, fontsize="medium")
+    return _save(figure, path)
+
+
+def plot_fpir_by_gallery_size(sizes: np.ndarray, fpir: dict[str, np.ndarray], path: Path, title: str) -> Path:
+    """FPIR at one threshold against the number of gallery identities (log scale), one line per group."""
+    figure, axes = plt.subplots(figsize=(6.4, 4.8))
+    for label, values in fpir.items():
+        axes.plot(sizes, values, marker="o", markersize=3, label=label, linewidth=1.5)
+    axes.set_xscale("log")
+    axes.set_ylim(-0.01, 1.01)
+    _label(axes, "Gallery identities (random sub-galleries, log scale)", "FPIR at the global threshold", title,
+           legend="upper left")  # fmt: skip
+    return _save(figure, path)

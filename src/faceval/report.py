@@ -73,7 +73,11 @@ def metrics_document(result: Result, command: Iterable[str] | None = None) -> di
         "environment": environment(),
         "dataset": result.population,
         "models": {
-            name: {**figures.to_dict(), **(result.groups[name].to_dict() if name in result.groups else {})}
+            name: {
+                **figures.to_dict(),
+                **(result.groups[name].to_dict() if name in result.groups else {}),
+                **result.evaluation.model_extras.get(name, {}),
+            }
             for name, figures in result.models.items()
         },
         "comparisons": [comparison.to_dict() for comparison in result.comparisons],

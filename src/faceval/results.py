@@ -128,13 +128,14 @@ class ModelFigures:
 
     @property
     def units(self) -> str:
-        """``"distance"`` or ``"cosine similarity"``."""
-        return self.similarity.model_units
+        """``"distance"`` or ``"cosine similarity"`` (a score file's description names its own)."""
+        return self.description.get("units", self.similarity.model_units)
 
     @property
     def accept_when(self) -> str:
         """The decision rule in the model's units."""
-        return "distance <= threshold" if self.similarity is Similarity.EUCLIDEAN else "similarity >= threshold"
+        rule = "distance <= threshold" if self.similarity is Similarity.EUCLIDEAN else "similarity >= threshold"
+        return self.description.get("accept_when", rule)
 
     @property
     def n_pairs(self) -> int:

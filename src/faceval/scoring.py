@@ -174,6 +174,41 @@ def pair_scores_block(a: np.ndarray, b: np.ndarray, similarity: Similarity) -> n
     return block_scores(prepared_a, a_sq, prepared_b, b_sq, similarity)
 
 
+@dataclass(frozen=True)
+class PreparedVectors:
+    """Rows ready for `prepared_scores` (unit rows for cosine, rows and squared norms for Euclidean), so that a
+    gallery searched by many probe blocks is checked and normalised once."""
+
+    rows: np.ndarray
+    squared_norms: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    def take(self, index: slice | np.ndarray) -> PreparedVectors:
+        """The rows at ``index`` (a slice or integer indices)."""
+        return PreparedVectors(self.rows[index], self.squared_norms[index])
+
+
+def prepare_vectors(vectors: np.ndarray, similarity: Similarity, name: str = "vectors") -> PreparedVectors:
+    """Check (2-D, finite; no zero row for cosine) and prepare ``vectors`` once for many `prepared_scores` calls."""
+    similarity = Similarity(similarity)
+    rows, squared_norms = prepare_rows(_as_vectors(vectors, name), similarity, name)
+    return PreparedVectors(rows, squared_norms)
+
+
+def prepared_scores(a: PreparedVectors, b: PreparedVectors, similarity: Similarity) -> np.ndarray:
+    """`pair_scores_block` of prepared rows: the same scores, to the last bit, for the same blocks.
+
+    >>> vectors = prepare_vectors(np.array([[0.0, 0.0], [3.0, 4.0]]), Similarity.EUCLIDEAN)
+    >>> prepared_scores(vectors.take(slice(0, 1)), vectors, Similarity.EUCLIDEAN)
+    array([[-0., -5.]])
+    """
+    if a.rows.shape[1] != b.rows.shape[1]:
+        raise ValueError(f"vectors of different lengths: {a.rows.shape[1]} and {b.rows.shape[1]}")
+    return block_scores(a.rows, a.squared_norms, b.rows, b.squared_norms, Similarity(similarity))
+
+
 def iter_pair_chunks(
     vectors: np.ndarray,
     identities: np.ndarray,

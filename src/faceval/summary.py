@@ -14,10 +14,21 @@ def summary_lines(result: Result, out_dir: str | Path | None = None) -> list[str
     units), its customary threshold's rates, the group tables, the comparisons and the notes."""
     population = result.population
     skipped = population.get("n_skipped_files")
+    templates = population.get("templates")
+    if "n_scores" in population:  # a score file: no images
+        shape = f"{population['n_scores']:,} scores from {population['root']}"
+    elif templates:
+        shape = (f"{templates['n_templates']} templates of {population['n_identities']} identities "
+                 f"({templates['n_images_listed']} images listed in {templates['file']})")  # fmt: skip
+    else:
+        shape = f"{population['n_images']} images of {population['n_identities']} identities" + (
+            f" ({skipped} other files set aside)" if skipped else ""
+        )
+    pairs = population.get("pairs")
     lines = [
         "",
-        f"{population['n_images']} images of {population['n_identities']} identities"
-        + (f" ({skipped} other files set aside)" if skipped else ""),
+        shape,
+        *([f"pairs from {pairs['file']}: {pairs['n_scored']} scored, {pairs['n_failed']} failed"] if pairs else []),
         f"{'model':<16}{'images':>8}{'failed':>8}{'pairs':>12}{'AUC':>8}{'EER':>8}{'best-F1 thr':>13}"
         f"{'F1':>7}{'TAR@FAR1e-3':>13}",
     ]
@@ -43,6 +54,10 @@ def summary_lines(result: Result, out_dir: str | Path | None = None) -> list[str
         lines.append("* too few impostor pairs to measure FMR 1e-3 (rule of three: need 3,000)")
     for name, report in result.groups.items():
         lines += ["", *report.summary_lines(name)]
+    for name, extras in result.evaluation.model_extras.items():
+        for form, figures in extras.get("ten_fold", {}).items():
+            lines.append(f"{name}: {len(figures['fold_accuracies'])}-fold accuracy ({form}) "
+                         f"{figures['mean']:.4f} +- {figures['std']:.4f}")  # fmt: skip
     lines += [comparison_summary_line(comparison.to_dict()) for comparison in result.comparisons]
     if result.audit is not None:
         lines += ["", *audit_summary_lines(result.audit.to_dict())]
