@@ -3,8 +3,9 @@
     python benchmarks/bench_dask.py                     # defaults below
     python benchmarks/bench_dask.py --pairs 1e9         # the issue's size (minutes per run on 2 cores)
 
-1. Pair scoring + counting (`DenseLatticeCounts`, resolution 1e-6; the fixed-memory state that makes 10^9 pairs
-   possible): one process (numpy, BLAS on every core) vs `--scheduler local:2` (`DaskPairs`, one thread each).
+1. Pair scoring + counting (`faceval.lattice.LatticeCounts`, cosine cells of 2^-21; the fixed-memory state that
+   makes 10^9 pairs possible): one process (numpy, BLAS on every core) vs `--scheduler local:2` (`DaskPairs`, one
+   thread each).
 2. The whole `faceval metrics EMB.npz --resamples 0` command (exact `ScoreCounts`) with and without
    `--scheduler local:2`, at a size whose exact table fits in memory.
 3. SFace embedding of ../shared/faces/glint360k_celeb24_sample on a LocalCluster of 1 vs 2 workers (no store).
@@ -24,6 +25,8 @@ about 9), ``python benchmarks/bench_dask.py``:
 
 With two cores and a load of 9, neither run gets more than its share of a core: the wall times say nothing about
 the speed-up on an idle machine or a real cluster; the CPU seconds say the cluster costs ~10 % more work.
+(The scoring line was printed when the counts went into a dense lattice of cells of 1e-6 kept by the GPU module,
+since removed; both engines now count into the scale engine's `LatticeCounts`, and the line was not printed again.)
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from faceval.datasets import load_dataset
 from faceval.distributed import DaskPairs, DaskWorkers, connect
 from faceval.embedders import ModelSpec
 from faceval.extraction import extract_embeddings
-from faceval.gpu import DenseLatticeCounts
+from faceval.lattice import Lattice, LatticeCounts
 from faceval.scoring import Similarity, iter_pair_chunks
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "faces" / "glint360k_celeb24_sample"
@@ -71,7 +74,7 @@ def cpu_seconds() -> float:
 def scoring(pairs: float) -> None:
     vectors, identities = synthetic(pairs)
     n = len(vectors)
-    lattice = functools.partial(DenseLatticeCounts, -1.0, 1.0, 1e-6)
+    lattice = functools.partial(LatticeCounts, Lattice.for_similarity(Similarity.COSINE))
     start, cpu = time.perf_counter(), cpu_seconds()
     local = ChunkFeed(iter_pair_chunks(vectors, identities, Similarity.COSINE)).accumulate(lattice, update_counts)
     one, one_cpu = time.perf_counter() - start, cpu_seconds() - cpu
@@ -81,9 +84,9 @@ def scoring(pairs: float) -> None:
         remote = DaskPairs(client, vectors, identities, Similarity.COSINE).accumulate(lattice, update_counts)
         two, client_cpu = time.perf_counter() - start, cpu_seconds() - cpu
         workers_cpu = sum(client.run(cpu_seconds)[worker] - used for worker, used in before.items())
-    same = np.array_equal(local.host_counts(), remote.host_counts())
+    same = all(map(np.array_equal, local.cell_counts(), remote.cell_counts()))
     print(
-        f"scoring {n * (n - 1) // 2:.3g} pairs ({n} x 128, lattice 1e-6): one process {one:.1f} s wall, "
+        f"scoring {n * (n - 1) // 2:.3g} pairs ({n} x 128, lattice 2^-21): one process {one:.1f} s wall, "
         f"{one_cpu:.1f} CPU s; LocalCluster(2) {two:.1f} s wall (cluster start not counted), x{one / two:.2f}, "
         f"{workers_cpu:.1f} CPU s in the workers + {client_cpu:.1f} in the client; counts identical: {same}; "
         f"peak RSS here {peak_mib():.0f} MiB"

@@ -1,7 +1,8 @@
 """Dask as the engine: a real LocalCluster and real `dask scheduler` + `dask worker` processes, on 127.0.0.1 only.
 
-Oracles: the single-process run (`faceval.evaluate.score_pairs`, `group_report` over `iter_pair_chunks`, an
-in-process `extract_embeddings` without a store), and the store file read with plain sqlite3.
+Oracles: the single-process run (`faceval.evaluate.score_pairs` exact and on the lattice, `group_report` over
+`iter_pair_chunks` with the bootstrap and with the streaming intervals, an in-process `extract_embeddings` without a
+store), and the store file read with plain sqlite3.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from faceval.distributed import ClusterError, DaskPairs, DaskWorkers, SharedPath
 from faceval.embedders import EmbeddingResult, ModelSpec
 from faceval.evaluation import score_pairs
 from faceval.extraction import EmbeddingSet, WorkerError, extract_embeddings
-from faceval.gpu import DenseLatticeCounts
 from faceval.groups import GroupOptions, group_report
+from faceval.lattice import Lattice, LatticeCounts
 from faceval.metrics import ScoreCounts
 from faceval.scoring import Similarity, iter_pair_chunks
 from faceval.store import EmbeddingStore
@@ -144,17 +145,21 @@ def test_cluster_counts_equal_the_single_process_counts_bit_for_bit(local_client
         feed.accumulate(ScoreCounts, update_counts).compute(), score_pairs(vectors, identities, similarity)
     )
 
-    lattice = functools.partial(DenseLatticeCounts, -60.0, 1.0, 1e-4)
-    local = lattice()
-    for chunk in iter_pair_chunks(vectors, identities, similarity):
-        local.update(chunk.scores, chunk.genuine)
-    assert np.array_equal(feed.accumulate(lattice, update_counts).host_counts(), local.host_counts())
+    # The scale engine's lattice counts, as the one-process run counts above EXACT_MAX_PAIRS.
+    lattice = functools.partial(LatticeCounts, Lattice.for_similarity(similarity))
+    assert_same_table(
+        feed.accumulate(lattice, update_counts).compute(), score_pairs(vectors, identities, similarity, exact=False)
+    )
 
 
-def test_group_figures_and_kept_pairs_equal_the_single_process_run(local_client):
+@pytest.mark.parametrize("intervals", ["bootstrap", "streaming"])
+def test_group_figures_and_kept_pairs_equal_the_single_process_run(local_client, intervals):
     vectors, identities = synthetic(60, 4)
     labels = np.where(identities < 30, "A", "B")
-    options = GroupOptions(target_fmr=0.01, n_resamples=30, seed=3)
+    # Streaming: the scale engine's states at scale (lattice counts, per-identity statistics by group), merged.
+    options = GroupOptions(
+        target_fmr=0.01, n_resamples=30, seed=3, intervals=intervals, exact=None if intervals == "bootstrap" else False
+    )
     local = group_report(iter_pair_chunks(vectors, identities, "cosine"), labels, identities, "cosine", options)
     remote = group_report(
         DaskPairs(local_client, vectors, identities, "cosine", pairs_per_task=5_000),
@@ -166,8 +171,15 @@ def test_group_figures_and_kept_pairs_equal_the_single_process_run(local_client)
     assert_same_table(remote.overall.table, local.overall.table)
     for name in ("A", "B"):
         assert_same_table(remote.groups[name].table, local.groups[name].table)
-    # The bootstrap reads the kept pairs: in the same order, the intervals are the same to the last bit.
+    # The bootstrap reads the kept pairs, the streaming intervals the per-identity statistics: merged in pair order,
+    # the intervals are the same to the last bit.
     assert json.dumps(remote.to_dict(), sort_keys=True) == json.dumps(local.to_dict(), sort_keys=True)
+    assert sorted(remote.influences) == sorted(local.influences) and bool(local.influences) == (
+        intervals == "streaming"
+    )
+    for name, influences in local.influences.items():
+        for figure in ("auc", "eer", "tar", "fmr", "fnmr"):
+            assert np.array_equal(getattr(remote.influences[name], figure), getattr(influences, figure)), figure
 
 
 def test_embedding_on_a_local_cluster_fills_the_store_from_the_client(tmp_path, local_client, faces, spec, reference):
@@ -335,7 +347,8 @@ def test_a_dead_scheduler_during_scoring_is_a_clear_error(processes):
         killer = threading.Timer(2.0, processes.scheduler.kill)
         killer.start()
         with pytest.raises(ClusterError, match=f"lost the Dask scheduler at {processes.address}.*cluster is back"):
-            feed.accumulate(ScoreCounts, functools.partial(slow_update, delay=0.5))
+            # Every chunk takes longer than the scheduler lives (workers that start fast must not finish first).
+            feed.accumulate(ScoreCounts, functools.partial(slow_update, delay=6.0))
         killer.join()
 
 

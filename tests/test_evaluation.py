@@ -9,7 +9,7 @@ import pytest
 
 from faceval.datasets import Dataset, ImageRecord
 from faceval.embedders import EmbeddingResult
-from faceval.evaluation import evaluate_embeddings, score_pairs
+from faceval.evaluation import evaluate_embeddings, prefetched, score_pairs
 from faceval.extraction import EmbeddingSet
 from faceval.groups import GroupOptions
 from faceval.results import Result
@@ -72,3 +72,46 @@ def test_group_analysis_table_equals_plain_scoring():
     np.testing.assert_array_equal(table.genuine, plain.genuine)
     np.testing.assert_array_equal(table.impostor, plain.impostor)
     assert grouped.groups[embeddings.model].overall.table is table
+
+
+def test_streaming_intervals_compare_models_and_count_on_the_lattice_end_to_end():
+    dataset, first = population(failed=set(), seed=1, dim=4)
+    _, second = population(failed=set(), seed=2, dim=4)
+    results = {}
+    for intervals in ("bootstrap", "streaming"):
+        options = {name: GroupOptions(n_resamples=400, intervals=intervals, exact=False) for name in ("m1", "m2")}
+        results[intervals] = Result(evaluate_embeddings(dataset, [first, second], group_options=options)).to_dict()
+    exact, streaming = results["bootstrap"], results["streaming"]
+    (paired,), (linearised,) = exact["comparisons"], streaming["comparisons"]
+    assert linearised["bootstrap"].startswith("paired streaming identity influences")
+    assert linearised["difference"] == pytest.approx(paired["difference"], abs=1e-12)
+    width = paired["ci"][1] - paired["ci"][0]
+    assert abs(linearised["ci"][0] - paired["ci"][0]) < 0.5 * width
+    assert abs(linearised["ci"][1] - paired["ci"][1]) < 0.5 * width
+    for name in ("m1", "m2"):
+        model = streaming["models"][name]
+        assert model["resolution"]["kind"] == "absolute lattice" and model["bootstrap"]["intervals"] == "streaming"
+        low, high = model["all_pairs"]["auc_ci"]
+        assert low < model["auc"] < high
+
+
+def test_prefetched_chunks_keep_order_pass_errors_and_stop_early():
+    assert list(prefetched(iter(range(100)), depth=3)) == list(range(100))
+
+    def failing():
+        yield 1
+        raise ValueError("bad chunk")
+
+    with pytest.raises(ValueError, match="bad chunk"):
+        list(prefetched(failing()))
+    produced = []
+
+    def endless():
+        for item in range(10**9):
+            produced.append(item)
+            yield item
+
+    stream = prefetched(endless(), depth=2)
+    assert [next(stream) for _ in range(3)] == [0, 1, 2]
+    stream.close()  # the producer stops instead of running on
+    assert len(produced) <= 3 + 2 + 1

@@ -1,12 +1,13 @@
 """The GPU engine's code on the CPU (numpy as its array module), and on a GPU where CuPy sees one.
 
-Oracles: `iter_pair_chunks` + `ScoreCounts` (the CPU path), brute-force counts ``(scores >= t).sum()`` at every
-lattice threshold, and `numpy.searchsorted` for the lattice cells.
+Oracles: the scale engine's one-process run (`iter_pair_chunks` into `ScoreCounts`, `LatticeCounts`, `group_report`
+with its per-identity statistics), and brute-force counts ``(scores >= t).sum()`` at every lattice threshold.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 
 import numpy as np
 import pytest
@@ -15,7 +16,6 @@ from faceval.accumulators import update_counts
 from faceval.evaluation import score_pairs
 from faceval.gpu import (
     SCORE_TOLERANCE,
-    DenseLatticeCounts,
     DevicePairs,
     cupy_or_none,
     dlib_cuda_note,
@@ -23,6 +23,7 @@ from faceval.gpu import (
     scoring_array_module,
 )
 from faceval.groups import GroupOptions, group_report
+from faceval.lattice import Lattice, LatticeCounts
 from faceval.metrics import ScoreCounts
 from faceval.scoring import Similarity, all_pair_scores, iter_pair_chunks
 
@@ -65,19 +66,17 @@ def test_card_sized_tiles_change_scores_only_within_the_tolerance(similarity):
     assert np.abs(scores - expected.scores).max() <= SCORE_TOLERANCE
 
 
-def test_lattice_counts_are_exact_at_every_lattice_threshold():
+@pytest.mark.parametrize("similarity", list(Similarity))
+def test_device_lattice_counts_are_the_scale_engines_bit_for_bit(similarity):
+    # Lattice counts are placed and counted where the scores are (the path a GPU takes), with lattice.py's cells.
     vectors, identities = synthetic()
-    pairs = all_pair_scores(vectors, identities, "euclidean")
-    counts = DenseLatticeCounts(-20.0, 0.0, resolution=0.01)
-    for chunk in iter_pair_chunks(vectors, identities, "euclidean", max_pairs_per_chunk=7_777):
-        counts.update(chunk.scores, chunk.genuine)
+    new = functools.partial(LatticeCounts, Lattice.for_similarity(similarity))
+    counts = DevicePairs(vectors, identities, similarity, np).accumulate(new, update_counts)
     table = counts.compute()
-    edges = -20.0 + np.arange(counts.n_cells) * 0.01
-    # Oracle 1: each pair's cell by binary search over the edges.
-    cells = np.searchsorted(edges, pairs.scores, side="right") - 1
-    expected = np.bincount(cells + counts.n_cells * pairs.genuine, minlength=2 * counts.n_cells)
-    assert np.array_equal(counts.host_counts(), expected)
-    # Oracle 2: pairs accepted at each threshold of the table, counted directly.
+    assert_same_table(table, score_pairs(vectors, identities, similarity, exact=False))
+    assert table.lattice == Lattice.for_similarity(similarity)
+    # Oracle: the pairs accepted at each lattice threshold, counted directly.
+    pairs = all_pair_scores(vectors, identities, similarity)
     for threshold, genuine, impostor in zip(
         table.thresholds, table.genuine_accepted, table.impostor_accepted, strict=True
     ):
@@ -85,28 +84,39 @@ def test_lattice_counts_are_exact_at_every_lattice_threshold():
         assert genuine == (accepted & pairs.genuine).sum() and impostor == (accepted & ~pairs.genuine).sum()
 
 
-def test_lattice_counts_merge_and_refuse_what_they_cannot_hold():
-    whole = DenseLatticeCounts(-1.0, 1.0, 0.5)
-    parts = [DenseLatticeCounts(-1.0, 1.0, 0.5) for _ in range(2)]
-    scores, genuine = np.array([-1.0, 0.2, 0.5, 1.0]), np.array([False, True, True, False])
-    whole.update(scores, genuine)
-    parts[0].update(scores[:2], genuine[:2])
-    parts[1].update(scores[2:], genuine[2:])
-    parts[0].merge(parts[1])
-    assert np.array_equal(parts[0].host_counts(), whole.host_counts())
-    with pytest.raises(ValueError, match="outside the lattice"):
-        whole.update(np.array([1.5]), np.array([True]))
-    with pytest.raises(ValueError, match="different lattices"):
-        whole.merge(DenseLatticeCounts(-1.0, 1.0, 0.25))
+def assert_same_report(actual, expected) -> None:
+    assert json.dumps(actual.to_dict(), sort_keys=True) == json.dumps(expected.to_dict(), sort_keys=True)
+    assert sorted(actual.influences) == sorted(expected.influences)
+    for name, influences in expected.influences.items():
+        for figure in ("auc", "eer", "tar", "fmr", "fnmr"):
+            assert np.array_equal(getattr(actual.influences[name], figure), getattr(influences, figure)), figure
 
 
-def test_group_report_from_the_device_feed_equals_the_cpu_one():
+@pytest.mark.parametrize("intervals", ["bootstrap", "streaming"])
+def test_group_report_from_the_device_feed_equals_the_cpu_one(intervals):
     vectors, identities = synthetic(40, 4)
     labels = np.where(identities % 2 == 0, "even", "odd")
-    options = GroupOptions(target_fmr=0.01, n_resamples=20)
+    # Streaming intervals on a lattice: the scale engine's states (lattice counts, per-identity statistics).
+    options = GroupOptions(
+        target_fmr=0.01, n_resamples=20, intervals=intervals, exact=None if intervals == "bootstrap" else False
+    )
     local = group_report(iter_pair_chunks(vectors, identities, "cosine"), labels, identities, "cosine", options)
     device = group_report(DevicePairs(vectors, identities, "cosine", np), labels, identities, "cosine", options)
-    assert device.to_dict() == local.to_dict()
+    assert_same_report(device, local)
+    assert bool(local.influences) == (intervals == "streaming")
+
+
+def test_streaming_intervals_from_the_device_feed_place_their_bins_from_the_leading_pairs():
+    # Over 2^20 impostor pairs in the first of two chunks of the one-process run: that run places the impostor bins
+    # from the first chunk only; the device feed's tiles are cut elsewhere, yet must count into the same bins.
+    vectors, identities = synthetic(440, 5)
+    n_pairs = len(vectors) * (len(vectors) - 1) // 2
+    assert 2_000_000 < n_pairs < 4_000_000
+    options = GroupOptions(target_fmr=0.01, n_resamples=20, intervals="streaming", exact=False)
+    local = group_report(iter_pair_chunks(vectors, identities, "cosine"), None, identities, "cosine", options)
+    feed = DevicePairs(vectors, identities, "cosine", np, max_bytes=64 * 300 * len(vectors))
+    assert feed.rows_per_tile == 300
+    assert_same_report(group_report(feed, None, identities, "cosine", options), local)
 
 
 def test_devices_that_are_not_there_say_how_to_get_them():
@@ -142,16 +152,22 @@ def test_on_the_gpu_scores_match_the_cpu_within_the_tolerance(similarity):
     # A list is a host state: the chunks come back as numpy arrays.
     scores = np.concatenate([chunk.scores for chunk in pairs])
     assert np.abs(scores - expected.scores).max() <= SCORE_TOLERANCE
-    # Device counts on a lattice: identical except pairs whose CPU score is within the tolerance of an edge.
-    low = -40.0 if similarity is Similarity.EUCLIDEAN else -1.0
-    lattice = functools.partial(DenseLatticeCounts, low, 1.0, 1e-3)
+    # Device counts on the lattice: identical except pairs whose CPU score is within the tolerance of a cell edge.
+    lattice = Lattice.for_similarity(similarity)
     on_gpu = DevicePairs(vectors, identities, similarity, cupy).accumulate(
-        functools.partial(lattice, xp=cupy), update_counts
+        functools.partial(LatticeCounts, lattice), update_counts
     )
-    on_cpu = lattice()
+    on_cpu = LatticeCounts(lattice)
     on_cpu.update(expected.scores, expected.genuine)
-    edges = low + np.arange(on_cpu.n_cells) * 1e-3
-    above = np.clip(np.searchsorted(edges, expected.scores), 1, len(edges) - 1)
-    gap = np.minimum(np.abs(expected.scores - edges[above]), np.abs(expected.scores - edges[above - 1]))
-    near_edge = gap <= SCORE_TOLERANCE
-    assert np.abs(on_gpu.host_counts() - on_cpu.host_counts()).sum() <= 2 * near_edge.sum()
+    low, high = (-1.0, 1.0) if similarity is Similarity.COSINE else (-np.inf, 0.0)
+    near_edge = lattice.cells(np.clip(expected.scores - SCORE_TOLERANCE, low, high)) != lattice.cells(
+        np.clip(expected.scores + SCORE_TOLERANCE, low, high)
+    )
+    cells = np.union1d(on_gpu.cell_counts()[0], on_cpu.cell_counts()[0])
+    dense = []
+    for state in (on_gpu, on_cpu):
+        occupied, genuine, impostor = state.cell_counts()
+        counts = np.zeros((cells.size, 2), dtype=np.int64)
+        counts[np.searchsorted(cells, occupied)] = np.column_stack((genuine, impostor))
+        dense.append(counts)
+    assert np.abs(dense[0] - dense[1]).sum() <= 2 * near_edge.sum()

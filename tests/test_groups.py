@@ -14,6 +14,7 @@ import pytest
 
 from faceval.bootstrap import identity_multiplicities, identity_strata, percentile_interval
 from faceval.datasets import Dataset, DatasetError, ImageRecord, combine_datasets, load_dataset
+from faceval.group_presentation import write_group_files
 from faceval.groups import (
     ALL_PAIRS,
     GroupOptions,
@@ -21,7 +22,6 @@ from faceval.groups import (
     group_labels,
     group_report,
     load_thresholds,
-    write_group_files,
 )
 from faceval.metrics import ScoreTable, equal_error_rate, roc_auc, tar_at_far, verification_summary
 from faceval.scoring import Similarity, all_pair_scores, iter_pair_chunks
@@ -370,12 +370,18 @@ def test_thresholds_chosen_earlier_are_applied(tmp_path):
         load_thresholds(tmp_path / "metrics.json", "other")
 
 
-def test_too_many_pairs_for_the_bootstrap_gives_figures_without_intervals():
+def test_too_many_pairs_for_the_bootstrap_gives_streaming_intervals():
     vectors, identities, groups = population(7, {"a": (4, 3, 0.5), "b": (4, 3, 0.5)})
     report = run(vectors, identities, groups, GroupOptions(max_bootstrap_pairs=100))
-    assert report.groups["a"].summary is not None and report.groups["a"].intervals["auc"] is None
-    assert any("no bootstrap intervals" in note for note in report.notes)
-    assert report.to_dict()["bootstrap"]["n_resamples"] == 0
+    assert report.groups["a"].summary is not None and report.groups["a"].intervals["auc"] is not None
+    assert any(note.startswith("intervals: streaming identity influences") for note in report.notes)
+    assert report.to_dict()["bootstrap"]["intervals"] == "streaming"
+    # 8 identities: the streaming intervals say they want more.
+    assert any("first-order in 1/identities" in note and "a (4)" in note for note in report.notes)
+    with pytest.raises(ValueError, match="--intervals streaming"):
+        run(vectors, identities, groups, GroupOptions(max_bootstrap_pairs=100, intervals="bootstrap"))
+    none = run(vectors, identities, groups, GroupOptions(intervals="none"))
+    assert none.groups["a"].intervals["auc"] is None and none.to_dict()["bootstrap"]["n_resamples"] == 0
 
 
 def test_without_groups_the_whole_set_gets_intervals():
@@ -490,3 +496,11 @@ def test_dlib_fails_young_east_asian_women_with_intervals_on_real_faces():
         assert groups[name]["auc_ci"][1] < western["auc_ci"][0], (name, groups[name]["auc_ci"], western["auc_ci"])
         assert groups[name]["fmr_at_global"] >= 3e-3, (name, groups[name]["fmr_at_global"])
         assert groups[name]["fmr_at_threshold"] > 0.5  # dlib's customary 0.6 accepts most different people
+
+
+def test_without_groups_no_figure_repeats_the_models_own(tmp_path):
+    vectors, identities, _ = population(8, {"x": (6, 3, 0.6)})
+    report = run(vectors, identities, None, GroupOptions(n_resamples=20))
+    files = write_group_files(tmp_path, report, "toy")
+    assert files == {"groups_csv": "groups.csv"}
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["groups.csv"]

@@ -14,6 +14,7 @@ from faceval.metrics import (
     ScoreTable,
     best_f1,
     equal_error_rate,
+    readable_sweep,
     roc_auc,
     roc_curve,
     seed_grid,
@@ -459,3 +460,25 @@ def test_verification_summary_unreachable_far_has_no_threshold() -> None:
     assert summary["tar_at_far"]["5e-2"]["threshold"] is None
     assert summary["tar_at_far"]["5e-2"]["tar"] == 0.0
     assert summary["tar_at_far"]["2.5e-1"]["threshold"] == 0.8
+
+
+def test_readable_sweep_is_bounded_and_loses_no_visible_change():
+    rng = np.random.default_rng(3)
+    genuine = rng.random(1_000_000) < 0.01
+    scores = np.where(genuine, rng.normal(2, 1, genuine.size), rng.normal(0, 1, genuine.size))
+    table = ScoreTable.from_scores(scores, genuine)
+    full, readable = threshold_sweep(table), readable_sweep(table)
+    assert len(full) == 1_000_000 and len(readable) < 3000
+    # Every kept row is a row of the full sweep, counts and all.
+    rows = np.searchsorted(-full.threshold, -readable.threshold)
+    np.testing.assert_array_equal(full.tp[rows], readable.tp)
+    np.testing.assert_array_equal(full.fp[rows], readable.fp)
+    # A dropped row reads like the kept row above it: FNMR within 0.1 point, FMR within 1/100 decade.
+    above = rows[np.searchsorted(rows, np.arange(len(full)), side="right") - 1]
+    assert np.all(np.abs(full.fnmr - full.fnmr[above]) < 1e-3)
+    positive = full.fmr[above] > 0
+    assert np.all(np.abs(np.log10(full.fmr[positive] / full.fmr[above][positive])) < 0.01)
+    # The threshold of every FMR decade and the best F1 are there.
+    for far in (1e-1, 1e-2, 1e-3, 1e-4, 1e-5):
+        assert tar_at_far(table, far).threshold in set(readable.threshold.tolist())
+    assert best_f1(readable).f1 == best_f1(full).f1

@@ -1,17 +1,18 @@
 """What the pair engines feed: mergeable accumulators, and where the pairs come from (`PairFeed`).
 
 Every figure is computed from states that are filled chunk by chunk and merged: `faceval.metrics.ScoreCounts`
-(exact counts per distinct score), lattice counts of fixed memory (`faceval.gpu.DenseLatticeCounts`, which
-also counts on a GPU), the group state of `faceval.groups`. A `PairFeed` runs
-the pairs through such a state and hands back one merged state: in this process (`ChunkFeed`), on a Dask
-cluster (`faceval.distributed.DaskPairs`) or on a GPU (`faceval.gpu.DevicePairs`). Because counting is exact
-and merging only adds counts, the result does not depend on how the pairs were split or in which order the
-parts were merged.
+(exact counts per distinct score), `faceval.lattice.LatticeCounts` (fixed memory; it also counts scores that
+lie on a GPU), the group state of `faceval.groups` (with the per-identity `faceval.influence.IdentityStatistics`).
+A `PairFeed` runs the pairs through such a state and hands back one merged state: in this process (`ChunkFeed`), on
+a Dask cluster (`faceval.distributed.DaskPairs`) or on a GPU (`faceval.gpu.DevicePairs`). Because counting is exact,
+merging only adds counts and parts are merged in pair order, the result does not depend on how the pairs were
+split. (What one pass derives from the leading pairs, the impostor bins, is derived first from `PairFeed.in_order`
+and handed to every part.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from faceval.scoring import PairChunk
@@ -35,6 +36,12 @@ class PairFeed(Protocol):
 
     def accumulate(self, new: Callable[[], A], feed: Feed[A]) -> A: ...
 
+    def in_order(self) -> Iterator[PairChunk] | None:
+        """The same pairs scored in this process, lazily, in the chunks of `faceval.scoring.iter_pair_chunks`, for
+        a state that must first see the leading pairs in order (the impostor bins of
+        `faceval.influence.IdentityStatistics`); None when ``accumulate`` feeds one state in that order itself."""
+        ...
+
 
 class ChunkFeed:
     """Pairs that are already chunks in this process (e.g. `faceval.scoring.iter_pair_chunks`)."""
@@ -47,6 +54,9 @@ class ChunkFeed:
         for chunk in self._chunks:
             feed(state, chunk)
         return state
+
+    def in_order(self) -> None:
+        return None  # accumulate feeds the one state in order
 
 
 def update_counts(counts: Any, chunk: PairChunk) -> None:

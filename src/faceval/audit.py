@@ -30,7 +30,6 @@ from typing import Any
 import imagehash
 import numpy as np
 from PIL import Image
-from scipy import sparse
 
 from faceval.atomic import write_csv, write_json
 from faceval.datasets import Dataset, read_csv_rows
@@ -257,6 +256,8 @@ class _Similarities:
 def _scan_pairs(
     vectors: np.ndarray, codes: np.ndarray, similarity: Similarity, close_score: float, block_rows: int
 ) -> _Similarities:
+    from scipy import sparse  # imported where used: commands that audit nothing skip its import
+
     n, n_identities = len(vectors), int(codes.max()) + 1
     membership = sparse.csr_matrix((np.ones(n), (np.arange(n), codes)), shape=(n, n_identities))
     sizes = np.bincount(codes, minlength=n_identities).astype(np.float64)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,17 +14,18 @@ from typing import Any
 import click
 
 from faceval import __version__
+from faceval.atomic import output_folder
 from faceval.audit import audit_embeddings, audit_summary_lines, write_audit
-from faceval.datasets import DatasetError
-from faceval.demo import CITATION, DemoDataError, prepare_demo_data
+from faceval.demo import CITATION, prepare_demo_data
 from faceval.engine import EngineOptions, open_engine
-from faceval.extraction import WorkerError, save_embeddings_npz
+from faceval.errors import FacevalError
+from faceval.extraction import save_embeddings_npz
 from faceval.gallery import RoleOptions
 from faceval.html_report import LANGUAGES
 from faceval.identification import DEFAULT_TARGET_FPIR
 from faceval.identify import IdentifyRequest, SearchOptions, identify_from_embeddings_file, run_identification
 from faceval.identify_report import identification_summary_lines, write_identification
-from faceval.model_files import ModelError, list_models
+from faceval.model_files import list_models
 from faceval.pipeline import (
     EmbeddingOptions,
     EvaluationRequest,
@@ -33,14 +36,13 @@ from faceval.pipeline import (
     load_sources,
     metrics_from_embeddings_file,
     model_specs,
-    prepare_out_dir,
     run_evaluation,
 )
 from faceval.protocols import ProtocolRequest
 from faceval.results import Result
 from faceval.score_files import FORMATS, evaluate_score_file
 from faceval.search import DEFAULT_CANDIDATES, DEFAULT_MAX_RANK, FUSIONS
-from faceval.store import StoreError, default_store_path
+from faceval.store import default_store_path, set_aside_if_damaged
 from faceval.summary import summary_lines
 
 
@@ -122,6 +124,12 @@ embedding_options = option_group(
         help=f"Embedding store (SQLite) to reuse and fill [default: {default_store_path()}].",
     ),
     click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding store."),
+    click.option(
+        "--rebuild-cache",
+        is_flag=True,
+        help="Check the whole embedding store first; if it is damaged (a crash, a failing disk), move it aside "
+        "(kept as PATH.damaged-TIME) and start a new one.",
+    ),
     click.option(
         "--jobs",
         "-j",
@@ -212,7 +220,22 @@ threshold_options = option_group(
         show_default=True,
         help="Identity-bootstrap resamples for the 95 % intervals (0: no intervals).",
     ),
+    click.option(
+        "--intervals",
+        type=click.Choice(["bootstrap", "streaming", "none"]),
+        help="How the 95 % intervals are made: the exact identity bootstrap (holds every pair), streaming "
+        "identity influences (bounded memory, any number of pairs), or none [default: the bootstrap up to "
+        "5,000,000 pairs, streaming above; metrics.json says which].",
+    ),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap and splits."),
+)
+
+# --full-sweep: every threshold of the score table, beside the readable sweep.csv ('evaluate' and 'metrics').
+full_sweep_option = click.option(
+    "--full-sweep",
+    is_flag=True,
+    help="Also write every threshold of the score table to <model>/sweep_full.npz (sweep.csv keeps the rows "
+    "where a rate changes visibly and every FMR decade).",
 )
 
 
@@ -283,6 +306,7 @@ def _group_request(
     calibrate: float | None,
     threshold_from: Path | None,
     resamples: int,
+    intervals: str | None,
     seed: int,
     group_by: str | None = None,
     attribute_csv: Path | None = None,
@@ -295,6 +319,7 @@ def _group_request(
         calibrate=calibrate,
         threshold_from=threshold_from,
         n_resamples=resamples,
+        intervals=intervals,
         seed=seed,
     )
 
@@ -306,20 +331,86 @@ def _sources(sources: tuple[Path, ...], manifest: Path | None, command: str) -> 
     return sources
 
 
+class TerminationRequested(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler, ``docker stop``) or SIGHUP (a closed terminal), handled like Ctrl-C."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(signal.Signals(number).name)
+        self.number = number
+
+
+def _request_termination(number: int, frame: object) -> None:
+    raise TerminationRequested(number)
+
+
+# SIGHUP is POSIX only.
+_TERMINATION_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+# Where a user should report a bug: shown with the traceback of an unexpected error.
+BUG_REPORT_HINT = (
+    "this is a bug in faceval {version}, not a problem with your data: please report it to the faceval developers "
+    "(the issue tracker of the repository you installed faceval from) with the command and the traceback above"
+)
+
+
+def _say(message: str) -> None:
+    # After a closed terminal (SIGHUP) stderr may be gone too: nothing can be said then.
+    with contextlib.suppress(OSError):
+        click.echo(message, err=True)
+
+
 @contextlib.contextmanager
 def _reported_errors() -> Iterator[None]:
-    """Known problems become one clear message; Ctrl-C says that the finished work is kept."""
+    """The user's problems become one line that names the file and the fix; Ctrl-C, SIGTERM and SIGHUP commit
+    what was received and say so (exit 130, 143, 129); anything else is faceval's bug: traceback and where to
+    report it (exit 70)."""
+    previous = {number: signal.signal(number, _request_termination) for number in _TERMINATION_SIGNALS}
     try:
         yield
-    except KeyboardInterrupt:
-        click.echo(
-            "\ninterrupted: every image embedded so far is kept in the embedding store (unless --no-cache); run "
-            "the same command again to go on",
-            err=True,
+    except KeyboardInterrupt as interruption:
+        number = getattr(interruption, "number", signal.SIGINT)
+        how = "interrupted" if number == signal.SIGINT else f"terminated by {signal.Signals(number).name}"
+        _say(
+            f"\n{how}: every image embedded so far is kept in the embedding store (unless --no-cache); run the "
+            "same command again to go on"
         )
-        sys.exit(130)
-    except (DatasetError, ModelError, StoreError, DemoDataError, WorkerError, ValueError, OSError) as error:
+        sys.exit(128 + number)
+    except FacevalError as error:
         _fail(str(error))
+    except OSError as error:
+        if error.filename is None:  # faceval names the files it writes: an anonymous OSError is a bug
+            _report_bug()
+        # The machine's refusal about a file the user named (no permission, no such folder): theirs to fix.
+        _fail(str(error))
+    except Exception:
+        _report_bug()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _report_bug() -> None:
+    """Print the traceback of the exception being handled and where to report it; exit 70 (EX_SOFTWARE)."""
+    _say(traceback.format_exc().rstrip())
+    _say(f"\nfaceval: {BUG_REPORT_HINT.format(version=__version__)}")
+    sys.exit(70)
+
+
+def _rebuild_cache(rebuild: bool, cache: Path | None, no_cache: bool) -> None:
+    """``--rebuild-cache``: set a damaged store aside and say where it went."""
+    if not rebuild:
+        return
+    if no_cache:
+        _fail("--rebuild-cache and --no-cache contradict each other: give one of them")
+    path = cache or default_store_path()
+    moved = set_aside_if_damaged(path)
+    if moved is None:
+        _say(f"embedding store {path}: checked, sound; kept as it is")
+    else:
+        aside, reason = moved
+        _say(
+            f"embedding store {path} was damaged ({reason}): moved to {aside} (delete it when you no longer need "
+            "it); a new store starts in its place"
+        )
 
 
 @main.command()
@@ -361,6 +452,7 @@ def _reported_errors() -> Iterator[None]:
     is_flag=True,
     help="Leave out the extra copies of exact and near duplicates (every copy when filed under several identities).",
 )
+@full_sweep_option
 def evaluate(
     sources: tuple[Path, ...],
     layout: str,
@@ -372,6 +464,7 @@ def evaluate(
     out: Path,
     cache: Path | None,
     no_cache: bool,
+    rebuild_cache: bool,
     jobs: int | None,
     max_temp: float | None,
     quiet: bool,
@@ -384,11 +477,13 @@ def evaluate(
     calibrate: float | None,
     threshold_from: Path | None,
     resamples: int,
+    intervals: str | None,
     seed: int,
     pairs: Path | None,
     templates: Path | None,
     template_pairs: Path | None,
     save_scores: bool,
+    full_sweep: bool,
     no_report: bool,
     lang: str,
     no_audit: bool,
@@ -409,7 +504,7 @@ def evaluate(
         spec_file=spec,
         embedding=EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet),
         groups=_group_request(
-            target_fmr, thresholds, calibrate, threshold_from, resamples, seed, group_by, attribute_csv
+            target_fmr, thresholds, calibrate, threshold_from, resamples, intervals, seed, group_by, attribute_csv
         ),
         protocol=_protocol(pairs, templates, template_pairs, save_scores),
         outputs=OutputOptions(
@@ -418,10 +513,12 @@ def evaluate(
             exclude_duplicates=exclude_duplicates,
             html=not no_report,
             lang=lang,
+            full_sweep=full_sweep,
         ),
         engine=EngineOptions(scheduler, device),
     )
     with _reported_errors():
+        _rebuild_cache(rebuild_cache, cache, no_cache)
         result = run_evaluation(request, command=sys.argv)
     print_summary(result, out)
 
@@ -449,6 +546,7 @@ def embed(
     out: Path | None,
     cache: Path | None,
     no_cache: bool,
+    rebuild_cache: bool,
     jobs: int | None,
     max_temp: float | None,
     quiet: bool,
@@ -462,6 +560,7 @@ def embed(
     if no_cache and out is None:
         _fail("--no-cache without --out would keep nothing; give --out EMB.npz or drop --no-cache")
     with _reported_errors():
+        _rebuild_cache(rebuild_cache, cache, no_cache)
         dataset = load_sources(_sources(sources, manifest, "embed"), layout)
         specs = model_specs([model], {"detector": dlib_detector, "upsample": dlib_upsample}, spec, jobs, device)
         options = EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet)
@@ -492,6 +591,7 @@ def embed(
 @threshold_options
 @protocol_options
 @report_options
+@full_sweep_option
 @engine_options
 def metrics(
     embeddings: Path,
@@ -502,11 +602,13 @@ def metrics(
     calibrate: float | None,
     threshold_from: Path | None,
     resamples: int,
+    intervals: str | None,
     seed: int,
     pairs: Path | None,
     templates: Path | None,
     template_pairs: Path | None,
     save_scores: bool,
+    full_sweep: bool,
     no_report: bool,
     lang: str,
     scheduler: str | None,
@@ -516,7 +618,7 @@ def metrics(
 
     'faceval embed --out' writes such a file; its failed images count in the FTE.
     """
-    groups = _group_request(target_fmr, thresholds, calibrate, threshold_from, resamples, seed)
+    groups = _group_request(target_fmr, thresholds, calibrate, threshold_from, resamples, intervals, seed)
     with _reported_errors():
         result = metrics_from_embeddings_file(
             embeddings,
@@ -527,6 +629,7 @@ def metrics(
             protocol=_protocol(pairs, templates, template_pairs, save_scores),
             html=not no_report,
             lang=lang,
+            full_sweep=full_sweep,
             engine=EngineOptions(scheduler, device),
         )
     print_summary(result, out)
@@ -567,7 +670,7 @@ def scores(
     Millions of lines are read in blocks: memory grows with the number of distinct scores, not with the file.
     """
     columns = tuple(column.strip() for column in (group_by or "").split(",") if column.strip())
-    with _reported_errors():
+    with _reported_errors(), output_folder(out):
         result = evaluate_score_file(
             score_file,
             out,
@@ -696,6 +799,7 @@ def identify(
     out: Path,
     cache: Path | None,
     no_cache: bool,
+    rebuild_cache: bool,
     jobs: int | None,
     max_temp: float | None,
     quiet: bool,
@@ -719,7 +823,8 @@ def identify(
     images per identity into the gallery, --nonmated F of the identities kept out (their searches give FPIR).
     Thresholds are reported in the model's units; roles.csv repeats the same roles (--manifest roles.csv).
     """
-    with _reported_errors():
+    with _reported_errors(), output_folder(out):
+        _rebuild_cache(rebuild_cache, cache, no_cache)
         search_options = SearchOptions(
             fusion, rank, max_rank, candidates, target_fpir, _thresholds(thresholds), resamples, seed
         )
@@ -730,7 +835,6 @@ def identify(
                     "--embeddings searches with the file's vectors: drop SOURCES, --manifest, --model, "
                     "--distractors and --group-by/--attributes (give the file 'groups' and 'roles' arrays)"
                 )
-            prepare_out_dir(out)
             run = identify_from_embeddings_file(embeddings, metric, roles, search_options, progress=not quiet)
         else:
             request = IdentifyRequest(
@@ -799,6 +903,7 @@ def audit(
     out: Path,
     cache: Path | None,
     no_cache: bool,
+    rebuild_cache: bool,
     jobs: int | None,
     max_temp: float | None,
     quiet: bool,
@@ -809,8 +914,8 @@ def audit(
     Writes audit.json and audit.csv (one row per flagged image; 'faceval evaluate --exclude audit.csv' leaves
     out the rows marked exclude=yes).
     """
-    with _reported_errors():
-        prepare_out_dir(out)
+    with _reported_errors(), output_folder(out):
+        _rebuild_cache(rebuild_cache, cache, no_cache)
         dataset = load_sources(_sources(sources, manifest, "audit"), layout)
         specs = model_specs([model], {"detector": dlib_detector, "upsample": dlib_upsample}, spec, jobs)
         options = EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet)

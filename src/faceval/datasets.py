@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from faceval.errors import FacevalError
+
 Layout = Literal["auto", "flat", "folders", "manifest"]
 MANIFEST_NAME = "manifest.csv"
 NON_IMAGE_SUFFIXES = frozenset(
@@ -36,7 +38,7 @@ NON_IMAGE_SUFFIXES = frozenset(
 )  # fmt: skip
 
 
-class DatasetError(Exception):
+class DatasetError(FacevalError):
     """A dataset that cannot be used as given; the message names the path and the fix."""
 
 

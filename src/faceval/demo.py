@@ -20,6 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from faceval.atomic import atomic_write
+from faceval.errors import FacevalError
 from faceval.hashing import sha256_file
 from faceval.model_files import DownloadError, cache_dir, download_file
 
@@ -28,7 +29,7 @@ OFFICIAL = "https://cam-orl.co.uk/facedatabase.html"
 CITATION = "F. Samaria and A. Harter, Parameterisation of a stochastic model for human face identification, 1994"
 
 
-class DemoDataError(Exception):
+class DemoDataError(FacevalError):
     """The demo files could not be obtained; the message says how to provide them by hand."""
 
 

@@ -34,8 +34,9 @@ from tqdm import tqdm
 
 from faceval.accumulators import A, ChunkFeed, Feed, merged
 from faceval.embedders import Embedder, ModelSpec
+from faceval.errors import InputError
 from faceval.extraction import WorkerError, embed_files
-from faceval.scoring import Similarity, iter_pair_chunks, tile_ranges
+from faceval.scoring import PairChunk, Similarity, iter_pair_chunks, tile_ranges
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -72,7 +73,7 @@ def connect(scheduler: str) -> Iterator[Client]:
     if scheduler.startswith(LOCAL_PREFIX):
         count = scheduler[len(LOCAL_PREFIX) :]
         if not count.isdigit() or int(count) < 1:
-            raise ValueError(f"--scheduler local:N needs a number of workers N >= 1, got {scheduler!r}")
+            raise InputError(f"--scheduler local:N needs a number of workers N >= 1, got {scheduler!r}")
         with (
             distributed.LocalCluster(
                 n_workers=int(count),
@@ -217,6 +218,9 @@ class DaskPairs:
         self.progress = progress
         self.label = label
         self.pairs_per_task = pairs_per_task
+
+    def in_order(self) -> Iterator[PairChunk]:
+        return iter_pair_chunks(self.vectors, self.identities, self.similarity)
 
     def accumulate(self, new: Callable[[], A], feed: Feed[A]) -> A:
         n = len(self.vectors)

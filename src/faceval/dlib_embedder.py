@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -65,8 +66,15 @@ class DlibEmbedder:
         roles = ["descriptor", "landmarks"] + (["cnn_detector"] if self.settings.detector == "cnn" else [])
         # Checksums verified: a corrupt or swapped model file fails here, before any long work.
         self._files = {role: locate_model(_MODEL_FILES[role], download=False) for role in roles}
-        self._descriptor = dlib.face_recognition_model_v1(str(self._files["descriptor"]))
-        self._faces = DlibLandmarks(
+
+    @cached_property
+    def _descriptor(self) -> Any:
+        # Built on the first image to embed: a re-run whose images are all in the store never pays for it.
+        return self._dlib.face_recognition_model_v1(str(self._files["descriptor"]))
+
+    @cached_property
+    def _faces(self) -> DlibLandmarks:
+        return DlibLandmarks(
             self._files["landmarks"], self.settings.upsample, self.settings.detector, self._files.get("cnn_detector")
         )
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from faceval.errors import InputError
 from faceval.hashing import fingerprint
 from faceval.scoring import Similarity
 
@@ -148,11 +149,11 @@ def parse_model_argument(
     onnx = tuple(sorted((onnx_options or {}).items()))
     if kind == "dlib":
         if path:
-            raise ValueError("dlib takes no path: its model files come from face_recognition_models")
+            raise InputError("dlib takes no path: its model files come from face_recognition_models")
         return ModelSpec("dlib", "dlib", options=tuple(sorted((dlib_options or {}).items())))
     if kind == "onnx":
         if not path or spec_file is None:
-            raise ValueError(
+            raise InputError(
                 "an ONNX model of your own needs its file and a spec: --model onnx:PATH --spec SPEC.toml "
                 f"(see the presets {', '.join(presets())} for the keys)"
             )
@@ -160,4 +161,4 @@ def parse_model_argument(
         return ModelSpec("onnx", name, path=str(Path(path).expanduser()), spec_file=str(spec_file), options=onnx)
     if kind in presets():
         return ModelSpec("onnx", kind, path=str(Path(path).expanduser()) if path else None, options=onnx)
-    raise ValueError(f"unknown model {text!r}; known: dlib, {', '.join(presets())}, or onnx:PATH --spec SPEC")
+    raise InputError(f"unknown model {text!r}; known: dlib, {', '.join(presets())}, or onnx:PATH --spec SPEC")

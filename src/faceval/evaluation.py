@@ -6,20 +6,25 @@ own failures are reported beside its figures, never hidden by dropping pairs sil
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from queue import Full, Queue
+from typing import Any, TypeVar
 
 import numpy as np
 from tqdm import tqdm
 
 from faceval.accumulators import ChunkFeed, PairFeed, update_counts
-from faceval.comparison import ModelComparison, compare_model_vectors
+from faceval.bootstrap import identity_strata
+from faceval.comparison import ModelComparison, compare_influences, compare_model_vectors
 from faceval.datasets import Dataset
 from faceval.extraction import EmbeddingSet
-from faceval.groups import ALL, GroupOptions, GroupReport, group_failures, group_report
+from faceval.groups import ALL, ALL_PAIRS, GroupOptions, GroupReport, group_failures, group_report
+from faceval.lattice import LatticeCounts, score_counts
 from faceval.metrics import ScoreCounts, ScoreTable
 from faceval.pair_lists import PairList, ResolvedPairs, listed_pair_chunks, resolve_for_models
 from faceval.saved_scores import saving_scores, tee_to
@@ -52,6 +57,8 @@ class Evaluation:
     model_extras: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+T = TypeVar("T")
+
 # Below this many pairs scoring takes a few seconds at most: no progress bar.
 PROGRESS_MIN_PAIRS = 5_000_000
 
@@ -68,9 +75,53 @@ def pair_chunks(
         unit_scale=True,
         disable=not progress or total < PROGRESS_MIN_PAIRS,
     ) as bar:
-        for chunk in iter_pair_chunks(vectors, identities, similarity):
+        for chunk in prefetched(iter_pair_chunks(vectors, identities, similarity)):
             yield chunk
             bar.update(len(chunk))
+
+
+_DONE = object()
+
+
+def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """The items of ``items``, produced by a background thread up to ``depth`` ahead: the next chunk is scored (BLAS
+    and numpy release the GIL) while the caller accounts for this one, so both cores work. An exception in the
+    producer is raised here; stopping early stops the producer.
+
+    >>> list(prefetched(iter(range(5))))
+    [0, 1, 2, 3, 4]
+    """
+    queue: Queue[Any] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as error:  # handed to the consumer, which raises it
+            put(error)
+
+    producer = threading.Thread(target=produce, name="faceval-scoring", daemon=True)
+    producer.start()
+    try:
+        while (item := queue.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        producer.join()
 
 
 def local_pairs(
@@ -90,16 +141,26 @@ def score_pairs(
     similarity: Similarity,
     progress: bool = False,
     label: str = "",
+    exact: bool | None = None,
     pair_feed: PairFeedFactory = local_pairs,
 ) -> ScoreTable:
-    """Exact per-score genuine/impostor counts over all pairs of ``vectors``, streamed in bounded chunks."""
-    return count_scores(pair_feed(vectors, identities, similarity, progress, label))
+    """Genuine/impostor counts over all pairs of ``vectors``, streamed in bounded chunks: exact per distinct score
+    on small sets, on a lattice above `faceval.lattice.EXACT_MAX_PAIRS` (``exact`` forces one); ``pair_feed``
+    scores and counts them (this process, a Dask cluster, a GPU: the same counts)."""
+    n_pairs = len(vectors) * (len(vectors) - 1) // 2
+    return count_scores(
+        pair_feed(vectors, identities, similarity, progress, label),
+        functools.partial(score_counts, similarity, n_pairs, exact),
+    )
 
 
-def count_scores(chunks: Iterable[PairChunk] | PairFeed) -> ScoreTable:
-    """The `ScoreTable` of a stream of pair chunks, or of the pairs of a `PairFeed` (a cluster's, a GPU's)."""
+def count_scores(
+    chunks: Iterable[PairChunk] | PairFeed, new_counts: Callable[[], ScoreCounts | LatticeCounts] = ScoreCounts
+) -> ScoreTable:
+    """The `ScoreTable` of a stream of pair chunks, or of the pairs of a `PairFeed` (a cluster's, a GPU's), counted
+    in states made by ``new_counts`` (default: exact per distinct score; picklable where the feed runs elsewhere)."""
     feed = chunks if isinstance(chunks, PairFeed) else ChunkFeed(chunks)
-    return feed.accumulate(ScoreCounts, update_counts).compute()
+    return feed.accumulate(new_counts, update_counts).compute()
 
 
 def pair_counts(identities: np.ndarray) -> tuple[int, int]:
@@ -200,6 +261,8 @@ def evaluate_embeddings(
         evaluation.notes.extend(listed.notes())
     # Without groups every record is in the one group, so its failures (FTE) are still counted.
     record_groups = groups if groups is not None else np.full(dataset.n_images, ALL, dtype=object)
+    # The pairs each model is scored on: all pairs of the scored images, or the listed ones.
+    n_pairs = len(indices) * (len(indices) - 1) // 2 if listed is None else int(listed.genuine.size)
     for embeddings in embedding_sets:
         options = (group_options or {}).get(embeddings.model)
         vectors = embeddings.vectors(indices) if len(indices) else np.zeros((0, 0))
@@ -210,7 +273,7 @@ def evaluate_embeddings(
             table = ScoreCounts().compute()
         elif options is None:
             with chunks as pairs_of_model:
-                table = count_scores(pairs_of_model)
+                table = count_scores(pairs_of_model, functools.partial(score_counts, embeddings.similarity, n_pairs))
         else:
             # One pass over the pairs serves both: the group report's overall table is the model's table.
             with chunks as pairs_of_model:
@@ -222,6 +285,7 @@ def evaluate_embeddings(
                     options,
                     failures=group_failures(record_groups, embeddings.embedded),
                     group_by=group_by,
+                    n_pairs=n_pairs,
                 )
             evaluation.groups[embeddings.model] = report
             table = report.overall.table
@@ -242,17 +306,39 @@ def evaluate_embeddings(
         evaluation.notes.append("models not compared pairwise (DeLong, paired bootstrap) on a pair list")
     elif group_options and len(embedding_sets) > 1 and len(indices) >= 2:
         options = next(iter(group_options.values()))
-        evaluation.comparisons = compare_model_vectors(
-            [(embeddings.model, embeddings.vectors(indices), embeddings.similarity) for embeddings in embedding_sets],
-            identities,
-            None if groups is None else groups[indices],
-            n_resamples=options.n_resamples,
-            seed=options.seed,
-            max_pairs=options.max_bootstrap_pairs,
-        )
-        if not evaluation.comparisons:
+        influences = [
+            (name, evaluation.groups[name].influences[ALL_PAIRS])
+            for name in names
+            if name in evaluation.groups and ALL_PAIRS in evaluation.groups[name].influences
+        ]
+        if len(influences) == len(names):
+            # Streaming intervals: the comparison needs only each model's per-identity influences.
+            codes = np.zeros(len(indices), dtype=np.int64) if groups is None else identity_codes(groups[indices])
+            table = evaluation.models[names[0]].table
+            evaluation.comparisons = compare_influences(
+                influences,
+                identity_strata(identities, codes),
+                table.n_genuine,
+                table.n_impostor,
+                n_resamples=options.n_resamples,
+                seed=options.seed,
+            )
+        else:
+            evaluation.comparisons = compare_model_vectors(
+                [
+                    (embeddings.model, embeddings.vectors(indices), embeddings.similarity)
+                    for embeddings in embedding_sets
+                ],
+                identities,
+                None if groups is None else groups[indices],
+                n_resamples=options.n_resamples,
+                seed=options.seed,
+                max_pairs=options.max_bootstrap_pairs,
+            )
+        if not evaluation.comparisons and options.n_resamples:
             evaluation.notes.append(
-                f"models not compared pairwise: more than {options.max_bootstrap_pairs:,} pairs to hold in memory"
+                f"models not compared pairwise: more than {options.max_bootstrap_pairs:,} pairs to hold in memory "
+                "for the paired bootstrap; --intervals streaming compares them at any size"
             )
     return evaluation
 

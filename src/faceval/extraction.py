@@ -3,8 +3,9 @@
 The parent hashes each file and looks it up in the `EmbeddingStore`; only the misses go to the workers, a few
 at a time (memory stays flat on huge folders, and a thermal pause or Ctrl-C has little in flight). Each worker
 builds its embedder once, from a picklable `ModelSpec` or embedder. Outcomes come back in any order and are put
-in the dataset's order. Ctrl-C commits what was received, kills the workers and re-raises `KeyboardInterrupt`;
-after a hard kill the next run embeds only what the store lacks.
+in the dataset's order. An exception the model raises on one image becomes that image's failure. Ctrl-C (or any
+exception, such as the CLI's SIGTERM) commits what was received, kills the workers and re-raises; after a hard kill
+the next run embeds only what the store lacks.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tqdm import tqdm
 from faceval.atomic import atomic_write
 from faceval.datasets import Dataset, ImageRecord
 from faceval.embedders import Embedder, EmbeddingResult, ModelSpec
+from faceval.errors import FacevalError
 from faceval.hashing import sha256_file
 from faceval.images import ImageLoadError, load_rgb
 from faceval.onnx_embedder import available_cores
@@ -76,7 +78,7 @@ class EmbeddingSet:
         return np.stack([self.results[index].vector for index in indices]).astype(np.float64, copy=False)
 
 
-class WorkerError(RuntimeError):
+class WorkerError(FacevalError, RuntimeError):
     """A worker process died; what was embedded before is kept in the store."""
 
 
@@ -99,8 +101,37 @@ class RemoteWorkers(Protocol):
         ...
 
 
+def _described(error: Exception) -> str:
+    """``module.Type: message`` on one line, e.g. ``cv2.error: OpenCV(4.10) ... (-215:Assertion failed) ...``."""
+    kind = type(error)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return f"{name}: {' '.join(str(error).split()) or 'no message'}"
+
+
+def _model_failure(error: Exception) -> _Outcome:
+    # Not stored: the cause may pass (memory, a library update), so the next run tries the image again.
+    return EmbeddingResult(None, None, failure=f"model error: {_described(error)}"), False
+
+
+def _embed_images(embedder: Embedder, images: Sequence[np.ndarray]) -> list[_Outcome]:
+    """One `embed_batch` call; when the model raises, each image again alone, so that only the images that make it
+    raise become failures (with the exception's type and message), never the end of the run."""
+    try:
+        return [(result, True) for result in embedder.embed_batch(images)]
+    except Exception as error:
+        if len(images) == 1:
+            return [_model_failure(error)]
+    outcomes = []
+    for image in images:
+        try:
+            outcomes.extend((result, True) for result in embedder.embed_batch([image]))
+        except Exception as error:
+            outcomes.append(_model_failure(error))
+    return outcomes
+
+
 def embed_files(embedder: Embedder, paths: Sequence[Path]) -> list[_Outcome]:
-    """Load and embed images (one `embed_batch` call); an unreadable file becomes a failure, never an exception."""
+    """Load and embed images; an unreadable file, or one the model fails on, becomes a failure, never an exception."""
     outcomes: list[_Outcome | None] = [None] * len(paths)
     images, slots = [], []
     for slot, path in enumerate(paths):
@@ -109,9 +140,11 @@ def embed_files(embedder: Embedder, paths: Sequence[Path]) -> list[_Outcome]:
             slots.append(slot)
         except ImageLoadError as error:
             outcomes[slot] = (EmbeddingResult(None, None, failure=f"unreadable: {error}"), False)
+        except Exception as error:  # a decoder's own bug on a strange file: still only this image's failure
+            outcomes[slot] = (EmbeddingResult(None, None, failure=f"unreadable: {path}: {_described(error)}"), False)
     if images:
-        for slot, result in zip(slots, embedder.embed_batch(images), strict=True):
-            outcomes[slot] = (result, True)
+        for slot, outcome in zip(slots, _embed_images(embedder, images), strict=True):
+            outcomes[slot] = outcome
     return outcomes  # type: ignore[return-value]
 
 
@@ -124,8 +157,11 @@ _worker_embedder: Embedder | None = None
 
 
 def _start_worker(recipe: ModelSpec | Embedder) -> None:
-    # Ctrl-C in a terminal reaches every process of the group: the parent alone decides what happens.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C, a closed terminal (SIGHUP) and a scheduler's SIGTERM reach every process of the group: the parent
+    # alone decides what happens, and stops the workers itself (with SIGKILL).
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # SIGHUP is POSIX only
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     global _worker_embedder
     _worker_embedder = recipe.build() if isinstance(recipe, ModelSpec) else recipe
 
@@ -136,16 +172,32 @@ def _embed_in_worker(paths: Sequence[Path]) -> list[_Outcome]:
 
 
 def _stop_workers(executor: ProcessPoolExecutor) -> None:
-    """Kill the workers now rather than wait for their current images, which would be lost anyway."""
-    terminate = getattr(executor, "terminate_workers", None)  # Python >= 3.14
-    if terminate is not None:
-        terminate()
+    """Kill the workers now rather than wait for their current images, which would be lost anyway (SIGKILL: they
+    ignore SIGTERM)."""
+    kill = getattr(executor, "kill_workers", None)  # Python >= 3.14
+    if kill is not None:
+        kill()
         return
-    # Before 3.14 the same processes are only reachable here; terminate_workers() stops exactly these.
+    # Before 3.14 the same processes are only reachable here; kill_workers() stops exactly these.
     processes = list((executor._processes or {}).values())
     executor.shutdown(wait=False, cancel_futures=True)
     for process in processes:
-        process.terminate()
+        process.kill()
+
+
+def _start_fork_server() -> None:
+    """Start multiprocessing's fork server and resource tracker with SIGTERM and SIGHUP blocked, which they keep.
+
+    A scheduler's SIGTERM or a closed terminal's SIGHUP reaches the whole process group; this process alone
+    decides what it means. A helper killed by it would break the pool, or be restarted at the end of the run and
+    print a traceback about resources its predecessor knew. They still end with this process (their pipes close).
+    """
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP})
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        # A signal that came meanwhile was held, not lost: it is delivered here.
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _batches(tasks: Iterable[_Task], size: int) -> Iterator[list[_Task]]:
@@ -309,9 +361,12 @@ class _Run:
             self.finish(pending.pop(future), future.result())
 
     def close(self) -> None:
-        self.bar.close()
-        if self.store is not None:
-            self.store.flush()
+        # The store first: after a closed terminal (SIGHUP) even the progress bar's last line may fail.
+        try:
+            if self.store is not None:
+                self.store.flush()
+        finally:
+            self.bar.close()
 
 
 @contextlib.contextmanager
@@ -358,7 +413,8 @@ def extract_embeddings(
     picklable `Embedder`; ``jobs=1``, and the default for an embedder that cannot be pickled, embed in this
     process. ``max_temp`` (°C, or a
     ready `ThermalGuard`) pauses new work while the CPU is hotter. ``batch_size`` images go to each
-    `Embedder.embed_batch` call (models with a batch axis do better with 8-32). On Ctrl-C everything received
+    `Embedder.embed_batch` call (models with a batch axis do better with 8-32). An exception from the model on an
+    image is that image's failure (``model error: <type>: <message>``, not cached). On Ctrl-C everything received
     is committed to the store before `KeyboardInterrupt` propagates. With ``workers`` (a Dask cluster) the
     images are embedded there instead of in ``jobs`` local processes; the store is still written here alone.
     """
@@ -379,7 +435,7 @@ def extract_embeddings(
     if jobs > 1 and workers is None and _START_METHOD == "forkserver":
         # The fork server imports the main module (for the CLI: all of faceval) before its first fork; let it
         # do so while this process builds its own model and hashes the files.
-        multiprocessing.forkserver.ensure_running()
+        _start_fork_server()
     embedder = model.build() if isinstance(model, ModelSpec) else model
     guard = ThermalGuard(max_temp) if isinstance(max_temp, int | float) else max_temp
     run = _Run(dataset.records, embedder, store, guard, progress)

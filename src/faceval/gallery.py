@@ -19,6 +19,7 @@ import numpy as np
 
 from faceval.atomic import write_csv
 from faceval.datasets import Dataset, DatasetError, ImageRecord
+from faceval.errors import InputError
 
 GALLERY = "gallery"
 PROBE = "probe"
@@ -39,9 +40,9 @@ class RoleOptions:
 
     def __post_init__(self) -> None:
         if self.enroll is not None and self.enroll < 1:
-            raise ValueError(f"--enroll takes the number of gallery images per identity (>= 1), got {self.enroll}")
+            raise InputError(f"--enroll takes the number of gallery images per identity (>= 1), got {self.enroll}")
         if self.nonmated is not None and not 0.0 <= self.nonmated < 1.0:
-            raise ValueError(
+            raise InputError(
                 f"--nonmated takes the share of identities kept out of the gallery in [0, 1), got {self.nonmated}"
             )
 

@@ -6,10 +6,11 @@
   says when it was not (the ``dlib-bin`` wheels are CPU-only).
 - Pairs are scored and counted on the GPU with CuPy (`DevicePairs`, also in the ``gpu`` extra): the same tile
   code as the CPU (`faceval.scoring.block_scores` with CuPy as its array module), in tiles sized to the card's
-  free memory, feeding the same states (`faceval.accumulators`). A state that lives on the device
-  (`DenseLatticeCounts` made with ``xp=cupy``) is filled without copying a score to the host; any other state gets
-  host copies of each tile's pairs. With numpy as the array module the same code runs on the CPU, which is how
-  it is tested where no GPU is lent.
+  free memory, feeding the same states (`faceval.accumulators`). The scale engine's lattice counts
+  (`faceval.lattice.LatticeCounts`) place and count each tile's scores on the card, with the lattice's own cell
+  rule, and take only the counts of the occupied cells to the host; any other state gets host copies of each
+  tile's pairs. With numpy as the array module the same code runs on the CPU, which is how it is tested where no
+  GPU is lent.
 
 GPU scores come from cuBLAS, whose float64 sums round differently from the CPU's BLAS: a score may differ from
 the CPU path by a few units in the last place (tests allow ``SCORE_TOLERANCE``), so counts are identical where
@@ -18,16 +19,16 @@ the scores are, and otherwise differ only for pairs within that tolerance of a t
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from faceval.accumulators import A, Feed
-from faceval.metrics import ScoreTable
-from faceval.scoring import PairChunk, Similarity, block_scores, prepare_rows, tile_rows
+from faceval.accumulators import A, Feed, update_counts
+from faceval.errors import InputError
+from faceval.lattice import LatticeCounts
+from faceval.scoring import PairChunk, Similarity, block_scores, iter_pair_chunks, prepare_rows, tile_rows
 
 DEVICES = ("auto", "cpu", "cuda")
 # Largest difference between a GPU and a CPU float64 score of unit-scale vectors that the tests accept.
@@ -53,14 +54,14 @@ def cupy_or_none() -> Any:
 
 def scoring_array_module(device: str) -> Any:
     """The array module pairs are scored with: numpy for ``cpu``, CuPy for ``cuda`` (``auto``: CuPy where it
-    sees a GPU). ``cuda`` without CuPy or a GPU raises `ValueError` saying how to get them."""
+    sees a GPU). ``cuda`` without CuPy or a GPU raises `InputError` saying how to get them."""
     if device not in DEVICES:
-        raise ValueError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+        raise InputError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
     if device == "cpu":
         return np
     cupy = cupy_or_none()
     if cupy is None and device == "cuda":
-        raise ValueError(
+        raise InputError(
             "--device cuda: CuPy finds no CUDA GPU (install the extra: pip install 'faceval[gpu]', and check "
             "nvidia-smi); use --device cpu or auto"
         )
@@ -72,10 +73,10 @@ def onnx_providers(device: str) -> list[str]:
     import onnxruntime as ort
 
     if device not in DEVICES:
-        raise ValueError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+        raise InputError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
     cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     if device == "cuda" and not cuda:
-        raise ValueError(
+        raise InputError(
             f"--device cuda: this ONNX Runtime ({ort.__version__}) has no CUDA execution provider; install the "
             "GPU build: pip install 'faceval[gpu]' (onnxruntime-gpu, in place of onnxruntime)"
         )
@@ -131,19 +132,22 @@ class DevicePairs:
         max_bytes: int | None = None,
     ) -> None:
         self.similarity = Similarity(similarity)
-        self.prepared, self.squared_norms = prepare_rows(
-            np.asarray(vectors, dtype=np.float64), self.similarity, "vectors"
-        )
+        self.vectors = np.asarray(vectors, dtype=np.float64)
+        self.prepared, self.squared_norms = prepare_rows(self.vectors, self.similarity, "vectors")
         self.identities = np.asarray(identities)
         self.xp = xp
         self.progress = progress
         self.label = label
         self.rows_per_tile = device_tile_rows(len(self.prepared), xp, max_bytes)
 
+    def in_order(self) -> Iterator[PairChunk]:
+        return iter_pair_chunks(self.vectors, self.identities, self.similarity)
+
     def accumulate(self, new: Callable[[], A], feed: Feed[A]) -> A:
         xp = self.xp
         state = new()
-        on_device = getattr(state, "array_module", np) is xp
+        # Lattice counts are placed and counted where the scores are; other states get the pairs on the host.
+        on_device = isinstance(state, LatticeCounts) and feed is update_counts
         n = len(self.prepared)
         prepared, squared_norms = xp.asarray(self.prepared), xp.asarray(self.squared_norms)
         identities = xp.asarray(self.identities)
@@ -170,9 +174,10 @@ class DevicePairs:
                     genuine=(identities[lo:hi, None] == identities[None, lo + 1 :])[upper],
                 )
                 del tile, upper
-                if not on_device:
-                    chunk = PairChunk(*map(_host, (chunk.first, chunk.second, chunk.scores, chunk.genuine)))
-                feed(state, chunk)
+                if on_device:
+                    state.update(chunk.scores, chunk.genuine, xp)
+                else:
+                    feed(state, PairChunk(*map(_host, (chunk.first, chunk.second, chunk.scores, chunk.genuine))))
                 bar.update(len(chunk))
         return state
 
@@ -187,69 +192,3 @@ def device_pairs(device: str) -> Callable[..., DevicePairs]:
         return DevicePairs(vectors, identities, similarity, xp, progress, label)
 
     return factory
-
-
-class DenseLatticeCounts:
-    """Genuine and impostor counts per cell of a fixed lattice of thresholds ``low + k * resolution``, held in
-    one dense array of any array module: the state the GPU fills without copying a score to the host.
-
-    Memory is ``2 * ceil((high - low) / resolution + 1)`` integers whatever the number of pairs; the counts
-    accepted (``score >= t``) at every lattice threshold ``t`` are exact. A score outside ``[low, high]`` raises
-    `ValueError`. ``xp`` is the array module the counts live in (numpy, or CuPy on a GPU): ``update`` takes
-    arrays of that module, so a GPU feed counts without copying scores to the host.
-
-    >>> counts = DenseLatticeCounts(-1.0, 1.0, resolution=0.25)
-    >>> counts.update(np.array([0.3, 0.3, -0.9, 1.0]), np.array([True, False, False, True]))
-    >>> table = counts.compute()
-    >>> table.thresholds.tolist(), table.genuine.tolist(), table.impostor.tolist()
-    ([1.0, 0.25, -1.0], [1, 1, 0], [0, 1, 1])
-    """
-
-    def __init__(self, low: float, high: float, resolution: float = 1e-6, xp: Any = np) -> None:
-        if not (math.isfinite(low) and math.isfinite(high) and low < high and resolution > 0):
-            raise ValueError(f"a lattice needs finite low < high and resolution > 0, got {low}, {high}, {resolution}")
-        self.low, self.high, self.resolution = float(low), float(high), float(resolution)
-        self.n_cells = math.ceil((self.high - self.low) / self.resolution) + 1
-        self.array_module = xp
-        # Row 0: impostor pairs, row 1: genuine pairs, one column per lattice cell.
-        self._counts = xp.zeros(2 * self.n_cells, dtype=xp.int64)
-
-    def _edge(self, cells: Any) -> Any:
-        return self.low + cells * self.resolution
-
-    def update(self, scores: Any, genuine: Any) -> None:
-        """Add pairs: their scores (an array of this state's module) and genuine flags (bool)."""
-        xp = self.array_module
-        if scores.size == 0:
-            return
-        low, high = float(scores.min()), float(scores.max())
-        if not (low >= self.low and high <= self.high):
-            raise ValueError(f"scores from {low} to {high} fall outside the lattice [{self.low}, {self.high}]")
-        cells = xp.floor((scores - self.low) / self.resolution).astype(xp.int64)
-        xp.clip(cells, 0, self.n_cells - 1, out=cells)
-        # The division rounds: move a score that landed one cell off back to the cell whose edges hold it, so that
-        # "accepted at a lattice threshold" is exactly score >= that threshold.
-        cells -= scores < self._edge(cells)
-        cells += (cells + 1 < self.n_cells) & (scores >= self._edge(cells + 1))
-        cells += self.n_cells * genuine.astype(xp.int64)
-        self._counts += xp.bincount(cells, minlength=2 * self.n_cells)
-
-    def merge(self, other: DenseLatticeCounts) -> None:
-        """Add every pair counted by ``other`` (same lattice; any array module)."""
-        if not isinstance(other, DenseLatticeCounts):
-            raise TypeError(f"can only merge another DenseLatticeCounts, got {type(other).__name__}")
-        if (other.low, other.high, other.resolution) != (self.low, self.high, self.resolution):
-            raise ValueError("cannot merge counts on different lattices")
-        self._counts += self.array_module.asarray(other.host_counts())
-
-    def host_counts(self) -> np.ndarray:
-        """The counts as one numpy array: impostor cells, then genuine cells."""
-        counts = self._counts
-        return counts.get() if hasattr(counts, "get") else np.asarray(counts)
-
-    def compute(self) -> ScoreTable:
-        """A `ScoreTable` whose thresholds are the lower edges of the occupied cells (descending)."""
-        counts = self.host_counts()
-        impostor, genuine = counts[: self.n_cells], counts[self.n_cells :]
-        occupied = np.flatnonzero((impostor + genuine) > 0)[::-1]
-        return ScoreTable(self._edge(occupied.astype(np.float64)), genuine[occupied], impostor[occupied])

@@ -19,24 +19,24 @@ that feed the cross-group FMR matrix, the global threshold and the overall figur
 - ``calibrate``: thresholds chosen on a development split of identities (within each group), rates reported
   on the other identities, so the threshold is not judged on the data that chose it.
 
+This module computes the statistics as typed results (`GroupReport`, `GroupFigures`, `OperatingPoint`);
+`faceval.group_presentation` turns them into ``metrics.json`` entries, terminal text, ``groups.csv`` and figures.
 Thresholds are kept in score units (accept ``s >= tau``) and converted with `Similarity.threshold_for_report` only
-in `GroupReport.to_dict` and `write_groups_csv`.
+there.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from faceval import plots
 from faceval.accumulators import ChunkFeed, PairFeed
-from faceval.atomic import write_csv
 from faceval.bootstrap import (
     CONFIDENCE,
     DEFAULT_RESAMPLES,
@@ -50,6 +50,9 @@ from faceval.bootstrap import (
     stratum_sizes,
 )
 from faceval.datasets import Dataset, DatasetError, ImageRecord, read_csv_rows
+from faceval.errors import InputError
+from faceval.influence import IdentityInfluences, IdentityStatistics
+from faceval.lattice import EXACT_MAX_PAIRS, Lattice, LatticeCounts, lattice_for, score_counts
 from faceval.metrics import (
     ScoreCounts,
     ScoreTable,
@@ -57,7 +60,6 @@ from faceval.metrics import (
     equal_error_rate,
     excluded_share,
     failure_adjusted_rates,
-    roc_curve,
     sweep_at,
     tar_at_far,
     threshold_sweep,
@@ -198,13 +200,13 @@ def load_thresholds(path: str | Path, model: str) -> ChosenThresholds:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a readable metrics.json ({error})") from error
+        raise InputError(f"{path}: not a readable metrics.json ({error})") from error
     models = document.get("models", {})
     if model not in models:
-        raise ValueError(f"{path}: no model {model!r}; it has: {', '.join(models) or 'none'}")
+        raise InputError(f"{path}: no model {model!r}; it has: {', '.join(models) or 'none'}")
     entry = models[model]
     if "global_threshold" not in entry:
-        raise ValueError(f"{path}: model {model!r} has no global_threshold (that run had no group analysis)")
+        raise InputError(f"{path}: model {model!r} has no global_threshold (that run had no group analysis)")
     groups = {}
     for name, figures in (entry.get("groups") or {}).items():
         chosen = {}
@@ -220,7 +222,9 @@ def load_thresholds(path: str | Path, model: str) -> ChosenThresholds:
 class GroupOptions:
     """What the group analysis does: ``threshold`` is in the model's units (e.g. dlib's distance 0.6);
     ``calibrate`` the share of identities used to choose thresholds; ``max_bootstrap_pairs`` the largest set
-    for which intervals are computed (memory and time grow with pairs x resamples)."""
+    for which intervals are computed (memory and time grow with pairs x resamples); ``exact`` True keeps one
+    threshold per distinct score, False counts on a lattice (`faceval.lattice`), None chooses by the number of
+    pairs."""
 
     target_fmr: float = 1e-3
     threshold: float | None = None
@@ -230,6 +234,8 @@ class GroupOptions:
     seed: int = 0
     max_bootstrap_pairs: int = MAX_BOOTSTRAP_PAIRS
     fdr_alpha: float = 0.5
+    exact: bool | None = None
+    intervals: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.target_fmr < 1.0:
@@ -238,6 +244,8 @@ class GroupOptions:
             raise ValueError(f"--calibrate takes the development share of identities in (0, 1), got {self.calibrate}")
         if self.n_resamples < 0:
             raise ValueError(f"n_resamples must be >= 0, got {self.n_resamples}")
+        if self.intervals not in (None, "bootstrap", "streaming", "none"):
+            raise ValueError(f"intervals must be bootstrap, streaming or none, got {self.intervals!r}")
         if not 0.0 <= self.fdr_alpha <= 1.0:
             raise ValueError(f"fdr_alpha must be in [0, 1], got {self.fdr_alpha}")
 
@@ -317,200 +325,27 @@ class GroupReport:
     ratios_differ: bool
     bootstrap: dict[str, Any]
     notes: tuple[str, ...]
+    # Per-identity influences of the streaming intervals (all pairs and each group), for paired comparisons.
+    influences: dict[str, IdentityInfluences] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
         return list(self.groups)
 
-    def _units(self, value: float | None) -> float | None:
-        return self.similarity.threshold_for_report(value)
-
-    def _figures_dict(self, figures: GroupFigures) -> dict[str, Any]:
-        table, summary = figures.table, figures.summary
-        entry: dict[str, Any] = {
-            "n_images": figures.n_images,
-            "n_identities": figures.n_identities,
-            "n_genuine": table.n_genuine,
-            "n_impostor": table.n_impostor,
-            "genuine_impostor_ratio": table.n_genuine / table.n_impostor if table.n_impostor else None,
-            "n_failed": figures.n_failed,
-            "fte": figures.fte,
-        }
-        intervals = {key: _interval_list(value) for key, value in figures.intervals.items()}
-        if summary is None:
-            entry.update({"auc": None, "auc_ci": None, "eer": None, "eer_ci": None, "eer_threshold": None})
-            entry.update({"eer_bracket": None, "tar_at_far": None, "best_f1": None})
-        else:
-            eer, tar = summary["eer"], next(iter(summary["tar_at_far"].values()))
-            entry.update(
-                {
-                    "auc": summary["auc"],
-                    "auc_ci": intervals.get("auc"),
-                    "eer": eer["value"],
-                    "eer_ci": intervals.get("eer"),
-                    "eer_threshold": self._units(eer["threshold"]),
-                    "eer_bracket": [eer["low"], eer["high"]],
-                    "tar_at_far": {
-                        **tar,
-                        "threshold": self._units(tar["threshold"]),
-                        "tar_ci": intervals.get("tar"),
-                    },
-                    "best_f1": {**summary["best_f1"], "threshold": self._units(summary["best_f1"]["threshold"])},
-                }
-            )
-        for prefix, point in (("global", self.global_point), ("threshold", self.user_point)):
-            if point is not None:
-                name = figures.name
-                entry[f"fnmr_at_{prefix}"] = point.fnmr.get(name)
-                entry[f"fnmr_at_{prefix}_ci"] = _interval_list(point.fnmr_ci.get(name))
-                entry[f"fmr_at_{prefix}"] = point.fmr.get(name)
-                entry[f"fmr_at_{prefix}_ci"] = _interval_list(point.fmr_ci.get(name))
-                adjusted = figures.with_failures(point.fnmr.get(name), point.fmr.get(name))
-                entry[f"fnmr_at_{prefix}_with_failures"] = adjusted["fnmr_with_failures"]
-                entry[f"fmr_at_{prefix}_with_failures"] = adjusted["fmr_with_failures"]
-        entry["flags"] = list(figures.flags)
-        return entry
-
-    def _point_dict(self, point: OperatingPoint) -> dict[str, Any]:
-        with np.errstate(divide="ignore"):
-            log_ratio = np.log10(point.fmr_matrix / self.target_fmr)
-        return {
-            "threshold": self._units(point.threshold),
-            "fnmr": point.fnmr.get(ALL_PAIRS),
-            "fnmr_ci": _interval_list(point.fnmr_ci.get(ALL_PAIRS)),
-            "fmr": point.fmr.get(ALL_PAIRS),
-            "fmr_ci": _interval_list(point.fmr_ci.get(ALL_PAIRS)),
-            **self.overall.with_failures(point.fnmr.get(ALL_PAIRS), point.fmr.get(ALL_PAIRS)),
-            "groups": {
-                name: {
-                    "fnmr": point.fnmr.get(name),
-                    "fnmr_ci": _interval_list(point.fnmr_ci.get(name)),
-                    "fmr": point.fmr.get(name),
-                    "fmr_ci": _interval_list(point.fmr_ci.get(name)),
-                    **self.groups[name].with_failures(point.fnmr.get(name), point.fmr.get(name)),
-                }
-                for name in self.names
-            },
-            "fmr_matrix": {
-                "groups": self.names,
-                "fmr": _nested(point.fmr_matrix),
-                "log10_fmr_over_target": _nested(log_ratio),
-                "n_impostor": point.impostor_matrix.tolist(),
-            },
-            "fnmr_max_over_geomean": point.fnmr_max_over_geomean,
-            "fmr_max_over_geomean": point.fmr_max_over_geomean,
-            "fdr": point.fdr,
-            "fdr_ci": _interval_list(point.fdr_ci),
-            "fdr_alpha": self.fdr_alpha,
-        }
-
     def summary_lines(self, model: str) -> list[str]:
-        """The group table for a terminal (see `group_summary_lines`)."""
+        """The group table for a terminal (`faceval.group_presentation.group_summary_lines`)."""
+        from faceval.group_presentation import group_summary_lines
+
         return group_summary_lines({**self.to_dict(), "units": self.similarity.model_units}, model)
 
     def to_dict(self) -> dict[str, Any]:
-        """Entries for a model in ``metrics.json`` (strict JSON; thresholds in the model's units)."""
-        global_threshold = {
-            "target_fmr": self.target_fmr,
-            **self.global_figure,
-            **self._point_dict(self.global_point),
-        }
-        document: dict[str, Any] = {
-            "group_by": list(self.group_by),
-            "groups": {name: self._figures_dict(figures) for name, figures in self.groups.items()},
-            "all_pairs": self._figures_dict(self.overall),
-            "global_threshold": global_threshold,
-            "at_threshold": None if self.user_point is None else self._point_dict(self.user_point),
-            "applied_thresholds": None
-            if self.applied is None
-            else {
-                **self.applied,
-                "global": None if self.applied_point is None else self._point_dict(self.applied_point),
-            },
-            "calibration": self.calibration,
-            "group_ranking": self.ranking,
-            "group_ratios_differ": self.ratios_differ,
-            "bootstrap": self.bootstrap,
-            "group_notes": list(self.notes),
-        }
-        return json.loads(json.dumps(document, allow_nan=False))
+        """Entries for a model in ``metrics.json`` (`faceval.group_presentation.group_report_dict`)."""
+        from faceval.group_presentation import group_report_dict
+
+        return group_report_dict(self)
 
 
-def group_summary_lines(entry: Mapping[str, Any], model: str) -> list[str]:
-    """Terminal lines from a model's ``metrics.json`` entry (`GroupReport.to_dict` merged with ``units``): the group
-    table with 95 % intervals, rates at the global (and the user's) threshold, the FDR, and the notes."""
-
-    def figure(value: float | None, interval: list[float] | None, digits: int = 3) -> str:
-        if value is None:
-            return "-"
-        bounds = f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]" if interval else ""
-        return f"{value:.{digits}f}{bounds}"
-
-    chosen, units = entry["global_threshold"], entry.get("units", "score")
-    target = chosen["target_fmr"]
-    threshold = "none (see the notes)" if chosen["threshold"] is None else f"{chosen['threshold']:.4f}"
-    # Without groups the one group is the whole set: one row says it all.
-    grouped = list(entry["groups"]) != [ALL]
-    lines = [
-        f"{'groups' if grouped else 'intervals'} ({model}): global threshold {threshold} ({units}) "
-        f"at FMR {target:g} over all "
-        f"{chosen['n_impostor']:,} impostor pairs; 95 % intervals from {entry['bootstrap']['n_resamples']} "
-        "identity resamples",
-        f"{'group':<28}{'images':>7}{'ids':>5}{'genuine':>9}{'impostor':>10}{'FTE':>7}  {'AUC':<22}"
-        f"{'EER':<22}{'FNMR at global':<22}{'FMR at global':<26}{'x target':>9}",
-    ]
-    rows = {**entry["groups"], ALL_PAIRS: entry["all_pairs"]} if grouped else {ALL: entry["all_pairs"]}
-    for name, group in rows.items():
-        fte = "-" if group["fte"] is None else f"{group['fte']:.3f}"
-        fmr = group.get("fmr_at_global")
-        times = "-" if fmr is None else f"{fmr / target:.1f}"
-        lines.append(
-            f"{name[:27]:<28}{group['n_images']:>7}{group['n_identities']:>5}{group['n_genuine']:>9,}"
-            f"{group['n_impostor']:>10,}{fte:>7}  {figure(group['auc'], group['auc_ci']):<22}"
-            f"{figure(group['eer'], group['eer_ci']):<22}"
-            f"{figure(group.get('fnmr_at_global'), group.get('fnmr_at_global_ci')):<22}"
-            f"{figure(fmr, group.get('fmr_at_global_ci'), 5):<26}{times:>9}"
-        )
-    if chosen["fdr"] is not None:
-        lines.append(f"fairness discrepancy rate at the global threshold: {figure(chosen['fdr'], chosen['fdr_ci'])}")
-
-    def rates(point: Mapping[str, Any]) -> str:
-        return ", ".join(
-            f"{name} FNMR {figure(values['fnmr'], None)} FMR {figure(values['fmr'], None, 4)}"
-            for name, values in point["groups"].items()
-        )
-
-    if entry.get("at_threshold") is not None:
-        lines.append(f"at threshold {entry['at_threshold']['threshold']:g} ({units}): {rates(entry['at_threshold'])}")
-    applied = entry.get("applied_thresholds")
-    if applied is not None and applied["global"] is not None:
-        lines.append(
-            f"at threshold {applied['global']['threshold']:g} from {applied['source']}: {rates(applied['global'])}"
-        )
-    calibration = entry.get("calibration")
-    if calibration is not None and calibration["global"] is not None:
-        chosen_on_development, held_out = calibration["global"], calibration["global"]["held_out"]
-        lines.append(
-            f"calibrated: threshold {figure(chosen_on_development['threshold'], None, 4)} chosen on "
-            f"{calibration['n_development_identities']} identities gives FMR {figure(held_out['fmr'], None, 5)} "
-            f"(target {target:g}) and FNMR {figure(held_out['fnmr'], None)} on the "
-            f"{calibration['n_held_out_identities']} others"
-        )
-    lines.extend(f"note: {note}" for note in entry["group_notes"])
-    return lines
-
-
-def _interval_list(interval: Interval | None) -> list[float] | None:
-    return None if interval is None else interval.to_list()
-
-
-def _nested(matrix: np.ndarray) -> list[list[float | None]]:
-    """A matrix as lists with None for NaN, and -inf (log of a zero FMR) also None."""
-    return [[float(value) if np.isfinite(value) else None for value in row] for row in matrix]
-
-
-def _merged(parts: Iterable[ScoreCounts]) -> ScoreTable:
-    merged = ScoreCounts()
+def _merged(parts: Iterable[ScoreCounts | LatticeCounts], merged: ScoreCounts | LatticeCounts) -> ScoreTable:
     for part in parts:
         merged.merge(part)
     return merged.compute()
@@ -563,12 +398,23 @@ def _discrepancy(fmr: np.ndarray, fnmr: np.ndarray, alpha: float) -> np.ndarray:
     return 1.0 - (alpha * fmr_spread + (1.0 - alpha) * fnmr_spread)
 
 
+def _count(
+    counts: ScoreCounts | LatticeCounts, scores: np.ndarray, genuine: np.ndarray, cells: np.ndarray | None
+) -> None:
+    if cells is None:
+        counts.update(scores, genuine)
+    else:
+        assert isinstance(counts, LatticeCounts)
+        counts.add_cells(cells, genuine)
+
+
 @dataclass
 class _Pairs:
     """Every scored pair, streamed once into exact per-class counts, and kept in memory for the bootstrap."""
 
     n_groups: int
-    counts: dict[int, ScoreCounts] = field(default_factory=dict)
+    new_counts: Callable[[], ScoreCounts | LatticeCounts] = ScoreCounts
+    counts: dict[int, ScoreCounts | LatticeCounts] = field(default_factory=dict)
     scores: list[np.ndarray] = field(default_factory=list)
     first: list[np.ndarray] = field(default_factory=list)
     second: list[np.ndarray] = field(default_factory=list)
@@ -577,7 +423,24 @@ class _Pairs:
     def key(self, low: int, high: int, split: int) -> int:
         return (low * self.n_groups + high) * _SPLITS + split
 
-    def add(self, chunk: PairChunk, codes: np.ndarray, splits: np.ndarray, keep: bool) -> None:
+    def add(
+        self,
+        chunk: PairChunk,
+        codes: np.ndarray,
+        splits: np.ndarray,
+        keep: bool,
+        uniform: bool = False,
+        cells: np.ndarray | None = None,
+    ) -> None:
+        """Count a chunk's pairs by (group pair, split) class; ``uniform``: every image is in one group and split,
+        so every pair is in class 0 and needs no sorting; ``cells``: the pairs' lattice cells, placed once."""
+        if keep:
+            self.scores.append(chunk.scores)
+            self.first.append(chunk.first.astype(np.int32))
+            self.second.append(chunk.second.astype(np.int32))
+        if uniform:
+            _count(self.counts.setdefault(0, self.new_counts()), chunk.scores, chunk.genuine, cells)
+            return
         first_group, second_group = codes[chunk.first], codes[chunk.second]
         first_split, second_split = splits[chunk.first], splits[chunk.second]
         split = np.where(first_split == second_split, first_split, 2)
@@ -587,16 +450,17 @@ class _Pairs:
         values, starts = np.unique(keys[order], return_index=True)
         for value, start, stop in zip(values.tolist(), starts, [*starts[1:], order.size], strict=True):
             rows = order[start:stop]
-            self.counts.setdefault(value, ScoreCounts()).update(chunk.scores[rows], chunk.genuine[rows])
-        if keep:
-            self.scores.append(chunk.scores)
-            self.first.append(chunk.first.astype(np.int32))
-            self.second.append(chunk.second.astype(np.int32))
+            _count(
+                self.counts.setdefault(value, self.new_counts()),
+                chunk.scores[rows],
+                chunk.genuine[rows],
+                None if cells is None else cells[rows],
+            )
 
     def merge(self, other: _Pairs) -> None:
         """Add the pairs of ``other`` (left unchanged) after this state's own, as if fed after them."""
         for key, counts in other.counts.items():
-            self.counts.setdefault(key, ScoreCounts()).merge(counts)
+            self.counts.setdefault(key, self.new_counts()).merge(counts)
         self.scores += other.scores
         self.first += other.first
         self.second += other.second
@@ -611,10 +475,13 @@ class _Pairs:
         if request in self._tables:
             return self._tables[request]
         table = _merged(
-            counts
-            for key, counts in self.counts.items()
-            if (low is None or key // _SPLITS == low * self.n_groups + high)
-            and (split is None or key % _SPLITS == split)
+            (
+                counts
+                for key, counts in self.counts.items()
+                if (low is None or key // _SPLITS == low * self.n_groups + high)
+                and (split is None or key % _SPLITS == split)
+            ),
+            self.new_counts(),
         )
         if keep:
             self._tables[request] = table
@@ -651,9 +518,144 @@ class _Pairs:
         }
         for code, name in enumerate(names):
             inside = group_of_pair == code
+            if inside.all():
+                # One group holds every pair: its resamples are those of all pairs, drawn from the same multiplicities.
+                resampled[name] = resampled[ALL_PAIRS]
+                continue
             pairs = SortedPairs(scores[inside], genuine[inside], first_identity[inside], second_identity[inside])
             resampled[name] = pairs.resampled_figures(multiplicities, **figures)
         return resampled
+
+
+INTERVAL_METHODS = {
+    "bootstrap": "identity bootstrap: identities resampled with replacement within each group (an identity whose "
+    "images span groups within the group holding most of them), pairs rebuilt",
+    "streaming": "streaming identity influences: the identity bootstrap linearised (Hoeffding projections clustered "
+    "by identity), per-identity sums accumulated with the pairs, replicates from the same identity multiplicities",
+    "none": "no intervals",
+}
+# Above this many pairs the automatic choice is the streaming intervals (the bootstrap holds every pair).
+STREAMING_MIN_PAIRS = EXACT_MAX_PAIRS
+# Below this many identities the streaming (first-order) intervals are flagged: coverage fell to 90 % at 30.
+STREAMING_MIN_IDENTITIES = 100
+
+
+def interval_method(options: GroupOptions, n_pairs: int) -> str:
+    """``bootstrap``, ``streaming`` or ``none``: the user's choice, else the bootstrap up to `STREAMING_MIN_PAIRS`
+    pairs and the streaming intervals above."""
+    if options.n_resamples == 0 or options.intervals == "none":
+        return "none"
+    if options.intervals == "bootstrap" and n_pairs > options.max_bootstrap_pairs:
+        raise ValueError(
+            f"--intervals bootstrap holds every pair: {n_pairs:,} pairs exceed its limit of "
+            f"{options.max_bootstrap_pairs:,}; use --intervals streaming (bounded memory) or sample identities"
+        )
+    if options.intervals is not None:
+        return options.intervals
+    return "bootstrap" if n_pairs <= min(STREAMING_MIN_PAIRS, options.max_bootstrap_pairs) else "streaming"
+
+
+def _chosen(options: GroupOptions, n_pairs: int) -> str:
+    if options.n_resamples == 0:
+        return "n_resamples is 0"
+    if options.intervals is not None:
+        return "chosen with --intervals"
+    limit = min(STREAMING_MIN_PAIRS, options.max_bootstrap_pairs)
+    return f"automatic: {n_pairs:,} pairs, the bootstrap up to {limit:,}"
+
+
+def _add_identity_statistics(
+    statistics: Mapping[int, IdentityStatistics],
+    chunk: PairChunk,
+    identities: np.ndarray,
+    codes: np.ndarray,
+    cells: np.ndarray | None,
+) -> None:
+    """Feed a chunk to the per-identity states: every pair to ``-1``, each group's own pairs to its code."""
+    first, second = identities[chunk.first], identities[chunk.second]
+    statistics[-1].update(chunk.scores, chunk.genuine, first, second, cells)
+    if len(statistics) == 1:
+        return
+    first_group, second_group = codes[chunk.first], codes[chunk.second]
+    within = first_group == second_group
+    for code in np.unique(first_group[within]).tolist():
+        rows = np.flatnonzero(within & (first_group == code))
+        statistics[code].update(
+            chunk.scores[rows], chunk.genuine[rows], first[rows], second[rows], None if cells is None else cells[rows]
+        )
+
+
+def _identity_statistics(
+    codes: Iterable[int],
+    n_identities: int,
+    lattice: Lattice | None,
+    fixed_thresholds: Sequence[float],
+    edges: Mapping[int, np.ndarray] | None = None,
+) -> dict[int, IdentityStatistics]:
+    """Fresh per-identity states by group code (``-1``: all pairs), with impostor bins placed already when
+    ``edges`` holds them."""
+    return {
+        code: IdentityStatistics(n_identities, lattice, fixed_thresholds, None if edges is None else edges[code])
+        for code in codes
+    }
+
+
+def _leading_edges(
+    chunks: Iterable[PairChunk],
+    statistics: dict[int, IdentityStatistics],
+    identities: np.ndarray,
+    codes: np.ndarray,
+    lattice: Lattice | None,
+) -> dict[int, np.ndarray]:
+    """The impostor bins' edges of each state as one pass over ``chunks`` places them (from the leading pairs):
+    fed until every state has placed them, or to the end."""
+    for chunk in chunks:
+        if all(state.edges is not None for state in statistics.values()):
+            break
+        _add_identity_statistics(
+            statistics, chunk, identities, codes, None if lattice is None else lattice.cells(chunk.scores)
+        )
+    return {code: state.place_edges() for code, state in statistics.items()}
+
+
+@dataclass
+class _GroupState:
+    """What `group_report` accumulates from the pairs, mergeable (in pair order) so that a `PairFeed` can fill
+    parts of it anywhere: per-class counts and kept pairs (`_Pairs`), and per-identity statistics by group code."""
+
+    pairs: _Pairs
+    statistics: dict[int, IdentityStatistics]
+
+    @classmethod
+    def new(
+        cls,
+        n_groups: int,
+        new_counts: Callable[[], ScoreCounts | LatticeCounts],
+        new_statistics: Callable[[], dict[int, IdentityStatistics]] | None,
+    ) -> _GroupState:
+        return cls(_Pairs(n_groups, new_counts), {} if new_statistics is None else new_statistics())
+
+    def add(
+        self,
+        chunk: PairChunk,
+        codes: np.ndarray,
+        splits: np.ndarray,
+        identities: np.ndarray,
+        keep: bool,
+        uniform: bool,
+        lattice: Lattice | None,
+    ) -> None:
+        # On a lattice each score is placed in its cell once, for every state that counts it.
+        cells = None if lattice is None else lattice.cells(chunk.scores)
+        self.pairs.add(chunk, codes, splits, keep=keep, uniform=uniform, cells=cells)
+        if self.statistics:
+            _add_identity_statistics(self.statistics, chunk, identities, codes, cells)
+
+    def merge(self, other: _GroupState) -> None:
+        """Add the pairs of ``other`` (left unchanged) after this state's own."""
+        self.pairs.merge(other.pairs)
+        for code, state in self.statistics.items():
+            state.merge(other.statistics[code])
 
 
 def _calibration_split(
@@ -706,6 +708,7 @@ def group_report(
     options: GroupOptions | None = None,
     failures: Mapping[str, tuple[int, int]] | None = None,
     group_by: Sequence[str] = (),
+    n_pairs: int | None = None,
 ) -> GroupReport:
     """Group figures of one model from its pairs (``chunks``, e.g. `faceval.scoring.iter_pair_chunks`, whose
     indices refer to the scored images), each scored image's group label and identity code.
@@ -736,7 +739,9 @@ def group_report(
     code_of = {name: code for code, name in enumerate(names)}
     codes = np.array([code_of[str(label)] for label in labels], dtype=np.int64)
     n_images = identities.size
-    n_pairs = n_images * (n_images - 1) // 2
+    # How many pairs will come (all pairs of the images unless a pair list says fewer): it picks the counting state
+    # and the intervals.
+    n_pairs = n_images * (n_images - 1) // 2 if n_pairs is None else int(n_pairs)
     notes: list[str] = []
 
     calibrating = options.calibrate is not None
@@ -745,18 +750,45 @@ def group_report(
         if calibrating
         else (np.zeros(0, dtype=np.int64), np.zeros(n_images, dtype=np.int64))
     )
-    resampling = options.n_resamples > 0 and n_pairs <= options.max_bootstrap_pairs
-    if options.n_resamples > 0 and not resampling:
-        notes.append(
-            f"no bootstrap intervals: {n_pairs:,} pairs exceed the limit of {options.max_bootstrap_pairs:,} "
-            "(memory grows with pairs, time with pairs x resamples); raise max_bootstrap_pairs or sample identities"
-        )
+    method = interval_method(options, n_pairs)
+    notes.append(f"intervals: {INTERVAL_METHODS[method]} ({_chosen(options, n_pairs)})")
+    resampling = method == "bootstrap"
+    thresholds: dict[str, float | None] = {"global": None}
+    if options.threshold is not None:
+        thresholds["threshold"] = float(similarity.from_model_units(options.threshold))
+    if options.threshold_from is not None and options.threshold_from.global_threshold is not None:
+        thresholds["applied"] = float(similarity.from_model_units(options.threshold_from.global_threshold))
+    lattice = lattice_for(similarity, n_pairs, options.exact)
     # A PairFeed (a Dask cluster, a GPU) fills group states wherever it runs and merges them in pair order.
     feed = chunks if isinstance(chunks, PairFeed) else ChunkFeed(chunks)
-    pairs = feed.accumulate(
-        functools.partial(_Pairs, len(names)),
-        functools.partial(_Pairs.add, codes=codes, splits=image_split, keep=resampling),
-    )
+    new_statistics = None
+    if method == "streaming":
+        fixed = [value for value in thresholds.values() if value is not None]
+        n_identity_codes = int(identities.max()) + 1 if identities.size else 0
+        # -1: all pairs; 0..: the pairs within each group (one group of every pair needs no state of its own).
+        new_statistics = functools.partial(
+            _identity_statistics, range(-1, len(names) if len(names) > 1 else 0), n_identity_codes, lattice, fixed
+        )
+        leading = feed.in_order()
+        if leading is not None:
+            # The feed counts parts of the pairs apart: each part's impostor bins must be those that one pass
+            # places from the leading pairs.
+            new_statistics = functools.partial(
+                new_statistics, edges=_leading_edges(leading, new_statistics(), identities, codes, lattice)
+            )
+    # One group and no calibration split: every pair is of one class (group 0 with itself, split 0).
+    uniform = len(names) == 1 and not calibrating
+    state = feed.accumulate(
+        functools.partial(
+            _GroupState.new, len(names), functools.partial(score_counts, similarity, n_pairs, options.exact),
+            new_statistics,
+        ),
+        functools.partial(
+            _GroupState.add, codes=codes, splits=image_split, identities=identities, keep=resampling,
+            uniform=uniform, lattice=lattice,
+        ),
+    )  # fmt: skip
+    pairs, statistics = state.pairs, state.statistics
 
     # Point figures: each group's own pairs, and every pair.
     tables = {name: pairs.table(code, code) for code, name in enumerate(names)}
@@ -765,21 +797,41 @@ def group_report(
     global_tar = tar_at_far(overall_table, options.target_fmr) if scorable else None
     # No global threshold without both kinds of pair: its rates are None, not those of a threshold of +inf. (A
     # threshold of +inf that tar_at_far returns, when no score is strict enough, is a real one: it accepts nothing.)
-    tau = None if global_tar is None else global_tar.threshold
-    thresholds: dict[str, float | None] = {"global": tau}
-    if options.threshold is not None:
-        thresholds["threshold"] = float(similarity.from_model_units(options.threshold))
-    if options.threshold_from is not None and options.threshold_from.global_threshold is not None:
-        thresholds["applied"] = float(similarity.from_model_units(options.threshold_from.global_threshold))
+    thresholds["global"] = None if global_tar is None else global_tar.threshold
+    defined_thresholds = [value for value in thresholds.values() if value is not None]
 
     strata = identity_strata(identities, codes)
-    resampled = (
-        pairs.resample(
-            identities, strata, codes, names, options, [value for value in thresholds.values() if value is not None]
-        )
-        if resampling and n_pairs
-        else {}
-    )
+    influences: dict[str, IdentityInfluences] = {}
+    if resampling and n_pairs:
+        resampled = pairs.resample(identities, strata, codes, names, options, defined_thresholds)
+    elif statistics:
+        multiplicities = identity_multiplicities(strata, options.n_resamples, options.seed)
+        resampled = {}
+        for code, state in statistics.items():
+            name = ALL_PAIRS if code < 0 else names[code]
+            table = overall_table if code < 0 else tables[name]
+            if table.n_genuine and table.n_impostor:
+                influences[name] = state.influences(table, (options.target_fmr,), defined_thresholds)
+                resampled[name] = influences[name].resampled(multiplicities)
+        if len(names) == 1 and ALL_PAIRS in resampled:
+            resampled[names[0]] = resampled[ALL_PAIRS]
+    else:
+        resampled = {}
+    if influences:
+        few = [
+            f"{name} ({count})"
+            for name, count in (
+                (name, int(np.unique(identities if name == ALL_PAIRS else identities[codes == names.index(name)]).size))
+                for name in influences
+            )
+            if count < STREAMING_MIN_IDENTITIES
+        ]
+        if few:
+            notes.append(
+                f"streaming intervals are first-order in 1/identities and want about {STREAMING_MIN_IDENTITIES} "
+                f"identities or more; fewer in {', '.join(few)}: read those intervals with care, or use --intervals "
+                "bootstrap where the pairs fit in memory (docs/metrics.md)"
+            )
     if resampled:
         for code, size in stratum_sizes(strata).items():
             if size < 2:
@@ -906,8 +958,9 @@ def group_report(
         ranking=_ranking(figures_by_group, points["global"]),
         ratios_differ=bool(ratios_differ),
         bootstrap={
-            "method": "identity bootstrap: identities resampled with replacement within each group (an identity "
-            "whose images span groups within the group holding most of them), pairs rebuilt",
+            "intervals": method,
+            "chosen": _chosen(options, n_pairs),
+            "method": INTERVAL_METHODS[method],
             "n_resamples": options.n_resamples if resampled else 0,
             "seed": options.seed,
             "confidence": CONFIDENCE,
@@ -915,6 +968,7 @@ def group_report(
             "thresholds": "held fixed: intervals of rates at a threshold are for that fixed threshold",
         },
         notes=tuple(notes),
+        influences=influences,
     )
 
 
@@ -1090,117 +1144,3 @@ def _calibration(
             entry["flag"] = "the development identities of this group give no genuine or no impostor pair"
         result["groups"][name] = entry
     return result
-
-
-def _csv_value(value: Any) -> Any:
-    return "" if value is None else value
-
-
-def write_groups_csv(path: str | Path, report: GroupReport) -> Path:
-    """``groups.csv``: one row per group and one for all pairs, thresholds in the model's units."""
-    path = Path(path)
-    document = report.to_dict()
-    header = [
-        "group", "n_images", "n_identities", "n_genuine", "n_impostor", "genuine_impostor_ratio", "n_failed", "fte",
-        "auc", "auc_low", "auc_high", "eer", "eer_low", "eer_high", "eer_threshold", "tar_at_far", "tar_low",
-        "tar_high", "far", "tar_supported", "best_f1", "best_f1_threshold", "fnmr_at_global", "fnmr_at_global_low",
-        "fnmr_at_global_high", "fmr_at_global", "fmr_at_global_low", "fmr_at_global_high", "fmr_over_target",
-        "fnmr_at_threshold", "fmr_at_threshold", "flags",
-    ]  # fmt: skip
-    rows = []
-    entries = {**document["groups"], ALL_PAIRS: document["all_pairs"]}
-    for name, entry in entries.items():
-        tar = entry["tar_at_far"] or {}
-        best = entry["best_f1"] or {}
-
-        def bounds(key: str, entry: dict[str, Any] = entry) -> list[Any]:
-            return list(entry.get(key) or (None, None))
-
-        fmr_global = entry.get("fmr_at_global")
-        row = [
-            name, entry["n_images"], entry["n_identities"], entry["n_genuine"], entry["n_impostor"],
-            entry["genuine_impostor_ratio"], entry["n_failed"], entry["fte"], entry["auc"], *bounds("auc_ci"),
-            entry["eer"], *bounds("eer_ci"), entry["eer_threshold"], tar.get("tar"),
-            *list(tar.get("tar_ci") or (None, None)),
-            tar.get("far"), tar.get("supported"), best.get("f1"), best.get("threshold"), entry.get("fnmr_at_global"),
-            *bounds("fnmr_at_global_ci"), fmr_global, *bounds("fmr_at_global_ci"),
-            None if fmr_global is None else fmr_global / report.target_fmr, entry.get("fnmr_at_threshold"),
-            entry.get("fmr_at_threshold"), "; ".join(entry["flags"]),
-        ]  # fmt: skip
-        rows.append([_csv_value(value) for value in row])
-    write_csv(path, header, rows)
-    return path
-
-
-def write_group_files(folder: str | Path, report: GroupReport, model: str) -> dict[str, str]:
-    """``groups.csv`` and the group figures of one model in ``folder``; returns ``{key: file name}``.
-
-    ROC (linear and log FMR) and DET with one curve per group (where a group has both kinds of pair), FNMR and
-    FMR per group at the global threshold with interval bars and the cross-group FMR heatmap (where there is a
-    global threshold), and per-group score histograms.
-    """
-    folder = Path(folder)
-    files = {"groups_csv": write_groups_csv(folder / "groups.csv", report).name}
-    curves = []
-    for name, figures in report.groups.items():
-        if figures.summary is None:
-            continue
-        roc = roc_curve(figures.table)
-        interval = figures.intervals.get("auc")
-        ci = f" [{interval.low:.3f}, {interval.high:.3f}]" if interval else ""
-        curves.append(plots.Curve(f"{name} (AUC {figures.summary['auc']:.3f}{ci})", roc.fmr, roc.tmr))
-    if curves:
-        plots.plot_roc(curves, folder / "groups_roc.png", title=f"{model}: ROC per group")
-        plots.plot_roc(curves, folder / "groups_roc_log.png", log_fmr=True, title=f"{model}: ROC per group (log FMR)")
-        plots.plot_det(curves, folder / "groups_det.png", title=f"{model}: DET per group")
-        files.update(groups_roc="groups_roc.png", groups_roc_log="groups_roc_log.png", groups_det="groups_det.png")
-    point = report.global_point
-    threshold_text = report.similarity.threshold_for_report(point.threshold)
-    if point.threshold is not None:
-        files.update(_global_rate_figures(folder, report, model, threshold_text))
-    markers = {} if threshold_text is None else {"global threshold": threshold_text}
-    given = None if report.user_point is None else report.similarity.threshold_for_report(report.user_point.threshold)
-    if given is not None:
-        markers["given threshold"] = given
-    plots.plot_group_histograms(
-        {
-            name: (
-                report.similarity.to_model_units(figures.table.thresholds),
-                figures.table.genuine,
-                figures.table.impostor,
-            )
-            for name, figures in report.groups.items()
-            if len(figures.table)
-        },
-        folder / "groups_histograms.png",
-        units=report.similarity.model_units,
-        markers=markers,
-        title=f"{model}: genuine and impostor scores per group",
-    )
-    files["groups_histograms"] = "groups_histograms.png"
-    return files
-
-
-def _global_rate_figures(folder: Path, report: GroupReport, model: str, threshold_text: float | None) -> dict[str, str]:
-    """FNMR and FMR per group at the global threshold, and the cross-group FMR heatmap (there must be a global
-    threshold; ``threshold_text`` is None where it is +inf, accepting nothing)."""
-    point = report.global_point
-    plots.plot_group_rates(
-        report.names,
-        [point.fnmr[name] for name in report.names],
-        [point.fnmr_ci.get(name) and point.fnmr_ci[name].to_list() for name in report.names],
-        [point.fmr[name] for name in report.names],
-        [point.fmr_ci.get(name) and point.fmr_ci[name].to_list() for name in report.names],
-        report.target_fmr,
-        folder / "groups_rates.png",
-        title=f"{model}: FNMR and FMR per group at the global threshold "
-        f"{'none' if threshold_text is None else f'{threshold_text:.4g}'} (FMR {report.target_fmr:g} overall)",
-    )
-    plots.plot_fmr_heatmap(
-        report.names,
-        point.fmr_matrix,
-        report.target_fmr,
-        folder / "groups_fmr_heatmap.png",
-        title=f"{model}: log10(FMR / {report.target_fmr:g}) at the global threshold",
-    )
-    return {"groups_rates": "groups_rates.png", "groups_fmr_heatmap": "groups_fmr_heatmap.png"}

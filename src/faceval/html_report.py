@@ -16,10 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fontTools import subset
-
 from faceval.atomic import atomic_write
-from faceval.fonts import cjk_font_path
 
 LANGUAGES = ("en", "ja")
 
@@ -194,6 +191,11 @@ def _embedded_font(text: str) -> str:
     characters = sorted({ord(c) for c in text if ord(c) > 0x7F})
     if not characters:
         return ""
+    # Imported where used (fontTools and matplotlib's font manager): commands that write no report skip them.
+    from fontTools import subset
+
+    from faceval.fonts import cjk_font_path
+
     options = subset.Options()
     options.font_number = 0  # Noto Sans CJK JP in the collection
     options.desubroutinize = True  # Chromium's font sanitizer misdraws some subset CJK glyphs otherwise

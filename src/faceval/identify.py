@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from faceval.atomic import prepare_output_folder
 from faceval.datasets import Dataset, ImageRecord, load_dataset
 from faceval.embedders import EmbeddingResult
+from faceval.errors import InputError
 from faceval.extraction import EmbeddingSet
 from faceval.gallery import GALLERY, PROBE, RoleOptions, Roles, assign_roles, with_distractors
 from faceval.groups import group_labels
@@ -29,7 +31,6 @@ from faceval.pipeline import (
     load_embeddings_file,
     load_sources,
     model_specs,
-    prepare_out_dir,
 )
 from faceval.scoring import Similarity, identity_codes
 from faceval.search import DEFAULT_CANDIDATES, DEFAULT_MAX_RANK, FUSIONS, Gallery, SearchResult, build_gallery, search
@@ -51,11 +52,11 @@ class SearchOptions:
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
-            raise ValueError(f"--fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+            raise InputError(f"--fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
         if not 1 <= self.rank <= self.max_rank:
-            raise ValueError(f"--rank must be between 1 and --max-rank ({self.max_rank}), got {self.rank}")
+            raise InputError(f"--rank must be between 1 and --max-rank ({self.max_rank}), got {self.rank}")
         if not 0.0 < self.target_fpir < 1.0:
-            raise ValueError(f"--target-fpir must be in (0, 1), got {self.target_fpir}")
+            raise InputError(f"--target-fpir must be in (0, 1), got {self.target_fpir}")
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class IdentificationRun:
 def _check_thresholds(thresholds: Mapping[str, float], models: Iterable[str]) -> None:
     unknown = sorted(set(thresholds) - {"", *models})
     if unknown:
-        raise ValueError(f"--threshold names {', '.join(unknown)}, but the models are {', '.join(models)}")
+        raise InputError(f"--threshold names {', '.join(unknown)}, but the models are {', '.join(models)}")
 
 
 def identify_embeddings(
@@ -129,7 +130,7 @@ def identify_embeddings(
     notes: list[str] = []
     if gallery_images.size == 0 or probes.size == 0:
         missing = "gallery image" if gallery_images.size == 0 else "probe"
-        raise ValueError(f"no {missing} was embedded by every model; see the failures with faceval evaluate")
+        raise InputError(f"no {missing} was embedded by every model; see the failures with faceval evaluate")
     if len(embedding_sets) > 1:
         notes.append(
             f"every model searches with the {probes.size} probes against the {gallery_images.size} gallery "
@@ -205,7 +206,7 @@ def identify_embeddings(
 
 def run_identification(request: IdentifyRequest) -> IdentificationRun:
     """``faceval identify SOURCES...``: checks, roles, embeddings (through the store), searches and figures."""
-    prepare_out_dir(request.out_dir)
+    prepare_output_folder(request.out_dir)
     dataset = load_sources(request.sources, request.layout)
     several_folders = len(request.sources) > 1 and request.attribute_csv is None
     group_by = tuple(request.group_by) or (("group",) if several_folders else ())
@@ -238,7 +239,7 @@ def identify_from_embeddings_file(
     dataset = Dataset(path.parent, "embeddings", records)
     for key in ("roles", "groups"):
         if key in extras and len(extras[key]) != len(labels):
-            raise ValueError(f"{path}: '{key}' has {len(extras[key])} values for {len(labels)} labels; one per row")
+            raise InputError(f"{path}: '{key}' has {len(extras[key])} values for {len(labels)} labels; one per row")
     given = [str(role) for role in extras["roles"]] if "roles" in extras else None
     assigned = assign_roles(dataset, roles, given)
     groups = extras["groups"].astype(str).astype(object) if "groups" in extras else None

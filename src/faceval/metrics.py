@@ -511,6 +511,9 @@ class Sweep:
         """False non-match rate ``fn / n_genuine``."""
         return self.fn / self.n_genuine
 
+    def __len__(self) -> int:
+        return int(self.threshold.size)
+
     def at(self, index: int) -> Sweep:
         """The one-threshold sweep at position ``index``."""
         position = range(self.threshold.size)[index]
@@ -532,6 +535,34 @@ def threshold_sweep(table: ScoreTable) -> Sweep:
     """
     _require_both(table, "threshold_sweep")
     return Sweep(table.thresholds, table.genuine_accepted, table.impostor_accepted, table.n_genuine, table.n_impostor)
+
+
+# A rate change a reader can see in a table: 0.1 percentage point of FNMR, 1/100 of a decade of FMR.
+VISIBLE_FNMR_STEP = 1e-3
+VISIBLE_FMR_DECADE_STEP = 0.01
+
+
+def readable_sweep(table: ScoreTable) -> Sweep:
+    """The rows of `threshold_sweep` a person can read, at most a few thousand at any size: the strictest row,
+    every row where FNMR moves into a new 0.1-point step or FMR into a new 1/100 of a decade, the threshold of
+    every FMR decade (`tar_at_far` at 1e-1, 1e-2, ... down to one impostor), the best-F1 row and the loosest row.
+
+    >>> sweep = readable_sweep(ScoreTable.from_scores(np.arange(10_000) / 10_000, np.arange(10_000) % 7 == 0))
+    >>> len(sweep) < 1500, float(sweep.fmr[-1])
+    (True, 1.0)
+    """
+    full = threshold_sweep(table)
+    fnmr_step = np.floor(full.fnmr / VISIBLE_FNMR_STEP)
+    # FMR 0 (no impostor accepted yet) is a step of its own, below every decade.
+    logs = np.log10(full.fmr, out=np.full(len(full), -np.inf), where=full.fmr > 0)
+    fmr_step = np.where(full.fmr > 0, np.floor(logs / VISIBLE_FMR_DECADE_STEP), -1e9)
+    moved = np.flatnonzero((np.diff(fnmr_step) != 0) | (np.diff(fmr_step) != 0)) + 1
+    decades = 10.0 ** -np.arange(1, int(np.log10(max(table.n_impostor, 10))) + 1)
+    at_decades = np.searchsorted(full.fmr, decades, side="right") - 1
+    f1 = full.f1
+    best = np.flatnonzero(f1 == f1.max())[:1]
+    rows = np.unique(np.concatenate(([0, len(full.threshold) - 1], moved, at_decades[at_decades >= 0], best)))
+    return Sweep(full.threshold[rows], full.tp[rows], full.fp[rows], full.n_genuine, full.n_impostor)
 
 
 def sweep_at(table: ScoreTable, thresholds: Any) -> Sweep:

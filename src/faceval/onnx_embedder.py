@@ -26,6 +26,7 @@ import numpy as np
 
 from faceval.alignment import INTERPOLATIONS, DlibLandmarks, YuNetLandmarks, align_arcface, resize_whole
 from faceval.embedders import Detection, EmbeddingResult, model_fingerprint
+from faceval.errors import InputError
 from faceval.hashing import sha256_file_cached
 from faceval.model_files import ModelError, locate_model
 from faceval.scoring import Similarity
@@ -126,7 +127,7 @@ class OnnxSpec:
         if self.interpolation not in INTERPOLATIONS:
             problems.append(f"interpolation must be one of {sorted(INTERPOLATIONS)}, not {self.interpolation!r}")
         if problems:
-            raise ValueError(f"ONNX spec {self.name!r}: " + "; ".join(problems))
+            raise InputError(f"ONNX spec {self.name!r}: " + "; ".join(problems))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], name: str | None = None) -> OnnxSpec:
@@ -134,12 +135,12 @@ class OnnxSpec:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"ONNX spec {name or data.get('name')!r}: unknown keys {unknown}; known: {sorted(known)}")
+            raise InputError(f"ONNX spec {name or data.get('name')!r}: unknown keys {unknown}; known: {sorted(known)}")
         values = dict(data)
         if name is not None:
             values.setdefault("name", name)
         if "name" not in values or "input_size" not in values:
-            raise ValueError("an ONNX spec needs at least 'name' and 'input_size'")
+            raise InputError("an ONNX spec needs at least 'name' and 'input_size'")
         return cls(**values)
 
     @classmethod
@@ -150,7 +151,7 @@ class OnnxSpec:
         try:
             data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
         except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
-            raise ValueError(f"ONNX spec file {path}: {error}") from error
+            raise InputError(f"ONNX spec file {path}: {error}") from error
         return cls.from_dict(data, name=path.stem)
 
     def to_dict(self) -> dict[str, Any]:
@@ -184,7 +185,7 @@ def resolve_spec(spec: OnnxSpec | str | Path) -> OnnxSpec:
         return presets()[spec]
     path = Path(spec)
     if not path.is_file():
-        raise ValueError(f"{str(spec)!r} is neither a preset ({', '.join(presets())}) nor a spec file")
+        raise InputError(f"{str(spec)!r} is neither a preset ({', '.join(presets())}) nor a spec file")
     return OnnxSpec.from_file(path)
 
 

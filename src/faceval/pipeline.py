@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from faceval.atomic import output_folder
 from faceval.audit import (
     Audit,
     AuditOptions,
@@ -21,6 +22,7 @@ from faceval.audit import (
 from faceval.datasets import Dataset, ImageRecord, combine_datasets, load_dataset
 from faceval.embedders import Embedder, EmbeddingResult, ModelSpec, parse_model_argument
 from faceval.engine import EngineOptions, open_engine
+from faceval.errors import InputError
 from faceval.evaluation import (
     Evaluation,
     evaluate_embeddings,
@@ -58,6 +60,7 @@ class GroupRequest:
     calibrate: float | None = None
     threshold_from: str | Path | None = None
     n_resamples: int = 1000
+    intervals: str | None = None
     seed: int = 0
 
 
@@ -71,6 +74,7 @@ class OutputOptions:
     exclude_duplicates: bool = False
     html: bool = True
     lang: str = "en"
+    full_sweep: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,20 +118,8 @@ def model_specs(
     names = [spec.name for spec in specs]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise ValueError(f"model {', '.join(repeated)} is given twice; each --model must name a different model")
+        raise InputError(f"model {', '.join(repeated)} is given twice; each --model must name a different model")
     return specs
-
-
-def prepare_out_dir(out_dir: str | Path) -> Path:
-    """Create the output folder now, so that an unusable one fails before the embedding, not after it."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(
-            f"{out}: cannot be used as the output folder ({error.strerror}); choose another --out"
-        ) from None
-    return out
 
 
 def embed_dataset(
@@ -167,7 +159,7 @@ def group_options(request: GroupRequest, models: Mapping[str, Similarity]) -> di
     """Each model's `GroupOptions`; its threshold is the user's, else the customary one (dlib 0.6), if any."""
     unknown = sorted(set(request.thresholds) - {"", *models})
     if unknown:
-        raise ValueError(f"--threshold names {', '.join(unknown)}, but the models are {', '.join(models)}")
+        raise InputError(f"--threshold names {', '.join(unknown)}, but the models are {', '.join(models)}")
     return {
         model: GroupOptions(
             target_fmr=request.target_fmr,
@@ -175,6 +167,7 @@ def group_options(request: GroupRequest, models: Mapping[str, Similarity]) -> di
             calibrate=request.calibrate,
             threshold_from=None if request.threshold_from is None else load_thresholds(request.threshold_from, model),
             n_resamples=request.n_resamples,
+            intervals=request.intervals,
             seed=request.seed,
         )
         for model, similarity in models.items()
@@ -183,9 +176,15 @@ def group_options(request: GroupRequest, models: Mapping[str, Similarity]) -> di
 
 def run_evaluation(request: EvaluationRequest, command: Iterable[str] | None = None) -> Result:
     """Run the whole evaluation and write its files into ``request.out_dir``."""
-    prepare_out_dir(request.out_dir)
-    result = evaluate_sources(request)
-    result.save(request.out_dir, command, html=request.outputs.html, lang=request.outputs.lang)
+    with output_folder(request.out_dir):  # first: an unusable or busy folder fails before the embedding
+        result = evaluate_sources(request)
+        result.save(
+            request.out_dir,
+            command,
+            html=request.outputs.html,
+            lang=request.outputs.lang,
+            full_sweep=request.outputs.full_sweep,
+        )
     return result
 
 
@@ -245,12 +244,12 @@ def excluded_paths(dataset: Dataset, outputs: OutputOptions, audit: Audit | None
         excluded |= paths_to_exclude(outputs.exclude_csv)
     if outputs.exclude_duplicates:
         if audit is None:
-            raise ValueError("--exclude-duplicates needs the audit; drop --no-audit")
+            raise InputError("--exclude-duplicates needs the audit; drop --no-audit")
         excluded |= duplicate_paths_to_exclude(audit)
     known = {dataset.relative_path(record) for record in dataset.records}
     unknown = sorted(excluded - known)
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"{outputs.exclude_csv}: {len(unknown)} paths are not in this dataset (first: {unknown[0]}); give the "
             "same data folders as the run that wrote it"
         )
@@ -301,11 +300,11 @@ def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable .npz file ({error})") from error
+        raise InputError(f"{path}: not a readable .npz file ({error})") from error
     with archive:
         missing = [key for key in ("labels", "vectors") if key not in archive.files]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"{path}: needs arrays 'labels' and 'vectors' (missing {', '.join(missing)}; "
                 f"it has {', '.join(archive.files) or 'none'})"
             )
@@ -316,14 +315,14 @@ def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict
             if key in archive.files
         }
     if vectors.dtype.kind not in "iuf":
-        raise ValueError(f"{path}: 'vectors' must be numbers, got {vectors.dtype} values")
+        raise InputError(f"{path}: 'vectors' must be numbers, got {vectors.dtype} values")
     if vectors.ndim != 2 or len(labels) != len(vectors):
-        raise ValueError(
+        raise InputError(
             f"{path}: 'vectors' must be 2-D with one row per label, got {vectors.shape} for {len(labels)} labels"
         )
     if not np.isfinite(vectors).all():
         rows = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
-        raise ValueError(f"{path}: 'vectors' rows {rows[:10].tolist()} contain NaN or infinity")
+        raise InputError(f"{path}: 'vectors' rows {rows[:10].tolist()} contain NaN or infinity")
     return labels.astype(str), vectors.astype(np.float64), extras
 
 
@@ -331,9 +330,9 @@ def file_similarity(path: Path, metric: str | None, extras: Mapping[str, np.ndar
     """How an embeddings file's vectors compare: ``--metric``, else what the file says; both must agree."""
     stored = str(extras["similarity"]) if "similarity" in extras else None
     if metric is None and stored is None:
-        raise ValueError(f"{path}: the file does not say how its vectors compare; give --metric euclidean|cosine")
+        raise InputError(f"{path}: the file does not say how its vectors compare; give --metric euclidean|cosine")
     if metric is not None and stored is not None and metric != stored:
-        raise ValueError(f"{path}: its vectors are compared by {stored}, not {metric}; drop --metric")
+        raise InputError(f"{path}: its vectors are compared by {stored}, not {metric}; drop --metric")
     return Similarity(metric or stored)
 
 
@@ -351,18 +350,20 @@ def evaluate_vectors(
     description: Mapping[str, Any] | None = None,
     protocol: ProtocolRequest | None = None,
     out_dir: str | Path | None = None,
+    progress: bool = False,
     engine: EngineOptions | None = None,
 ) -> Result:
     """The figures of vectors made elsewhere, one per labelled image; failures (images without a vector) count in
     the FTE. ``groups`` sets the target FMR, thresholds and bootstrap (no grouping columns here); ``protocol`` a
-    pair list or templates (keys are ``paths``), ``out_dir`` where ``--save-scores`` writes; ``engine`` where
-    the pairs are scored (a Dask cluster, a GPU; default: this process, or a GPU found by ``--device auto``)."""
+    pair list or templates (keys are ``paths``), ``out_dir`` where ``--save-scores`` writes; ``progress`` shows a
+    progress bar while millions of pairs are scored; ``engine`` where the pairs are scored (a Dask cluster, a GPU;
+    default: this process, or a GPU found by ``--device auto``)."""
     chosen = load_protocol(protocol or ProtocolRequest())
     similarity = Similarity(similarity)
     vectors = np.asarray(vectors, dtype=np.float64)
     labels = [str(label) for label in labels]
     if vectors.ndim != 2 or len(labels) != len(vectors):
-        raise ValueError(f"vectors must be 2-D with one row per label, got {vectors.shape} for {len(labels)} labels")
+        raise InputError(f"vectors must be 2-D with one row per label, got {vectors.shape} for {len(labels)} labels")
     root = Path(root)
     paths = [f"row {index}" for index in range(len(labels))] if paths is None else list(paths)
     reasons = ["failed"] * len(failed_paths) if failed_reasons is None else list(failed_reasons)
@@ -378,7 +379,7 @@ def evaluate_vectors(
     options = group_options(request, {name: similarity})
     with open_engine(engine) as running:
         evaluation = evaluate_protocol(
-            chosen, dataset, [embeddings], None, options, (), out_dir, pair_feed=running.pair_feed
+            chosen, dataset, [embeddings], None, options, (), out_dir, progress, running.pair_feed
         )
     if chosen.templates is None:
         evaluation.dataset.update(n_identities=len(set(labels)))
@@ -394,6 +395,7 @@ def metrics_from_embeddings_file(
     protocol: ProtocolRequest | None = None,
     html: bool = True,
     lang: str = "en",
+    full_sweep: bool = False,
     engine: EngineOptions | None = None,
 ) -> Result:
     """``faceval metrics``: the same figures from embeddings made elsewhere; the model is named after the file.
@@ -402,25 +404,28 @@ def metrics_from_embeddings_file(
     failures such a file lists (``failed_paths``, ``failed_reasons``) count in the FTE.
     """
     path = Path(path)
-    prepare_out_dir(out_dir)
-    labels, vectors, extras = load_embeddings_file(path)
-    similarity = file_similarity(path, metric, extras)
-    failed_paths = extras.get("failed_paths", np.array([], dtype=str))
-    result = evaluate_vectors(
-        vectors,
-        labels.tolist(),
-        similarity,
-        name=path.stem,
-        root=path.parent,
-        paths=extras["paths"].tolist() if "paths" in extras else None,
-        failed_paths=failed_paths.tolist(),
-        failed_reasons=extras["failed_reasons"].tolist() if "failed_reasons" in extras else None,
-        groups=groups,
-        description={"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value},
-        protocol=protocol,
-        out_dir=out_dir,
-        engine=engine,
-    )
-    result.population["root"] = str(path)
-    result.save(out_dir, command, html=html, lang=lang)
+    with output_folder(out_dir):
+        labels, vectors, extras = load_embeddings_file(path)
+        similarity = file_similarity(path, metric, extras)
+        if similarity is Similarity.COSINE and (zero := np.flatnonzero(~vectors.any(axis=1))).size:
+            raise InputError(f"{path}: 'vectors' rows {zero[:10].tolist()} are all zeros: no cosine similarity")
+        failed_paths = extras.get("failed_paths", np.array([], dtype=str))
+        result = evaluate_vectors(
+            vectors,
+            labels.tolist(),
+            similarity,
+            name=path.stem,
+            root=path.parent,
+            paths=extras["paths"].tolist() if "paths" in extras else None,
+            failed_paths=failed_paths.tolist(),
+            failed_reasons=extras["failed_reasons"].tolist() if "failed_reasons" in extras else None,
+            groups=groups,
+            description={"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value},
+            protocol=protocol,
+            out_dir=out_dir,
+            progress=True,
+            engine=engine,
+        )
+        result.population["root"] = str(path)
+        result.save(out_dir, command, html=html, lang=lang, full_sweep=full_sweep)
     return result

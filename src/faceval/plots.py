@@ -8,18 +8,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on servers and CI
-
-import matplotlib.pyplot as plt
 import numpy as np
-from scipy.stats import norm
 
-from faceval.fonts import use_cjk_fonts
+from faceval.atomic import atomic_write
 
-use_cjk_fonts()  # group and identity names in Japanese, Chinese or Korean
+if TYPE_CHECKING:
+    import matplotlib.pyplot as plt
 
 # Plotting a million-point curve only costs time: the eye cannot see more than a few thousand points.
 MAX_POINTS = 5000
@@ -44,6 +41,57 @@ def _thin(*arrays: np.ndarray) -> list[np.ndarray]:
     return [array[keep] for array in arrays]
 
 
+def thin_log_fmr(fmr: np.ndarray, *arrays: np.ndarray, tail: int = 100) -> list[np.ndarray]:
+    """For log-FMR axes: the points with FMR > 0, thinned evenly in log FMR to about MAX_POINTS, keeping every
+    point whose FMR is below ``tail`` times the smallest positive FMR (the last two decades, where each point is a
+    few impostors and every step shows). Thinning by index instead would keep almost nothing below FMR 1e-4 on a
+    large set.
+
+    >>> fmr = np.arange(1_000_001) / 1_000_000
+    >>> kept, = thin_log_fmr(fmr)
+    >>> kept.size < 2 * MAX_POINTS, kept[:3].tolist(), bool(np.all(np.isin(fmr[1:101], kept)))
+    (True, [1e-06, 2e-06, 3e-06], True)
+    """
+    positive = np.flatnonzero(fmr > 0)
+    if positive.size <= MAX_POINTS:
+        return [fmr[positive], *(array[positive] for array in arrays)]
+    logs = np.log10(fmr[positive])
+    # FMR never decreases along a ROC, so grid positions map to indices by binary search.
+    grid = np.linspace(logs[0], logs[-1], MAX_POINTS)
+    keep = np.searchsorted(logs, grid)
+    smallest = fmr[positive[0]]
+    keep = np.unique(np.concatenate((keep, np.flatnonzero(fmr[positive] < tail * smallest), [positive.size - 1])))
+    rows = positive[keep]
+    return [fmr[rows], *(array[rows] for array in arrays)]
+
+
+def _pyplot():  # type: ignore[no-untyped-def]
+    """matplotlib.pyplot on first use: its import costs most of a second that commands drawing nothing never pay."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and CI
+    import matplotlib.pyplot
+
+    from faceval.fonts import use_cjk_fonts
+
+    use_cjk_fonts()  # group and identity names in Japanese, Chinese or Korean (registered once)
+    return matplotlib.pyplot
+
+
+# Normal deviates from the standard library: a DET curve has a few thousand points, and importing scipy for them
+# would cost more than drawing them.
+_normal_deviate = np.frompyfunc(NormalDist().inv_cdf, 1, 1)
+
+
+def _probit(values: np.ndarray) -> np.ndarray:
+    """Normal deviates of probabilities in (0, 1) (DET axes).
+
+    >>> _probit(np.array([0.5, 0.975])).round(4).tolist()
+    [0.0, 1.96]
+    """
+    return np.asarray(_normal_deviate(np.asarray(values, dtype=np.float64)), dtype=np.float64)
+
+
 def _label(axes: plt.Axes, xlabel: str, ylabel: str, title: str, legend: str = "best") -> None:
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
@@ -53,21 +101,21 @@ def _label(axes: plt.Axes, xlabel: str, ylabel: str, title: str, legend: str = "
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=_DPI)
-    plt.close(figure)
+    try:
+        figure.tight_layout()
+        with atomic_write(path, "wb") as handle:
+            figure.savefig(handle, dpi=_DPI, format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        _pyplot().close(figure)
     return path
 
 
 def plot_roc(curves: Sequence[Curve], path: Path, log_fmr: bool = False, title: str = "ROC") -> Path:
     """ROC curves, TMR against FMR; with ``log_fmr`` the FMR axis is logarithmic (where operating points live)."""
+    plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6.4, 5.2))
     for curve in curves:
-        fmr, tmr = _thin(curve.fmr, curve.tmr)
-        if log_fmr:
-            positive = fmr > 0
-            fmr, tmr = fmr[positive], tmr[positive]
+        fmr, tmr = thin_log_fmr(curve.fmr, curve.tmr) if log_fmr else _thin(curve.fmr, curve.tmr)
         axes.plot(fmr, tmr, label=curve.label, linewidth=1.5)
     if log_fmr:
         axes.set_xscale("log")
@@ -88,20 +136,21 @@ def plot_det(curves: Sequence[Curve], path: Path, title: str = "DET") -> Path:
     fmr_ticks = np.array([1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5])
     fnmr_ticks = np.array([1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5, 0.8, 0.95])
     limit = 1e-6
+    plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6.4, 5.2))
     for curve in curves:
-        fmr, tmr = _thin(curve.fmr, curve.tmr)
+        fmr, tmr = thin_log_fmr(curve.fmr, curve.tmr)
         fnmr = 1.0 - tmr
         axes.plot(
-            norm.ppf(np.clip(fmr, limit, 1 - limit)),
-            norm.ppf(np.clip(fnmr, limit, 1 - limit)),
+            _probit(np.clip(fmr, limit, 1 - limit)),
+            _probit(np.clip(fnmr, limit, 1 - limit)),
             label=curve.label,
             linewidth=1.5,
         )
-    axes.set_xticks(norm.ppf(fmr_ticks), [f"{tick:g}" for tick in fmr_ticks])
-    axes.set_yticks(norm.ppf(fnmr_ticks), [f"{tick:g}" for tick in fnmr_ticks])
-    axes.set_xlim(norm.ppf(limit), norm.ppf(0.5))
-    axes.set_ylim(norm.ppf(limit), norm.ppf(0.95))
+    axes.set_xticks(_probit(fmr_ticks), [f"{tick:g}" for tick in fmr_ticks])
+    axes.set_yticks(_probit(fnmr_ticks), [f"{tick:g}" for tick in fnmr_ticks])
+    axes.set_xlim(_probit(limit), _probit(0.5))
+    axes.set_ylim(_probit(limit), _probit(0.95))
     _label(axes, "False match rate (FMR)", "False non-match rate (FNMR)", title, legend="upper right")
     return _save(figure, path)
 
@@ -120,6 +169,7 @@ def plot_threshold_metrics(
     For distances (``reverse_x``) the axis runs from large to small, as in the seed's dlib figure, so that
     stricter thresholds are to the right for every model.
     """
+    plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6.4, 4.8))
     for label, values in series.items():
         axes.plot(thresholds, values, label=label, linewidth=1.5)
@@ -148,6 +198,7 @@ def plot_score_histograms(
     title: str = "Score distributions",
 ) -> Path:
     """Genuine and impostor score densities (from per-score counts) with thresholds marked in model units."""
+    plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6.4, 4.8))
     bins = np.histogram_bin_edges(scores, bins=min(100, max(10, len(scores))))
     for counts, label, colour in (
@@ -177,6 +228,7 @@ def plot_group_rates(
 
     A missing value (None) is left out; an FMR of 0 is drawn at the axis floor with a hollow marker.
     """
+    plt = _pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 0.45 * len(names) + 2.0), sharey=True)
     # A log axis cannot show 0: zero rates sit at a floor below every positive value, drawn hollow.
     positive = [v for v in (*fmr, *(b for ci in fmr_ci if ci for b in ci)) if v is not None and v > 0]
@@ -220,6 +272,7 @@ def plot_fmr_heatmap(names: Sequence[str], fmr: np.ndarray, target_fmr: float, p
     limit = max(1.0, float(np.abs(finite).max())) if finite.size else 1.0
     shown = np.where(np.isneginf(ratio), -limit, ratio)
     size = 0.6 * len(names) + 3.0
+    plt = _pyplot()
     figure, axes = plt.subplots(figsize=(size + 1.5, size))
     image = axes.imshow(np.ma.masked_invalid(shown), cmap="RdBu_r", vmin=-limit, vmax=limit)
     for row in range(len(names)):
@@ -251,6 +304,7 @@ def plot_group_histograms(
     names = list(groups)
     columns = min(3, max(1, len(names)))
     rows = max(1, -(-len(names) // columns))
+    plt = _pyplot()
     figure, grid = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False, sharex=True)
     every_score = np.concatenate([scores for scores, _, _ in groups.values()]) if groups else np.zeros(1)
     bins = np.histogram_bin_edges(every_score, bins=80)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from faceval.datasets import Dataset
+from faceval.errors import InputError
 from faceval.evaluation import Evaluation, PairFeedFactory, evaluate_embeddings, local_pairs
 from faceval.extraction import EmbeddingSet
 from faceval.groups import GroupOptions
@@ -64,9 +65,9 @@ class Protocol:
 def load_protocol(request: ProtocolRequest) -> Protocol:
     """Read the pair list or the templates (and their pairs); every problem is raised now, before any embedding."""
     if request.template_pairs is not None and request.templates is None:
-        raise ValueError("--template-pairs needs --templates FILE (which images form each template)")
+        raise InputError("--template-pairs needs --templates FILE (which images form each template)")
     if request.pairs is not None and request.templates is not None:
-        raise ValueError("--pairs lists image pairs; with --templates give the template pairs as --template-pairs")
+        raise InputError("--pairs lists image pairs; with --templates give the template pairs as --template-pairs")
     if request.templates is not None:
         templates = read_templates(request.templates)
         pairs = None

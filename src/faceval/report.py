@@ -6,7 +6,8 @@ Layout of an output folder (the schema of ``metrics.json`` is documented in ``do
     images.csv              one row per image and model: status, failure reason, faces found, box
     models.csv              the comparison table: one row per model
     roc.png roc_log.png det.png          every model on one figure
-    <model>/sweep.csv       every distinct threshold, in the model's own units
+    <model>/sweep.csv       the thresholds where a rate changes visibly, every FMR decade (model units)
+    <model>/sweep_full.npz  every threshold of the table (only when asked: ``full_sweep``)
     <model>/sweep_grid.csv  the seed's grid 0.10 .. 1.09 step 0.01
     <model>/threshold_metrics.png  <model>/score_histogram.png
 """
@@ -24,12 +25,12 @@ from typing import Any
 import numpy as np
 
 from faceval import __version__, plots
-from faceval.atomic import write_csv, write_json
+from faceval.atomic import atomic_write, write_csv, write_json
 from faceval.datasets import Dataset
 from faceval.evaluation import ModelResult
 from faceval.extraction import EmbeddingSet
-from faceval.groups import write_group_files
-from faceval.metrics import Sweep, roc_curve, seed_grid, sweep_at, threshold_sweep
+from faceval.group_presentation import write_group_files
+from faceval.metrics import Sweep, readable_sweep, roc_curve, seed_grid, sweep_at, threshold_sweep
 from faceval.results import ModelFigures, Result, model_table
 from faceval.scoring import Similarity
 
@@ -90,6 +91,14 @@ def write_sweep_csv(path: Path, sweep: Sweep, similarity: Similarity) -> None:
     columns = sweep.columns()
     columns["threshold"] = similarity.to_model_units(sweep.threshold) + 0.0
     write_csv(path, list(columns), zip(*(column.tolist() for column in columns.values()), strict=True))
+
+
+def write_sweep_npz(path: Path, sweep: Sweep, similarity: Similarity) -> None:
+    """Every row of a sweep, one compressed array per column of ``sweep.csv`` (threshold in model units)."""
+    columns = sweep.columns()
+    columns["threshold"] = similarity.to_model_units(sweep.threshold) + 0.0
+    with atomic_write(path, "wb") as handle:
+        np.savez_compressed(handle, **columns)
 
 
 def write_images_csv(path: Path, dataset: Dataset, embedding_sets: Sequence[EmbeddingSet]) -> None:
@@ -168,23 +177,37 @@ def draw_model_figures(folder: Path, result: ModelResult, figures: ModelFigures)
     )
 
 
-def write_report(out_dir: str | Path, result: Result, command: Iterable[str] | None = None) -> dict[str, Any]:
-    """Write every output file of an evaluation into ``out_dir`` and return the ``metrics.json`` document."""
+def write_report(
+    out_dir: str | Path, result: Result, command: Iterable[str] | None = None, full_sweep: bool = False
+) -> dict[str, Any]:
+    """Write every output file of an evaluation into ``out_dir`` and return the ``metrics.json`` document.
+
+    ``sweep.csv`` holds the rows of `faceval.metrics.readable_sweep` (a few thousand at most, at any size); with
+    ``full_sweep`` every row of the table also goes to ``sweep_full.npz`` (one array per column)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     document = metrics_document(result, command)
+    for summary in document["models"].values():
+        summary["files"] = {}  # each model's files, listed as they are written
+    # The main result first, then the tables: a failing figure or a full disk must not lose them.
+    write_json(out / "metrics.json", document)
+    write_models_csv(out / "models.csv", result)
+    if result.dataset is not None and result.embedding_sets:
+        write_images_csv(out / "images.csv", result.dataset, result.embedding_sets)
     curves = []
     for name, model in result.evaluation.models.items():
         figures = result.models[name]
         summary = document["models"][name]
         folder = out / _safe_name(name)
-        summary["files"] = {}
         if name in result.groups:
             written = write_group_files(folder, result.groups[name], name)
             summary["files"].update({key: f"{folder.name}/{file}" for key, file in written.items()})
         if figures.auc is None:
             continue
-        write_sweep_csv(folder / "sweep.csv", threshold_sweep(model.table), model.similarity)
+        write_sweep_csv(folder / "sweep.csv", readable_sweep(model.table), model.similarity)
+        if full_sweep:
+            write_sweep_npz(folder / "sweep_full.npz", threshold_sweep(model.table), model.similarity)
+            summary["files"]["sweep_full"] = f"{folder.name}/sweep_full.npz"
         grid = seed_grid()
         write_sweep_csv(
             folder / "sweep_grid.csv",
@@ -207,8 +230,5 @@ def write_report(out_dir: str | Path, result: Result, command: Iterable[str] | N
         plots.plot_roc(curves, out / "roc.png")
         plots.plot_roc(curves, out / "roc_log.png", log_fmr=True, title="ROC (log FMR)")
         plots.plot_det(curves, out / "det.png")
-    write_models_csv(out / "models.csv", result)
-    if result.dataset is not None and result.embedding_sets:
-        write_images_csv(out / "images.csv", result.dataset, result.embedding_sets)
-    write_json(out / "metrics.json", document)
+    write_json(out / "metrics.json", document)  # again, now listing every file written
     return document

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from faceval.lattice import resolution
 from faceval.metrics import (
     DEFAULT_FARS,
     Sweep,
@@ -125,6 +126,8 @@ class ModelFigures:
     tar_at_far: dict[str, TarAtFarPoint | None]
     at_reference_threshold: DecisionPoint | None
     description: dict[str, Any]
+    # How exact the figures are: one threshold per distinct score, or a lattice (`faceval.lattice.resolution`).
+    resolution: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def units(self) -> str:
@@ -154,6 +157,7 @@ class ModelFigures:
             "n_pairs": self.n_pairs,
             "n_genuine": self.n_genuine,
             "n_impostor": self.n_impostor,
+            "resolution": self.resolution,
             "auc": self.auc,
             "eer": _plain(self.eer),
             "best_f1": _plain(self.best_f1),
@@ -185,6 +189,7 @@ def model_figures(result: ModelResult, n_dataset_images: int, fars: Sequence[flo
         "n_genuine": table.n_genuine,
         "n_impostor": table.n_impostor,
         "description": result.description,
+        "resolution": resolution(table),
     }
     if not (table.n_genuine and table.n_impostor):
         return ModelFigures(
@@ -315,15 +320,22 @@ class Result:
         return metrics_document(self, command)
 
     def save(
-        self, out_dir: str | Path, command: Iterable[str] | None = None, *, html: bool = True, lang: str = "en"
+        self,
+        out_dir: str | Path,
+        command: Iterable[str] | None = None,
+        *,
+        html: bool = True,
+        lang: str = "en",
+        full_sweep: bool = False,
     ) -> Path:
         """Write ``metrics.json``, CSV files, plots, the audit and ``report.html`` (``lang`` en | ja; ``html=False``
-        to skip it) into ``out_dir``; returns the path of ``metrics.json``."""
+        to skip it) into ``out_dir``; ``full_sweep`` adds every threshold of each model's table as
+        ``sweep_full.npz``. Returns the path of ``metrics.json``."""
         from faceval.audit import write_audit
         from faceval.html_report import write_html_report
         from faceval.report import write_report
 
-        document = write_report(out_dir, self, command)
+        document = write_report(out_dir, self, command, full_sweep=full_sweep)
         audit_document = None if self.audit is None else write_audit(out_dir, self.audit)
         if html:
             write_html_report(out_dir, document, audit_document, self.exclusion, lang)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from faceval.errors import InputError
 from faceval.metrics import ScoreTable, threshold_sweep
 from faceval.pair_lists import ResolvedPairs, listed_pair_chunks
 from faceval.scoring import Similarity
@@ -46,7 +47,7 @@ class TenFold:
 def _fold_ids(folds: np.ndarray) -> np.ndarray:
     ids = np.unique(folds)
     if ids.size < 2:
-        raise ValueError(f"k-fold accuracy needs at least two folds, the pairs have {ids.size}")
+        raise InputError(f"k-fold accuracy needs at least two folds, the pairs have {ids.size}")
     return ids
 
 

@@ -1,0 +1,296 @@
+"""Identity-level intervals at any scale: per-identity state accumulated with the pairs, never the pairs themselves.
+
+The exact identity bootstrap (`faceval.bootstrap`) reweights every pair in every resample, so it must hold every
+pair. Its first-order expansion needs only per-identity sums (``docs/metrics.md``, "Streaming intervals"): with
+``m_k = 1 + d_k`` the multiplicity of identity ``k``, a figure that is a ratio of pair sums moves by
+``sum_k d_k c_k``, where the influence ``c_k`` of identity ``k`` comes from the pairs that involve it (Hoeffding's
+projection of the U-statistic, clustered by identity as in Obuchowski 1997). `IdentityStatistics` keeps, per
+identity, its genuine pairs' scores (``O(images per identity^2)``) and a histogram of its impostor scores on a
+few dozen bins placed at impostor-score quantiles (``O(identities x bins)``); `IdentityStatistics.influences`
+turns them, with the score table of the same pairs, into the influences of the AUC, the EER, TAR@FAR and the
+rates at fixed thresholds, and `IdentityInfluences.resampled` into bootstrap replicates with the very
+multiplicities of the exact bootstrap, so every interval, FDR and comparison downstream works unchanged.
+
+Exact: genuine pairs (per identity scores). Approximated within one bin: an identity's impostor pairs between
+two bin edges are assumed spread like all impostor pairs there (edges are lattice thresholds, so the global counts
+at them are exact). First order: the intervals need enough identities (coverage is tested at 60 identities).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from faceval.bootstrap import ResampledFigures
+from faceval.lattice import Lattice
+from faceval.metrics import ScoreTable, equal_error_rate, roc_auc, sweep_at, tar_at_far
+
+# Impostor-score bins: edges at these false match rates (8 a decade down to 1e-8, and every 5 % in the bulk).
+EDGE_FMRS = np.unique(np.concatenate((np.logspace(0, -8, 65), np.arange(0.05, 1.0, 0.05))))
+# Impostor scores held back to place the edges before the histograms start (then replayed into them).
+SAMPLE_IMPOSTORS = 1 << 20
+# The largest cell lookup (int16 bins): 32 MB.
+_MAX_LOOKUP = 1 << 24
+# Resamples are formed this many at a time, to bound the memory of the (resamples x identities) multipliers.
+_RESAMPLE_BLOCK = 100
+
+
+@dataclass(frozen=True, eq=False)
+class IdentityInfluences:
+    """Point figures and, per identity (rows), how much each moves per unit of that identity's extra weight.
+
+    ``tar[:, i]`` belongs to ``fars[i]``; ``fmr[:, j]`` and ``fnmr[:, j]`` to ``thresholds[j]``.
+    """
+
+    point_auc: float
+    point_eer: float
+    point_tar: np.ndarray
+    point_fmr: np.ndarray
+    point_fnmr: np.ndarray
+    auc: np.ndarray
+    eer: np.ndarray
+    tar: np.ndarray
+    fmr: np.ndarray
+    fnmr: np.ndarray
+    fars: tuple[float, ...]
+    thresholds: tuple[float, ...]
+
+    def resampled(self, multiplicities: np.ndarray) -> ResampledFigures:
+        """Linearised bootstrap replicates: figure + (m - 1) . influence for each row of identity multiplicities
+        (`faceval.bootstrap.identity_multiplicities`)."""
+        rows = []
+        for start in range(0, multiplicities.shape[0], _RESAMPLE_BLOCK):
+            d = multiplicities[start : start + _RESAMPLE_BLOCK].astype(np.float64) - 1.0
+            rows.append(
+                (
+                    self.point_auc + d @ self.auc,
+                    self.point_eer + d @ self.eer,
+                    self.point_tar + d @ self.tar,
+                    self.point_fmr + d @ self.fmr,
+                    self.point_fnmr + d @ self.fnmr,
+                )
+            )
+        # A linear step can leave [0, 1] where a figure sits near its bound; every figure here is a rate.
+        auc, eer, tar, fmr, fnmr = (np.clip(np.concatenate(column), 0.0, 1.0) for column in zip(*rows, strict=True))
+        return ResampledFigures(auc, eer, tar, fmr, fnmr, self.fars, self.thresholds)
+
+    def standard_errors(self) -> dict[str, float]:
+        """Normal-theory standard errors ``sqrt(sum_k c_k^2)`` (identities drawn independently)."""
+        return {"auc": float(np.sqrt(np.sum(self.auc**2))), "eer": float(np.sqrt(np.sum(self.eer**2)))}
+
+
+class IdentityStatistics:
+    """Per-identity state of one set of pairs: genuine scores by identity, impostor histograms by identity.
+
+    ``update`` chunk by chunk with each pair's score, label and two identity codes; ``merge`` another state with the
+    same edges; ``influences`` at the end, with the score table of the same pairs.
+    """
+
+    def __init__(
+        self,
+        n_identities: int,
+        lattice: Lattice | None = None,
+        fixed_thresholds: Sequence[float] = (),
+        edges: np.ndarray | None = None,
+    ):
+        self.n_identities = int(n_identities)
+        self.lattice = lattice
+        self._fixed = np.asarray(fixed_thresholds, dtype=np.float64)
+        self._genuine_scores: list[np.ndarray] = []
+        self._genuine_identity: list[np.ndarray] = []
+        self._held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._held_size = 0
+        self.edges: np.ndarray | None = None
+        self._histogram: np.ndarray | None = None
+        # On a lattice: the bin of every cell from the lowest to the highest edge's (one gather, no search).
+        self._lookup: tuple[int, np.ndarray] | None = None
+        if edges is not None:
+            # Edges placed elsewhere (`place_edges` of a state fed the leading pairs): parts of the pairs counted
+            # apart (a Dask task, a GPU) share them, so that their states merge into those of one pass.
+            self._use_edges(np.asarray(edges, dtype=np.float64))
+
+    def update(
+        self,
+        scores: np.ndarray,
+        genuine: np.ndarray,
+        first: np.ndarray,
+        second: np.ndarray,
+        cells: np.ndarray | None = None,
+    ) -> None:
+        """Add pairs: scores, genuine flags, the identity codes of their two images, and (on a lattice, optional)
+        their cells (`faceval.lattice.Lattice.cells`), which place them in bins without a search."""
+        self._genuine_scores.append(scores[genuine])
+        self._genuine_identity.append(first[genuine].astype(np.int32))
+        impostor = ~genuine
+        if not impostor.any():
+            return
+        located = scores[impostor] if cells is None or self._lookup is None else cells[impostor]
+        part = (located, first[impostor].astype(np.int32), second[impostor].astype(np.int32))
+        if self.edges is None:
+            self._held.append(part)
+            self._held_size += part[0].size
+            if self._held_size >= SAMPLE_IMPOSTORS:
+                self._start_histograms()
+            return
+        self._count(*part)
+
+    def place_edges(self) -> np.ndarray:
+        """The impostor bins' edges: placed from the impostor scores held so far when not yet placed (as `update`
+        does once `SAMPLE_IMPOSTORS` are held, and `influences` at the end)."""
+        if self.edges is None:
+            self._start_histograms()
+        assert self.edges is not None
+        return self.edges
+
+    def _start_histograms(self) -> None:
+        sample = np.concatenate([part[0] for part in self._held]) if self._held else np.zeros(0)
+        edges = np.quantile(sample, 1.0 - EDGE_FMRS[EDGE_FMRS * sample.size >= 1]) if sample.size else np.zeros(0)
+        edges = np.concatenate((edges, self._fixed))
+        if self.lattice is not None and edges.size:
+            # On a lattice the edges are lattice thresholds, so the table's counts at them are exact.
+            edges = self.lattice.thresholds(self.lattice.cells(edges))
+        self._use_edges(np.unique(edges))
+
+    def _use_edges(self, edges: np.ndarray) -> None:
+        self.edges = edges
+        self._histogram = np.zeros((self.n_identities, self.edges.size + 1), dtype=np.int64)
+        held, self._held = self._held, []
+        for part in held:
+            self._count(*part)
+        self._lookup = self._cell_lookup()
+
+    def _cell_lookup(self) -> tuple[int, np.ndarray] | None:
+        if self.lattice is None or not self.edges.size:
+            return None
+        edge_cells = np.sort(self.lattice.cells(self.edges))
+        low, high = int(edge_cells[0]), int(edge_cells[-1])
+        if high - low > _MAX_LOOKUP:
+            return None
+        cells = np.arange(low - 1, high + 2)
+        # A score is >= an edge when its cell is at or past the edge's cell in the lattice's order of scores.
+        if self.lattice.ascending:
+            bins = np.searchsorted(edge_cells, cells, side="right")
+        else:
+            bins = edge_cells.size - np.searchsorted(edge_cells, cells, side="left")
+        return low - 1, bins.astype(np.int16)
+
+    def _bins(self, located: np.ndarray) -> np.ndarray:
+        """Bins of scores, or of cells when a lookup exists (values beyond it take the end bins)."""
+        if self._lookup is None or located.dtype.kind == "f":
+            return np.searchsorted(self.edges, located, side="right")
+        start, bins = self._lookup
+        return bins[np.clip(located - start, 0, bins.size - 1)]
+
+    def _count(self, scores: np.ndarray, first: np.ndarray, second: np.ndarray) -> None:
+        assert self.edges is not None and self._histogram is not None
+        width = self.edges.size + 1
+        bins = self._bins(scores)
+        codes = np.concatenate((first * width + bins, second * width + bins))
+        self._histogram += np.bincount(codes, minlength=self._histogram.size).reshape(self._histogram.shape)
+
+    def merge(self, other: IdentityStatistics) -> None:
+        """Add the pairs of ``other`` (same identities; its edges placed from its own sample are replayed here)."""
+        self._genuine_scores.extend(other._genuine_scores)
+        self._genuine_identity.extend(other._genuine_identity)
+        if other.edges is None:
+            for part in other._held:
+                self.update(part[0], np.zeros(part[0].size, dtype=bool), part[1], part[2])
+            return
+        if self.edges is None:
+            self._start_histograms()
+        if not np.array_equal(self.edges, other.edges):
+            raise ValueError("can only merge IdentityStatistics whose impostor bins have the same edges")
+        self._histogram += other._histogram
+
+    def influences(
+        self, table: ScoreTable, fars: Sequence[float] = (), thresholds: Sequence[float] = ()
+    ) -> IdentityInfluences:
+        """Influence of each identity on every figure of ``table`` (the score table of the same pairs)."""
+        if self.edges is None:
+            self._start_histograms()
+        assert self.edges is not None and self._histogram is not None
+        n_genuine, n_impostor = table.n_genuine, table.n_impostor
+        genuine_scores = np.concatenate(self._genuine_scores) if self._genuine_scores else np.zeros(0)
+        genuine_identity = (
+            np.concatenate(self._genuine_identity) if self._genuine_identity else np.zeros(0, dtype=np.int32)
+        )
+        genuine_per_identity = np.bincount(genuine_identity, minlength=self.n_identities)
+        impostor_per_identity = self._histogram.sum(axis=1)
+
+        def fnmr_influence(threshold: float) -> tuple[float, np.ndarray]:
+            rate = float(np.count_nonzero(genuine_scores < threshold)) / n_genuine
+            below = np.bincount(genuine_identity[genuine_scores < threshold], minlength=self.n_identities)
+            return rate, (below - rate * genuine_per_identity) / n_genuine
+
+        accepted_at_edges = sweep_at(table, self.edges).fp
+        # Impostors at or above each bin's lower edge: bin b holds [edge b-1, edge b).
+        accepted_from = np.concatenate(([n_impostor], accepted_at_edges))
+        accepted_to = np.concatenate((accepted_at_edges, [0]))
+
+        def fmr_influence(threshold: float) -> tuple[float, np.ndarray]:
+            accepted = int(sweep_at(table, [threshold]).fp[0])
+            bin_of = int(np.searchsorted(self.edges, threshold, side="right"))
+            in_bin = accepted_from[bin_of] - accepted_to[bin_of]
+            share = (accepted - accepted_to[bin_of]) / in_bin if in_bin else 0.0
+            above = self._histogram[:, bin_of + 1 :].sum(axis=1) + share * self._histogram[:, bin_of]
+            rate = accepted / n_impostor
+            return rate, (above - rate * impostor_per_identity) / n_impostor
+
+        def slope(far: float) -> float:
+            # ROC slope -dFNMR/dFMR around this FMR, over a factor of 2 each side.
+            low, high = tar_at_far(table, far / 2), tar_at_far(table, min(2 * far, 1.0))
+            span = high.fmr - low.fmr
+            return (low.fnmr - high.fnmr) / span if span > 0 else 0.0
+
+        def operating_influence(threshold: float, ratio: float) -> np.ndarray:
+            # FNMR at a threshold chosen by FMR: the threshold moves with the FMR (delta method through the ROC).
+            return fnmr_influence(threshold)[1] + ratio * fmr_influence(threshold)[1]
+
+        auc = roc_auc(table)
+        # Placements: a genuine pair's share of impostors below it, an impostor's share of genuine pairs above it,
+        # pairs of one table row (one cell) counted as ties, as in the AUC itself.
+        rows = np.searchsorted(-table.thresholds, -genuine_scores, side="left")
+        impostor_below = n_impostor - table.impostor_accepted + table.impostor / 2.0
+        genuine_placement = impostor_below[rows] / n_impostor
+        genuine_part = np.bincount(
+            genuine_identity, weights=genuine_placement - auc, minlength=self.n_identities
+        ) / max(n_genuine, 1)
+        genuine_above = (table.genuine_accepted - table.genuine / 2.0) / max(n_genuine, 1)
+        row_bins = np.searchsorted(self.edges, table.thresholds, side="right")
+        width = self.edges.size + 1
+        weight = np.bincount(row_bins, weights=table.impostor, minlength=width)
+        placed = np.bincount(row_bins, weights=table.impostor * genuine_above, minlength=width)
+        mean_placement = np.divide(placed, weight, out=np.zeros(width), where=weight > 0)
+        impostor_part = (self._histogram @ mean_placement - auc * impostor_per_identity) / max(n_impostor, 1)
+
+        eer = equal_error_rate(table)
+        eer_ratio = slope(max(eer.value, 1.0 / n_impostor))
+        eer_influence = operating_influence(eer.threshold_below, eer_ratio) / (1.0 + eer_ratio)
+        tars = [tar_at_far(table, far) for far in fars]
+        tar_influence = [
+            -operating_influence(result.threshold, slope(result.far))
+            if np.isfinite(result.threshold)
+            else np.zeros(self.n_identities)
+            for result in tars
+        ]
+        rates = [(fmr_influence(t), fnmr_influence(t)) for t in thresholds]
+        return IdentityInfluences(
+            point_auc=auc,
+            point_eer=eer.value,
+            point_tar=np.array([result.tar for result in tars]),
+            point_fmr=np.array([fmr[0] for fmr, _ in rates]),
+            point_fnmr=np.array([fnmr[0] for _, fnmr in rates]),
+            auc=genuine_part + impostor_part,
+            eer=eer_influence,
+            tar=_columns(tar_influence, self.n_identities),
+            fmr=_columns([fmr[1] for fmr, _ in rates], self.n_identities),
+            fnmr=_columns([fnmr[1] for _, fnmr in rates], self.n_identities),
+            fars=tuple(float(far) for far in fars),
+            thresholds=tuple(float(t) for t in thresholds),
+        )
+
+
+def _columns(vectors: list[np.ndarray], rows: int) -> np.ndarray:
+    return np.stack(vectors, axis=1) if vectors else np.zeros((rows, 0))
