@@ -45,6 +45,8 @@ def evaluate(
     pairs: str | Path | None = None,
     templates: str | Path | None = None,
     template_pairs: str | Path | None = None,
+    scheduler: str | None = None,
+    device: str = "auto",
 ) -> Result:
     """Embed every image of ``sources`` with each model and measure verification over all pairs.
 
@@ -56,7 +58,9 @@ def evaluate(
     ``use_cache`` is False. Works from a script (no ``if __name__ == "__main__"`` guard needed), Jupyter and the
     REPL. Nothing is written until `Result.save`. ``pairs`` (LFW ``pairs.txt`` or a CSV) scores only the listed
     pairs (10-fold accuracy in ``result.to_dict()["models"][name]["ten_fold"]``); ``templates`` (with optional
-    ``template_pairs``) compares templates instead of images.
+    ``template_pairs``) compares templates instead of images. ``scheduler`` (a Dask scheduler's address, or
+    ``"local:N"``) and ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``) say where the work runs, as ``--scheduler``
+    and ``--device``.
 
     >>> import tempfile, numpy, PIL.Image, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -69,6 +73,7 @@ def evaluate(
     >>> dlib.n_images, dlib.n_genuine, dlib.n_impostor, dlib.units
     (6, 6, 9, 'distance')
     """
+    from faceval.engine import EngineOptions
     from faceval.pipeline import EmbeddingOptions, EvaluationRequest, GroupRequest, evaluate_sources
     from faceval.protocols import ProtocolRequest
 
@@ -90,6 +95,7 @@ def evaluate(
             seed=seed,
         ),
         protocol=ProtocolRequest(pairs, templates, template_pairs),
+        engine=EngineOptions(scheduler, device),
     )
     return evaluate_sources(request)
 
@@ -104,12 +110,14 @@ def evaluate_embeddings(
     threshold: float | None = None,
     resamples: int = 1000,
     seed: int = 0,
+    scheduler: str | None = None,
+    device: str = "auto",
 ) -> Result:
     """The same figures from vectors made elsewhere: one row of ``vectors`` per image, ``labels`` its identity.
 
     ``metric``: ``"euclidean"`` (a distance: accept when ``distance <= threshold``) or ``"cosine"``.
     ``threshold`` (model units) shows what that setting does; ``resamples`` identity-bootstrap resamples give
-    the 95 % intervals (0: none).
+    the 95 % intervals (0: none). ``scheduler`` and ``device``: where the pairs are scored, as in `evaluate`.
 
     >>> import numpy
     >>> vectors = numpy.array([[0.0, 0.0], [0.1, 0.0], [1.0, 1.0], [1.0, 1.1]])
@@ -118,8 +126,10 @@ def evaluate_embeddings(
     >>> figures.auc, figures.n_genuine, figures.n_impostor, figures.best_f1.threshold
     (1.0, 2, 4, 0.1)
     """
+    from faceval.engine import EngineOptions
     from faceval.pipeline import GroupRequest, evaluate_vectors
 
     thresholds = {} if threshold is None else {name: threshold}
     request = GroupRequest(target_fmr=target_fmr, thresholds=thresholds, n_resamples=resamples, seed=seed)
-    return evaluate_vectors(vectors, labels, metric, name=name, groups=request)
+    engine = EngineOptions(scheduler, device)
+    return evaluate_vectors(vectors, labels, metric, name=name, groups=request, engine=engine)

@@ -16,6 +16,7 @@ import click
 from faceval import __version__
 from faceval.atomic import output_folder
 from faceval.audit import audit_embeddings, audit_summary_lines, write_audit
+from faceval.engine import EngineOptions, open_engine
 from faceval.errors import FacevalError
 from faceval.extraction import save_embeddings_npz
 from faceval.gallery import RoleOptions
@@ -27,6 +28,7 @@ from faceval.pipeline import (
     EvaluationRequest,
     GroupRequest,
     OutputOptions,
+    device_notes,
     embed_dataset,
     load_sources,
     metrics_from_embeddings_file,
@@ -138,6 +140,26 @@ embedding_options = option_group(
         help="Pause embedding while the CPU is hotter than C degrees Celsius (resumes 3 degrees below).",
     ),
     click.option("--quiet", is_flag=True, help="No progress bars."),
+)
+
+
+# --scheduler, --device: where the work runs (a Dask cluster, a GPU).
+engine_options = option_group(
+    click.option(
+        "--scheduler",
+        metavar="ADDRESS|local:N",
+        help="Run on a Dask cluster: the address of a running 'dask scheduler' (e.g. tcp://10.0.0.5:8786), or "
+        "local:N for N worker processes on this machine. Workers need faceval installed and the images at the "
+        "same path as here; vectors come back and only this machine writes the embedding store.",
+    ),
+    click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        default="auto",
+        show_default=True,
+        help="cuda: ONNX models through ONNX Runtime's CUDA provider and pair scoring with CuPy (pip install "
+        "'faceval[gpu]'); auto: the GPU where one is found.",
+    ),
 )
 
 
@@ -408,6 +430,7 @@ def _rebuild_cache(rebuild: bool, cache: Path | None, no_cache: bool) -> None:
     help="Folder for metrics.json, CSV files and plots.",
 )
 @embedding_options
+@engine_options
 @grouping_options
 @threshold_options
 @protocol_options
@@ -442,6 +465,8 @@ def evaluate(
     jobs: int | None,
     max_temp: float | None,
     quiet: bool,
+    scheduler: str | None,
+    device: str,
     group_by: str | None,
     attribute_csv: Path | None,
     target_fmr: float,
@@ -487,6 +512,7 @@ def evaluate(
             lang=lang,
             full_sweep=full_sweep,
         ),
+        engine=EngineOptions(scheduler, device),
     )
     with _reported_errors():
         _rebuild_cache(rebuild_cache, cache, no_cache)
@@ -505,6 +531,7 @@ def evaluate(
     "'faceval metrics'.",
 )
 @embedding_options
+@engine_options
 def embed(
     sources: tuple[Path, ...],
     layout: str,
@@ -520,6 +547,8 @@ def embed(
     jobs: int | None,
     max_temp: float | None,
     quiet: bool,
+    scheduler: str | None,
+    device: str,
 ) -> None:
     """Embed every image of SOURCES with one model into the embedding store, without evaluating.
 
@@ -530,9 +559,12 @@ def embed(
     with _reported_errors():
         _rebuild_cache(rebuild_cache, cache, no_cache)
         dataset = load_sources(_sources(sources, manifest, "embed"), layout)
-        specs = model_specs([model], {"detector": dlib_detector, "upsample": dlib_upsample}, spec, jobs)
+        specs = model_specs([model], {"detector": dlib_detector, "upsample": dlib_upsample}, spec, jobs, device)
         options = EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet)
-        (embedding_set,) = embed_dataset(dataset, specs, options)
+        with open_engine(EngineOptions(scheduler, device), scoring=False) as engine:
+            (embedding_set,) = embed_dataset(dataset, specs, options, engine.workers)
+        for note in device_notes(specs, device):
+            click.echo(f"note: {note}")
         if out is not None:
             save_embeddings_npz(out, dataset, embedding_set)
     click.echo(
@@ -557,6 +589,7 @@ def embed(
 @protocol_options
 @report_options
 @full_sweep_option
+@engine_options
 def metrics(
     embeddings: Path,
     metric: str | None,
@@ -575,6 +608,8 @@ def metrics(
     full_sweep: bool,
     no_report: bool,
     lang: str,
+    scheduler: str | None,
+    device: str,
 ) -> None:
     """Compute the metrics from EMBEDDINGS, an .npz file with 'labels' and 'vectors' arrays made elsewhere.
 
@@ -592,6 +627,7 @@ def metrics(
             html=not no_report,
             lang=lang,
             full_sweep=full_sweep,
+            engine=EngineOptions(scheduler, device),
         )
     print_summary(result, out)
 

@@ -6,8 +6,9 @@ own failures are reported beside its figures, never hidden by dropping pairs sil
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 from tqdm import tqdm
 
+from faceval.accumulators import ChunkFeed, PairFeed, update_counts
 from faceval.bootstrap import identity_strata
 from faceval.comparison import ModelComparison, compare_influences, compare_model_vectors
 from faceval.datasets import Dataset
@@ -122,6 +124,17 @@ def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
         producer.join()
 
 
+def local_pairs(
+    vectors: np.ndarray, identities: np.ndarray, similarity: Similarity, progress: bool = False, label: str = ""
+) -> PairFeed:
+    """The pairs scored in this process (`pair_chunks`), as a `PairFeed`."""
+    return ChunkFeed(pair_chunks(vectors, identities, similarity, progress, label))
+
+
+# Makes the PairFeed of one model's vectors: local_pairs, or a Dask cluster's or a GPU's (faceval.engine).
+PairFeedFactory = Callable[[np.ndarray, np.ndarray, Similarity, bool, str], PairFeed]
+
+
 def score_pairs(
     vectors: np.ndarray,
     identities: np.ndarray,
@@ -129,21 +142,25 @@ def score_pairs(
     progress: bool = False,
     label: str = "",
     exact: bool | None = None,
+    pair_feed: PairFeedFactory = local_pairs,
 ) -> ScoreTable:
     """Genuine/impostor counts over all pairs of ``vectors``, streamed in bounded chunks: exact per distinct score
-    on small sets, on a lattice above `faceval.lattice.EXACT_MAX_PAIRS` (``exact`` forces one)."""
+    on small sets, on a lattice above `faceval.lattice.EXACT_MAX_PAIRS` (``exact`` forces one); ``pair_feed``
+    scores and counts them (this process, a Dask cluster, a GPU: the same counts)."""
     n_pairs = len(vectors) * (len(vectors) - 1) // 2
     return count_scores(
-        pair_chunks(vectors, identities, similarity, progress, label), score_counts(similarity, n_pairs, exact)
+        pair_feed(vectors, identities, similarity, progress, label),
+        functools.partial(score_counts, similarity, n_pairs, exact),
     )
 
 
-def count_scores(chunks: Iterable[PairChunk], counts: ScoreCounts | LatticeCounts | None = None) -> ScoreTable:
-    """The `ScoreTable` of a stream of pair chunks, counted in ``counts`` (default: exact per distinct score)."""
-    counts = ScoreCounts() if counts is None else counts
-    for chunk in chunks:
-        counts.update(chunk.scores, chunk.genuine)
-    return counts.compute()
+def count_scores(
+    chunks: Iterable[PairChunk] | PairFeed, new_counts: Callable[[], ScoreCounts | LatticeCounts] = ScoreCounts
+) -> ScoreTable:
+    """The `ScoreTable` of a stream of pair chunks, or of the pairs of a `PairFeed` (a cluster's, a GPU's), counted
+    in states made by ``new_counts`` (default: exact per distinct score; picklable where the feed runs elsewhere)."""
+    feed = chunks if isinstance(chunks, PairFeed) else ChunkFeed(chunks)
+    return feed.accumulate(new_counts, update_counts).compute()
 
 
 def pair_counts(identities: np.ndarray) -> tuple[int, int]:
@@ -192,12 +209,15 @@ def evaluate_embeddings(
     progress: bool = False,
     pairs: PairList | None = None,
     save_scores: Path | None = None,
+    pair_feed: PairFeedFactory = local_pairs,
 ) -> Evaluation:
     """Score every model on the pairs of images that all of them embedded.
 
     With ``pairs`` only the listed pairs are scored (those naming an image without a vector are reported as
     failed pairs), with their 10-fold accuracy when the list has folds. With ``save_scores`` (a folder) every
-    scored pair is also written to ``<folder>/<model>/scores.parquet``.
+    scored pair is also written to ``<folder>/<model>/scores.parquet``. ``pair_feed`` says where all pairs are
+    scored and counted (`local_pairs`: in this process; a Dask cluster or a GPU give the same counts); listed
+    pairs, and pairs whose scores are saved, are scored in this process.
 
     With ``group_options`` (per model) each model also gets a `GroupReport`: per-group figures when ``groups``
     holds one label per dataset record (`faceval.groups.group_labels`), identity-bootstrap intervals in any case;
@@ -246,12 +266,14 @@ def evaluate_embeddings(
     for embeddings in embedding_sets:
         options = (group_options or {}).get(embeddings.model)
         vectors = embeddings.vectors(indices) if len(indices) else np.zeros((0, 0))
-        chunks = model_pair_chunks(dataset, indices, vectors, identities, embeddings, listed, save_scores, progress)
+        chunks = model_pair_chunks(
+            dataset, indices, vectors, identities, embeddings, listed, save_scores, progress, pair_feed
+        )
         if len(indices) < 2:
             table = ScoreCounts().compute()
         elif options is None:
             with chunks as pairs_of_model:
-                table = count_scores(pairs_of_model, score_counts(embeddings.similarity, n_pairs))
+                table = count_scores(pairs_of_model, functools.partial(score_counts, embeddings.similarity, n_pairs))
         else:
             # One pass over the pairs serves both: the group report's overall table is the model's table.
             with chunks as pairs_of_model:
@@ -331,10 +353,15 @@ def model_pair_chunks(
     listed: ResolvedPairs | None,
     save_scores: Path | None,
     progress: bool,
-) -> Iterator[Iterator[PairChunk]]:
-    """The pairs one model is scored on: all pairs of the scored images, or the listed ones; with ``save_scores``
-    each chunk is also appended to ``<save_scores>/<model>/scores.parquet``, which appears once all are written."""
+    pair_feed: PairFeedFactory = local_pairs,
+) -> Iterator[Iterator[PairChunk] | PairFeed]:
+    """The pairs one model is scored on: all pairs of the scored images (from ``pair_feed``), or the listed ones;
+    with ``save_scores`` each chunk is also appended to ``<save_scores>/<model>/scores.parquet``, which appears
+    once all are written."""
     similarity = embeddings.similarity
+    if listed is None and save_scores is None:
+        yield pair_feed(vectors, identities, similarity, progress, embeddings.model)
+        return
     if listed is not None:
         chunks = listed_pair_chunks(vectors, listed, similarity)
     else:

@@ -19,12 +19,12 @@ import os
 import pickle
 import signal
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -83,6 +83,25 @@ class WorkerError(FacevalError, RuntimeError):
     """A worker process died; what was embedded before is kept in the store."""
 
 
+class RemoteWorkers(Protocol):
+    """Workers on other machines (a Dask cluster, `faceval.distributed.DaskWorkers`) that embed batches.
+
+    ``start(recipe)`` gets them ready to build ``recipe`` and returns ``submit``: a batch of tasks ``(record index,
+    sha256 or None, path)`` to a `concurrent.futures.Future` of its outcomes. ``slots`` is how many batches
+    run at once; ``stop()`` cancels what is still queued. Their errors reach the caller as `WorkerError`.
+    """
+
+    slots: int
+
+    def start(self, recipe: ModelSpec | Embedder) -> Callable[[list[_Task]], Future[list[_Outcome]]]: ...
+
+    def stop(self) -> None: ...
+
+    def explain(self, error: Exception) -> str | None:
+        """What a failure of the cluster means for the user (None: not the cluster's)."""
+        ...
+
+
 def _described(error: Exception) -> str:
     """``module.Type: message`` on one line, e.g. ``cv2.error: OpenCV(4.10) ... (-215:Assertion failed) ...``."""
     kind = type(error)
@@ -112,7 +131,7 @@ def _embed_images(embedder: Embedder, images: Sequence[np.ndarray]) -> list[_Out
     return outcomes
 
 
-def _embed_files(embedder: Embedder, paths: Sequence[Path]) -> list[_Outcome]:
+def embed_files(embedder: Embedder, paths: Sequence[Path]) -> list[_Outcome]:
     """Load and embed images; an unreadable file, or one the model fails on, becomes a failure, never an exception."""
     outcomes: list[_Outcome | None] = [None] * len(paths)
     images, slots = [], []
@@ -132,7 +151,7 @@ def _embed_files(embedder: Embedder, paths: Sequence[Path]) -> list[_Outcome]:
 
 def embed_record(embedder: Embedder, record: ImageRecord) -> EmbeddingResult:
     """Load and embed one image; an unreadable file becomes a failure, never an exception."""
-    return _embed_files(embedder, [record.path])[0][0]
+    return embed_files(embedder, [record.path])[0][0]
 
 
 _worker_embedder: Embedder | None = None
@@ -157,7 +176,7 @@ def _start_worker(pickled_recipe: bytes, environment: dict[str, str]) -> None:
 
 def _embed_in_worker(paths: Sequence[Path]) -> list[_Outcome]:
     assert _worker_embedder is not None, "worker started without _start_worker"
-    return _embed_files(_worker_embedder, paths)
+    return embed_files(_worker_embedder, paths)
 
 
 def _stop_workers(executor: ProcessPoolExecutor) -> None:
@@ -274,7 +293,7 @@ class _Run:
     def embed_here(self, embedder: Embedder, batch_size: int) -> None:
         for batch in _batches(self.misses(), batch_size):
             self.cool_down()
-            self.finish(batch, _embed_files(embedder, [path for _, _, path in batch]))
+            self.finish(batch, embed_files(embedder, [path for _, _, path in batch]))
 
     def embed_in_pool(self, recipe: ModelSpec | Embedder, jobs: int, batch_size: int) -> None:
         batches = _batches(self.misses(), batch_size)
@@ -293,29 +312,56 @@ class _Run:
             initializer=_start_worker,
             initargs=(pickle.dumps(recipe), dict(os.environ)),
         )
+        try:
+            self.embed_with(
+                lambda batch: executor.submit(_embed_in_worker, [path for _, _, path in batch]),
+                jobs,
+                batches,
+                lambda: _stop_workers(executor),
+            )
+        except BrokenProcessPool as error:
+            raise WorkerError(
+                "a worker process died (killed, or out of memory?); every image embedded so far is kept in "
+                "the store: run again, with fewer jobs if memory is short"
+            ) from error
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def embed_remotely(self, workers: RemoteWorkers, recipe: ModelSpec | Embedder, batch_size: int) -> None:
+        """Embed the misses on other machines' workers (`faceval.distributed`); this process alone writes the store."""
+        submit = workers.start(recipe)
+        try:
+            self.embed_with(submit, workers.slots, _batches(self.misses(), batch_size), workers.stop)
+        except Exception as error:
+            explained = workers.explain(error)
+            if explained is None:
+                raise
+            raise WorkerError(explained) from error
+
+    def embed_with(
+        self,
+        submit: Callable[[list[_Task]], Future[list[_Outcome]]],
+        slots: int,
+        batches: Iterable[list[_Task]],
+        stop: Callable[[], None],
+    ) -> None:
+        """Keep ``slots`` workers busy with batches (two each), recording outcomes as they come back."""
         pending: dict[Future[list[_Outcome]], list[_Task]] = {}
         try:
             for batch in batches:
-                while len(pending) >= jobs * _BATCHES_PER_WORKER:
+                while len(pending) >= slots * _BATCHES_PER_WORKER:
                     self._collect(pending, FIRST_COMPLETED)
                 self.cool_down(pending)
-                pending[executor.submit(_embed_in_worker, [path for _, _, path in batch])] = batch
+                pending[submit(batch)] = batch
             while pending:
                 self._collect(pending, FIRST_COMPLETED)
-        except BaseException as error:
+        except BaseException:
             # Ctrl-C, or a worker's error: keep what already came back, then stop at once.
             for future, batch in list(pending.items()):
                 if future.done() and not future.cancelled() and future.exception() is None:
                     self.finish(batch, future.result())
-            _stop_workers(executor)
-            if isinstance(error, BrokenProcessPool):
-                raise WorkerError(
-                    "a worker process died (killed, or out of memory?); every image embedded so far is kept in "
-                    "the store: run again, with fewer jobs if memory is short"
-                ) from error
+            stop()
             raise
-        finally:
-            executor.shutdown(wait=True, cancel_futures=True)
 
     def _collect(self, pending: dict[Future[list[_Outcome]], list[_Task]], return_when: str) -> None:
         done, _ = wait(pending, return_when=return_when)
@@ -367,6 +413,7 @@ def extract_embeddings(
     progress: bool = True,
     max_temp: float | ThermalGuard | None = None,
     batch_size: int = 1,
+    workers: RemoteWorkers | None = None,
 ) -> EmbeddingSet:
     """Embed every image of ``dataset`` with ``model``, reusing and filling ``store``.
 
@@ -376,7 +423,8 @@ def extract_embeddings(
     ready `ThermalGuard`) pauses new work while the CPU is hotter. ``batch_size`` images go to each
     `Embedder.embed_batch` call (models with a batch axis do better with 8-32). An exception from the model on an
     image is that image's failure (``model error: <type>: <message>``, not cached). On Ctrl-C everything received
-    is committed to the store before `KeyboardInterrupt` propagates.
+    is committed to the store before `KeyboardInterrupt` propagates. With ``workers`` (a Dask cluster) the
+    images are embedded there instead of in ``jobs`` local processes; the store is still written here alone.
     """
     if (jobs is not None and jobs < 1) or batch_size < 1:
         raise ValueError("jobs and batch_size must be >= 1")
@@ -392,7 +440,7 @@ def extract_embeddings(
                 ) from error
             jobs = 1
     jobs = max(1, min(available_cores() if jobs is None else jobs, dataset.n_images))
-    if jobs > 1 and _START_METHOD == "forkserver":
+    if jobs > 1 and workers is None and _START_METHOD == "forkserver":
         # The fork server imports the main module (for the CLI: all of faceval) before its first fork; let it
         # do so while this process builds its own model and hashes the files.
         _start_fork_server()
@@ -400,7 +448,9 @@ def extract_embeddings(
     guard = ThermalGuard(max_temp) if isinstance(max_temp, int | float) else max_temp
     run = _Run(dataset.records, embedder, store, guard, progress)
     try:
-        if jobs == 1:
+        if workers is not None:
+            run.embed_remotely(workers, model, batch_size)
+        elif jobs == 1:
             run.embed_here(embedder, batch_size)
         else:
             run.embed_in_pool(model, jobs, batch_size)

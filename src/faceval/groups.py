@@ -27,6 +27,7 @@ there.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from faceval.accumulators import ChunkFeed, PairFeed
 from faceval.bootstrap import (
     CONFIDENCE,
     DEFAULT_RESAMPLES,
@@ -50,7 +52,7 @@ from faceval.bootstrap import (
 from faceval.datasets import Dataset, DatasetError, ImageRecord, read_csv_rows
 from faceval.errors import InputError
 from faceval.influence import IdentityInfluences, IdentityStatistics
-from faceval.lattice import EXACT_MAX_PAIRS, LatticeCounts, lattice_for, score_counts
+from faceval.lattice import EXACT_MAX_PAIRS, Lattice, LatticeCounts, lattice_for, score_counts
 from faceval.metrics import (
     ScoreCounts,
     ScoreTable,
@@ -455,6 +457,15 @@ class _Pairs:
                 None if cells is None else cells[rows],
             )
 
+    def merge(self, other: _Pairs) -> None:
+        """Add the pairs of ``other`` (left unchanged) after this state's own, as if fed after them."""
+        for key, counts in other.counts.items():
+            self.counts.setdefault(key, self.new_counts()).merge(counts)
+        self.scores += other.scores
+        self.first += other.first
+        self.second += other.second
+        self._tables.clear()
+
     def table(
         self, low: int | None = None, high: int | None = None, split: int | None = None, keep: bool = True
     ) -> ScoreTable:
@@ -574,6 +585,79 @@ def _add_identity_statistics(
         )
 
 
+def _identity_statistics(
+    codes: Iterable[int],
+    n_identities: int,
+    lattice: Lattice | None,
+    fixed_thresholds: Sequence[float],
+    edges: Mapping[int, np.ndarray] | None = None,
+) -> dict[int, IdentityStatistics]:
+    """Fresh per-identity states by group code (``-1``: all pairs), with impostor bins placed already when
+    ``edges`` holds them."""
+    return {
+        code: IdentityStatistics(n_identities, lattice, fixed_thresholds, None if edges is None else edges[code])
+        for code in codes
+    }
+
+
+def _leading_edges(
+    chunks: Iterable[PairChunk],
+    statistics: dict[int, IdentityStatistics],
+    identities: np.ndarray,
+    codes: np.ndarray,
+    lattice: Lattice | None,
+) -> dict[int, np.ndarray]:
+    """The impostor bins' edges of each state as one pass over ``chunks`` places them (from the leading pairs):
+    fed until every state has placed them, or to the end."""
+    for chunk in chunks:
+        if all(state.edges is not None for state in statistics.values()):
+            break
+        _add_identity_statistics(
+            statistics, chunk, identities, codes, None if lattice is None else lattice.cells(chunk.scores)
+        )
+    return {code: state.place_edges() for code, state in statistics.items()}
+
+
+@dataclass
+class _GroupState:
+    """What `group_report` accumulates from the pairs, mergeable (in pair order) so that a `PairFeed` can fill
+    parts of it anywhere: per-class counts and kept pairs (`_Pairs`), and per-identity statistics by group code."""
+
+    pairs: _Pairs
+    statistics: dict[int, IdentityStatistics]
+
+    @classmethod
+    def new(
+        cls,
+        n_groups: int,
+        new_counts: Callable[[], ScoreCounts | LatticeCounts],
+        new_statistics: Callable[[], dict[int, IdentityStatistics]] | None,
+    ) -> _GroupState:
+        return cls(_Pairs(n_groups, new_counts), {} if new_statistics is None else new_statistics())
+
+    def add(
+        self,
+        chunk: PairChunk,
+        codes: np.ndarray,
+        splits: np.ndarray,
+        identities: np.ndarray,
+        keep: bool,
+        uniform: bool,
+        lattice: Lattice | None,
+    ) -> None:
+        # On a lattice each score is placed in its cell once, for every state that counts it.
+        cells = None if lattice is None else lattice.cells(chunk.scores)
+        self.pairs.add(chunk, codes, splits, keep=keep, uniform=uniform, cells=cells)
+        if self.statistics:
+            _add_identity_statistics(self.statistics, chunk, identities, codes, cells)
+
+    def merge(self, other: _GroupState) -> None:
+        """Add the pairs of ``other`` (left unchanged) after this state's own."""
+        self.pairs.merge(other.pairs)
+        for code, state in self.statistics.items():
+            state.merge(other.statistics[code])
+
+
 def _calibration_split(
     identities: np.ndarray, codes: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -617,7 +701,7 @@ def _flags(n_identities: int, table: ScoreTable, target_fmr: float, n_images: in
 
 
 def group_report(
-    chunks: Iterable[PairChunk],
+    chunks: Iterable[PairChunk] | PairFeed,
     groups: Sequence[str] | np.ndarray | None,
     identities: Any,
     similarity: Similarity,
@@ -675,24 +759,36 @@ def group_report(
     if options.threshold_from is not None and options.threshold_from.global_threshold is not None:
         thresholds["applied"] = float(similarity.from_model_units(options.threshold_from.global_threshold))
     lattice = lattice_for(similarity, n_pairs, options.exact)
-    statistics: dict[int, IdentityStatistics] = {}
+    # A PairFeed (a Dask cluster, a GPU) fills group states wherever it runs and merges them in pair order.
+    feed = chunks if isinstance(chunks, PairFeed) else ChunkFeed(chunks)
+    new_statistics = None
     if method == "streaming":
         fixed = [value for value in thresholds.values() if value is not None]
         n_identity_codes = int(identities.max()) + 1 if identities.size else 0
         # -1: all pairs; 0..: the pairs within each group (one group of every pair needs no state of its own).
-        statistics = {
-            code: IdentityStatistics(n_identity_codes, lattice, fixed)
-            for code in range(-1, len(names) if len(names) > 1 else 0)
-        }
-    pairs = _Pairs(len(names), lambda: score_counts(similarity, n_pairs, options.exact))
+        new_statistics = functools.partial(
+            _identity_statistics, range(-1, len(names) if len(names) > 1 else 0), n_identity_codes, lattice, fixed
+        )
+        leading = feed.in_order()
+        if leading is not None:
+            # The feed counts parts of the pairs apart: each part's impostor bins must be those that one pass
+            # places from the leading pairs.
+            new_statistics = functools.partial(
+                new_statistics, edges=_leading_edges(leading, new_statistics(), identities, codes, lattice)
+            )
     # One group and no calibration split: every pair is of one class (group 0 with itself, split 0).
     uniform = len(names) == 1 and not calibrating
-    for chunk in chunks:
-        # On a lattice each score is placed in its cell once, for every state that counts it.
-        cells = None if lattice is None else lattice.cells(chunk.scores)
-        pairs.add(chunk, codes, image_split, keep=resampling, uniform=uniform, cells=cells)
-        if statistics:
-            _add_identity_statistics(statistics, chunk, identities, codes, cells)
+    state = feed.accumulate(
+        functools.partial(
+            _GroupState.new, len(names), functools.partial(score_counts, similarity, n_pairs, options.exact),
+            new_statistics,
+        ),
+        functools.partial(
+            _GroupState.add, codes=codes, splits=image_split, identities=identities, keep=resampling,
+            uniform=uniform, lattice=lattice,
+        ),
+    )  # fmt: skip
+    pairs, statistics = state.pairs, state.statistics
 
     # Point figures: each group's own pairs, and every pair.
     tables = {name: pairs.table(code, code) for code, name in enumerate(names)}

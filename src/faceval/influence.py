@@ -88,7 +88,13 @@ class IdentityStatistics:
     same edges; ``influences`` at the end, with the score table of the same pairs.
     """
 
-    def __init__(self, n_identities: int, lattice: Lattice | None = None, fixed_thresholds: Sequence[float] = ()):
+    def __init__(
+        self,
+        n_identities: int,
+        lattice: Lattice | None = None,
+        fixed_thresholds: Sequence[float] = (),
+        edges: np.ndarray | None = None,
+    ):
         self.n_identities = int(n_identities)
         self.lattice = lattice
         self._fixed = np.asarray(fixed_thresholds, dtype=np.float64)
@@ -100,6 +106,10 @@ class IdentityStatistics:
         self._histogram: np.ndarray | None = None
         # On a lattice: the bin of every cell from the lowest to the highest edge's (one gather, no search).
         self._lookup: tuple[int, np.ndarray] | None = None
+        if edges is not None:
+            # Edges placed elsewhere (`place_edges` of a state fed the leading pairs): parts of the pairs counted
+            # apart (a Dask task, a GPU) share them, so that their states merge into those of one pass.
+            self._use_edges(np.asarray(edges, dtype=np.float64))
 
     def update(
         self,
@@ -126,6 +136,14 @@ class IdentityStatistics:
             return
         self._count(*part)
 
+    def place_edges(self) -> np.ndarray:
+        """The impostor bins' edges: placed from the impostor scores held so far when not yet placed (as `update`
+        does once `SAMPLE_IMPOSTORS` are held, and `influences` at the end)."""
+        if self.edges is None:
+            self._start_histograms()
+        assert self.edges is not None
+        return self.edges
+
     def _start_histograms(self) -> None:
         sample = np.concatenate([part[0] for part in self._held]) if self._held else np.zeros(0)
         edges = np.quantile(sample, 1.0 - EDGE_FMRS[EDGE_FMRS * sample.size >= 1]) if sample.size else np.zeros(0)
@@ -133,7 +151,10 @@ class IdentityStatistics:
         if self.lattice is not None and edges.size:
             # On a lattice the edges are lattice thresholds, so the table's counts at them are exact.
             edges = self.lattice.thresholds(self.lattice.cells(edges))
-        self.edges = np.unique(edges)
+        self._use_edges(np.unique(edges))
+
+    def _use_edges(self, edges: np.ndarray) -> None:
+        self.edges = edges
         self._histogram = np.zeros((self.n_identities, self.edges.size + 1), dtype=np.int64)
         held, self._held = self._held, []
         for part in held:

@@ -112,9 +112,12 @@ class Lattice:
     def _floor_cell(self) -> int:
         return (int(np.float64(RELATIVE_FLOOR).view(np.int64)) >> self._shift) - 1
 
-    def cells(self, scores: np.ndarray) -> np.ndarray:
-        """The cell index of each score (int64); a score outside the lattice's range raises `ValueError`."""
-        scores = np.asarray(scores, dtype=np.float64)
+    def cells(self, scores: np.ndarray, xp: Any = np) -> np.ndarray:
+        """The cell index of each score (int64); a score outside the lattice's range raises `ValueError`.
+
+        ``xp`` is the array module of ``scores`` (numpy, or CuPy for scores on a GPU: `faceval.gpu`).
+        """
+        scores = xp.asarray(scores, dtype=xp.float64)
         if self.kind == "absolute":
             if scores.size and (scores.min() < self.low or scores.max() > self.high):
                 raise ValueError(
@@ -122,20 +125,20 @@ class Lattice:
                     f"[{scores.min()}, {scores.max()}]"
                 )
             scale = 2.0**self.bits
-            cells = np.floor((scores - self.low) * scale).astype(np.int64)
+            cells = xp.floor((scores - self.low) * scale).astype(xp.int64)
             # The product can round across a cell edge: put each score back where its edges say it is.
-            cells -= scores < self.edges(cells)
-            cells += scores >= self.edges(cells + 1)
+            cells -= scores < self.edges(cells, xp)
+            cells += scores >= self.edges(cells + 1, xp)
             return cells
         if scores.size and scores.max() > 0:
             raise ValueError(f"a relative lattice counts negated distances (scores <= 0), got {scores.max()}")
         distances = -scores + 0.0  # -0.0 becomes 0.0, whose bits are 0
-        cells = (distances.view(np.int64) - 1) >> self._shift
-        return np.maximum(cells, self._floor_cell)
+        cells = (distances.view(xp.int64) - 1) >> self._shift
+        return xp.maximum(cells, self._floor_cell)
 
-    def edges(self, cells: np.ndarray) -> np.ndarray:
+    def edges(self, cells: np.ndarray, xp: Any = np) -> np.ndarray:
         """Absolute lattice: the lowest score of each cell (exact in float64)."""
-        return self.low + np.asarray(cells, dtype=np.float64) * 2.0**-self.bits
+        return self.low + xp.asarray(cells, dtype=xp.float64) * 2.0**-self.bits
 
     def thresholds(self, cells: np.ndarray) -> np.ndarray:
         """The lowest score each cell accepts: accepting ``s >= thresholds(c)`` accepts cells ``>= c`` (absolute)
@@ -209,34 +212,41 @@ class LatticeCounts:
         """Memory held by the counts."""
         return sum(block.nbytes for block in self._blocks.values())
 
-    def update(self, scores: Any, genuine: Any) -> None:
-        """Add pairs: their scores and genuine labels (bool or 0/1)."""
-        scores, genuine = validated_scores(scores, genuine)
+    def update(self, scores: Any, genuine: Any, xp: Any = np) -> None:
+        """Add pairs: their scores and genuine labels (bool or 0/1).
+
+        With ``xp`` CuPy (`faceval.gpu`) the scores and bool labels are arrays on the GPU, placed and counted there;
+        only the counts of the cells they occupy come to the host, where the state lives.
+        """
+        if xp is np:
+            scores, genuine = validated_scores(scores, genuine)
         if not scores.size:
             return
-        self.add_cells(self.lattice.cells(scores), genuine)
+        self.add_cells(self.lattice.cells(scores, xp), genuine, xp)
 
-    def add_cells(self, cells: np.ndarray, genuine: np.ndarray) -> None:
-        """Add pairs already placed in cells (`Lattice.cells`), with their genuine labels."""
+    def add_cells(self, cells: np.ndarray, genuine: np.ndarray, xp: Any = np) -> None:
+        """Add pairs already placed in cells (`Lattice.cells`), with their genuine labels (arrays of ``xp``)."""
         if not cells.size:
             return
-        n_genuine = int(np.count_nonzero(genuine))
+        n_genuine = int(xp.count_nonzero(genuine))
         self.n_genuine += n_genuine
         self.n_impostor += cells.size - n_genuine
-        self._add(cells, genuine)
+        self._add(cells, genuine, xp)
 
-    def _add(self, cells: np.ndarray, genuine: np.ndarray) -> None:
+    def _add(self, cells: np.ndarray, genuine: np.ndarray, xp: Any) -> None:
         low, high = int(cells.min()), int(cells.max())
         base = low >> _BLOCK_BITS
         n_blocks = (high >> _BLOCK_BITS) - base + 1
         if n_blocks * _BLOCK > _MAX_SPAN and low < high:
             middle = (low + high) // 2
             below = cells <= middle
-            self._add(cells[below], genuine[below])
-            self._add(cells[~below], genuine[~below])
+            self._add(cells[below], genuine[below], xp)
+            self._add(cells[~below], genuine[~below], xp)
             return
         codes = (cells - (base << _BLOCK_BITS)) * 2 + genuine
-        counts = np.bincount(codes, minlength=n_blocks * _BLOCK * 2).reshape(n_blocks, _BLOCK, 2)
+        counts = xp.bincount(codes, minlength=n_blocks * _BLOCK * 2).reshape(n_blocks, _BLOCK, 2)
+        if xp is not np:
+            counts = counts.get()  # CuPy: the chunk's counts to the host, where the blocks are
         for offset in np.flatnonzero(counts.reshape(n_blocks, -1).any(axis=1)).tolist():
             block = self._blocks.get(base + offset)
             if block is None:

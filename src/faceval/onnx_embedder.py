@@ -226,7 +226,8 @@ class OnnxEmbedder:
 
     ``threads`` sets ONNX Runtime's intra-op threads (default: all cores this process may use);
     ``batch_size`` is the most images per inference where the model's batch axis is dynamic (a fixed batch
-    axis sets it); ``detector_path`` overrides the landmark model file (YuNet or dlib's 5-point predictor).
+    axis sets it); ``detector_path`` overrides the landmark model file (YuNet or dlib's 5-point predictor);
+    ``device`` ``"cuda"`` runs the model through ONNX Runtime's CUDA execution provider (`faceval.gpu`).
 
     `preprocess` and `embed_preprocessed` split `embed_batch` so a caller can prepare the next images in
     another thread while the model runs (both ONNX Runtime and OpenCV release the GIL).
@@ -244,8 +245,11 @@ class OnnxEmbedder:
         threads: int | None = None,
         batch_size: int = 16,
         detector_path: str | Path | None = None,
+        device: str = "cpu",
     ) -> None:
         import onnxruntime as ort
+
+        from faceval.gpu import onnx_providers
 
         self.spec = spec
         self.name = spec.name
@@ -262,13 +266,15 @@ class OnnxEmbedder:
                 f"model {self.name!r}: {self.model_path} has sha256 {self.model_sha256}, but the spec pins "
                 f"{spec.sha256}; this is not the file the spec was written for"
             )
+        self.device = device
+        self._providers = onnx_providers(device)
         self._info = _onnx_info(self.model_path, self.name)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(str(self.model_path), options, providers=self._providers)
         except Exception as error:
             raise ModelError(f"model {self.name!r}: ONNX Runtime cannot load {self.model_path} ({error})") from error
         self._ort_version = ort.__version__
@@ -282,7 +288,11 @@ class OnnxEmbedder:
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # ONNX Runtime sessions cannot be pickled: a process-pool worker rebuilds (and re-checks) the model.
         rebuild = functools.partial(
-            OnnxEmbedder, threads=self.threads, batch_size=self.batch_size, detector_path=self._landmarks_file
+            OnnxEmbedder,
+            threads=self.threads,
+            batch_size=self.batch_size,
+            detector_path=self._landmarks_file,
+            device=self.device,
         )
         return rebuild, (self.model_path, self.spec)
 
@@ -497,6 +507,7 @@ class OnnxEmbedder:
             "embedding_size": self.embedding_size,
             "batch": {"dynamic": self._fixed_batch is None, "size": self.batch_size},
             "threads": self.threads,
+            "providers": self._session.get_providers(),
             "versions": self._versions(),
         }
 
@@ -521,6 +532,7 @@ def load_onnx_embedder(
     threads: int | None = None,
     batch_size: int = 16,
     detector_path: str | Path | None = None,
+    device: str = "cpu",
 ) -> OnnxEmbedder:
     """Load a checked ONNX embedder: ``spec`` is an `OnnxSpec`, a preset name or a spec file.
 
@@ -532,4 +544,6 @@ def load_onnx_embedder(
         if resolved.model is None:
             raise ModelError(f"model {resolved.name!r}: the spec names no model file; give the model's path")
         path = locate_model(resolved.model)
-    return OnnxEmbedder(path, resolved, threads=threads, batch_size=batch_size, detector_path=detector_path)
+    return OnnxEmbedder(
+        path, resolved, threads=threads, batch_size=batch_size, detector_path=detector_path, device=device
+    )

@@ -21,12 +21,14 @@ from faceval.audit import (
 )
 from faceval.datasets import Dataset, ImageRecord, combine_datasets, load_dataset
 from faceval.embedders import Embedder, EmbeddingResult, ModelSpec, parse_model_argument
+from faceval.engine import EngineOptions, open_engine
 from faceval.errors import InputError
 from faceval.evaluation import (
     Evaluation,
     evaluate_embeddings,
 )
-from faceval.extraction import EmbeddingSet, extract_embeddings
+from faceval.extraction import EmbeddingSet, RemoteWorkers, extract_embeddings
+from faceval.gpu import dlib_cuda_note
 from faceval.groups import GroupOptions, group_labels, load_thresholds
 from faceval.onnx_embedder import available_cores
 from faceval.protocols import ProtocolRequest, evaluate_protocol, load_protocol
@@ -89,6 +91,7 @@ class EvaluationRequest:
     groups: GroupRequest = field(default_factory=GroupRequest)
     protocol: ProtocolRequest = field(default_factory=ProtocolRequest)
     outputs: OutputOptions = field(default_factory=OutputOptions)
+    engine: EngineOptions = field(default_factory=EngineOptions)
 
 
 def load_sources(sources: Sequence[str | Path], layout: str = "auto") -> Dataset:
@@ -101,12 +104,15 @@ def model_specs(
     dlib_options: Mapping[str, Any] | None = None,
     spec_file: str | Path | None = None,
     jobs: int | None = None,
+    device: str = "cpu",
 ) -> list[ModelSpec]:
-    """`ModelSpec` for each ``--model`` value; ONNX Runtime gets an equal share of the cores per worker."""
+    """`ModelSpec` for each ``--model`` value; ONNX Runtime gets an equal share of the cores per worker, and
+    the ``device`` (`faceval.gpu.onnx_providers`)."""
     workers = jobs or available_cores()
     threads = max(1, available_cores() // workers)
+    onnx_options: dict[str, Any] = {"threads": threads} | ({"device": device} if device != "cpu" else {})
     specs = [
-        parse_model_argument(text, dlib_options=dlib_options, spec_file=spec_file, onnx_options={"threads": threads})
+        parse_model_argument(text, dlib_options=dlib_options, spec_file=spec_file, onnx_options=onnx_options)
         for text in models
     ]
     names = [spec.name for spec in specs]
@@ -117,28 +123,35 @@ def model_specs(
 
 
 def embed_dataset(
-    dataset: Dataset, embedders: Sequence[ModelSpec | Embedder], options: EmbeddingOptions
+    dataset: Dataset,
+    embedders: Sequence[ModelSpec | Embedder],
+    options: EmbeddingOptions,
+    workers: RemoteWorkers | None = None,
 ) -> list[EmbeddingSet]:
     """Every model's embeddings of ``dataset``, reusing and filling the embedding store.
 
     Models given as `ModelSpec` are all built before any image is embedded, so that a bad model file fails in
-    seconds rather than after an hour of another model's work.
+    seconds rather than after an hour of another model's work. With ``workers`` (a Dask cluster) the images are
+    embedded there, each worker building the models from their `ModelSpec`.
     """
+    recipes = list(embedders)
     embedders = [item.build() if isinstance(item, ModelSpec) else item for item in embedders]
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(EmbeddingStore(options.cache)) if options.use_cache else None
         return [
             extract_embeddings(
                 dataset,
-                embedder,
+                # Remote workers build from the recipe: a model built here may hold this machine's paths or device.
+                recipe if workers is not None else embedder,
                 jobs=options.jobs,
                 store=store,
                 progress=options.progress,
                 max_temp=options.max_temp,
                 # A model with a batch axis runs several images per inference call.
                 batch_size=getattr(embedder, "batch_size", 1),
+                workers=workers,
             )
-            for embedder in embedders
+            for recipe, embedder in zip(recipes, embedders, strict=True)
         ]
 
 
@@ -184,29 +197,43 @@ def evaluate_sources(request: EvaluationRequest) -> Result:
     """
     protocol = load_protocol(request.protocol)
     dataset, protocol_notes = protocol.restrict(load_sources(request.sources, request.layout))
-    specs = model_specs(request.models, request.dlib_options, request.spec_file, request.embedding.jobs)
+    specs = model_specs(
+        request.models, request.dlib_options, request.spec_file, request.embedding.jobs, request.engine.device
+    )
     embedders = [spec.build() for spec in specs]
     several_folders = len(request.sources) > 1 and request.groups.attribute_csv is None
     group_by = tuple(request.groups.group_by) or (("group",) if several_folders else ())
     groups = group_labels(dataset, None, group_by or None, request.groups.attribute_csv)
     options = group_options(request.groups, {embedder.name: embedder.similarity for embedder in embedders})
-    embedding_sets = embed_dataset(dataset, embedders, request.embedding)
-    outputs = request.outputs
-    audit = audit_embeddings(dataset, embedding_sets[0], outputs.audit_options) if outputs.audit else None
-    exclusion = None
-    excluded = excluded_paths(dataset, outputs, audit)
-    if excluded:
-        before = figures_to_compare(evaluate_embeddings(dataset, embedding_sets))
-        dataset, embedding_sets, groups = without_paths(dataset, embedding_sets, groups, excluded)
-        source = str(outputs.exclude_csv) if outputs.exclude_csv else "--exclude-duplicates"
-        exclusion = {"source": source, "paths": sorted(excluded), "before": before}
-    evaluation = evaluate_protocol(
-        protocol, dataset, embedding_sets, groups, options, group_by, request.out_dir, request.embedding.progress
-    )
+    with open_engine(request.engine) as engine:
+        embedding_sets = embed_dataset(
+            dataset, specs if engine.workers is not None else embedders, request.embedding, engine.workers
+        )
+        outputs = request.outputs
+        audit = audit_embeddings(dataset, embedding_sets[0], outputs.audit_options) if outputs.audit else None
+        exclusion = None
+        excluded = excluded_paths(dataset, outputs, audit)
+        if excluded:
+            before = figures_to_compare(evaluate_embeddings(dataset, embedding_sets, pair_feed=engine.pair_feed))
+            dataset, embedding_sets, groups = without_paths(dataset, embedding_sets, groups, excluded)
+            source = str(outputs.exclude_csv) if outputs.exclude_csv else "--exclude-duplicates"
+            exclusion = {"source": source, "paths": sorted(excluded), "before": before}
+        evaluation = evaluate_protocol(
+            protocol,
+            dataset,
+            embedding_sets,
+            groups,
+            options,
+            group_by,
+            request.out_dir,
+            request.embedding.progress,
+            engine.pair_feed,
+        )
     evaluation.notes[:0] = protocol_notes
     if exclusion is not None:
         exclusion["after"] = figures_to_compare(evaluation)
         evaluation.notes.append(f"{len(excluded)} images left out ({exclusion['source']}); report.html compares")
+    evaluation.notes.extend(device_notes(specs, request.engine.device))
     return Result(evaluation, dataset, embedding_sets, audit=audit, exclusion=exclusion)
 
 
@@ -257,6 +284,12 @@ def figures_to_compare(evaluation: Evaluation) -> dict[str, dict[str, Any]]:
             "tar_at_far_1e-3": None if tar is None else tar.tar,
         }
     return figures
+
+
+def device_notes(specs: Sequence[ModelSpec], device: str) -> list[str]:
+    """What the user should know about where the models ran (dlib without CUDA when a GPU was asked for)."""
+    note = dlib_cuda_note(device) if any(spec.kind == "dlib" for spec in specs) else None
+    return [note] if note else []
 
 
 def load_embeddings_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -318,11 +351,13 @@ def evaluate_vectors(
     protocol: ProtocolRequest | None = None,
     out_dir: str | Path | None = None,
     progress: bool = False,
+    engine: EngineOptions | None = None,
 ) -> Result:
     """The figures of vectors made elsewhere, one per labelled image; failures (images without a vector) count in
     the FTE. ``groups`` sets the target FMR, thresholds and bootstrap (no grouping columns here); ``protocol`` a
     pair list or templates (keys are ``paths``), ``out_dir`` where ``--save-scores`` writes; ``progress`` shows a
-    progress bar while millions of pairs are scored."""
+    progress bar while millions of pairs are scored; ``engine`` where the pairs are scored (a Dask cluster, a GPU;
+    default: this process, or a GPU found by ``--device auto``)."""
     chosen = load_protocol(protocol or ProtocolRequest())
     similarity = Similarity(similarity)
     vectors = np.asarray(vectors, dtype=np.float64)
@@ -342,7 +377,10 @@ def evaluate_vectors(
     embeddings = EmbeddingSet(name, similarity, description, tuple(results))
     request = groups or GroupRequest()
     options = group_options(request, {name: similarity})
-    evaluation = evaluate_protocol(chosen, dataset, [embeddings], None, options, (), out_dir, progress)
+    with open_engine(engine) as running:
+        evaluation = evaluate_protocol(
+            chosen, dataset, [embeddings], None, options, (), out_dir, progress, running.pair_feed
+        )
     if chosen.templates is None:
         evaluation.dataset.update(n_identities=len(set(labels)))
     return Result(evaluation)
@@ -358,6 +396,7 @@ def metrics_from_embeddings_file(
     html: bool = True,
     lang: str = "en",
     full_sweep: bool = False,
+    engine: EngineOptions | None = None,
 ) -> Result:
     """``faceval metrics``: the same figures from embeddings made elsewhere; the model is named after the file.
 
@@ -385,6 +424,7 @@ def metrics_from_embeddings_file(
             protocol=protocol,
             out_dir=out_dir,
             progress=True,
+            engine=engine,
         )
         result.population["root"] = str(path)
         result.save(out_dir, command, html=html, lang=lang, full_sweep=full_sweep)

@@ -16,7 +16,7 @@ import numpy as np
 
 from faceval.datasets import Dataset
 from faceval.errors import InputError
-from faceval.evaluation import Evaluation, evaluate_embeddings
+from faceval.evaluation import Evaluation, PairFeedFactory, evaluate_embeddings, local_pairs
 from faceval.extraction import EmbeddingSet
 from faceval.groups import GroupOptions
 from faceval.pair_lists import PairList, read_pair_list, restrict_to_listed
@@ -87,9 +87,10 @@ def evaluate_protocol(
     group_by: Sequence[str],
     out_dir: str | Path | None,
     progress: bool = False,
+    pair_feed: PairFeedFactory = local_pairs,
 ) -> Evaluation:
     """`evaluate_embeddings` on the protocol's pairs: templates in place of images when it has templates;
-    ``--save-scores`` files go into ``out_dir``."""
+    ``--save-scores`` files go into ``out_dir``; ``pair_feed`` scores all pairs (a Dask cluster, a GPU)."""
     if protocol.save_scores and out_dir is None:
         raise ValueError("saving the scores needs an output folder")
     scored, scored_sets, scored_groups, templates = protocol.view(dataset, embedding_sets, groups)
@@ -102,6 +103,7 @@ def evaluate_protocol(
         progress=progress,
         pairs=protocol.pairs,
         save_scores=Path(out_dir) if protocol.save_scores and out_dir is not None else None,
+        pair_feed=pair_feed,
     )
     if templates is not None:
         evaluation.dataset["templates"] = templates

@@ -15,7 +15,7 @@ import enum
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -116,7 +116,7 @@ def _as_vectors(vectors: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
-def _prepare(vectors: np.ndarray, similarity: Similarity, name: str) -> tuple[np.ndarray, np.ndarray]:
+def prepare_rows(vectors: np.ndarray, similarity: Similarity, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Rows ready for one matrix product: unit rows for cosine; the squared norms for Euclidean."""
     squared_norms = np.einsum("ij,ij->i", vectors, vectors)
     if similarity is Similarity.EUCLIDEAN:
@@ -128,27 +128,30 @@ def _prepare(vectors: np.ndarray, similarity: Similarity, name: str) -> tuple[np
     return vectors / np.sqrt(squared_norms)[:, None], squared_norms
 
 
-def _block_scores(
-    a: np.ndarray, a_sq: np.ndarray, b: np.ndarray, b_sq: np.ndarray, similarity: Similarity
+def block_scores(
+    a: np.ndarray, a_sq: np.ndarray, b: np.ndarray, b_sq: np.ndarray, similarity: Similarity, xp: Any = np
 ) -> np.ndarray:
-    """Score matrix of prepared row blocks, built in place to keep one block-sized buffer."""
+    """Score matrix of prepared row blocks (`prepare_rows`), built in place to keep one block-sized buffer.
+
+    ``xp`` is the array module of the blocks: numpy, or CuPy for blocks on a GPU (`faceval.gpu`).
+    """
     product = a @ b.T
     if similarity is Similarity.COSINE:
         # Rounding can put the cosine of (nearly) parallel unit vectors just past +-1.
-        return np.clip(product, -1.0, 1.0, out=product)
+        return xp.clip(product, -1.0, 1.0, out=product)
     squared = product
     squared *= -2.0
     squared += a_sq[:, None]
     squared += b_sq[None, :]
-    np.maximum(squared, 0.0, out=squared)
+    xp.maximum(squared, 0.0, out=squared)
     if a.shape[0] and b.shape[0]:
         cutoff = _CANCELLATION_RATIO * (a_sq.max() + b_sq.max())
-        rows, cols = np.nonzero(squared < cutoff)
+        rows, cols = xp.nonzero(squared < cutoff)
         if rows.size:
             diff = a[rows] - b[cols]
-            squared[rows, cols] = np.einsum("ij,ij->i", diff, diff)
-    distances = np.sqrt(squared, out=squared)
-    return np.negative(distances, out=distances)
+            squared[rows, cols] = xp.einsum("ij,ij->i", diff, diff)
+    distances = xp.sqrt(squared, out=squared)
+    return xp.negative(distances, out=distances)
 
 
 def pair_scores_block(a: np.ndarray, b: np.ndarray, similarity: Similarity) -> np.ndarray:
@@ -166,9 +169,9 @@ def pair_scores_block(a: np.ndarray, b: np.ndarray, similarity: Similarity) -> n
     b = _as_vectors(b, "b")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"a and b have vectors of different lengths: {a.shape[1]} and {b.shape[1]}")
-    prepared_a, a_sq = _prepare(a, similarity, "a")
-    prepared_b, b_sq = _prepare(b, similarity, "b")
-    return _block_scores(prepared_a, a_sq, prepared_b, b_sq, similarity)
+    prepared_a, a_sq = prepare_rows(a, similarity, "a")
+    prepared_b, b_sq = prepare_rows(b, similarity, "b")
+    return block_scores(prepared_a, a_sq, prepared_b, b_sq, similarity)
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,7 @@ class PreparedVectors:
 def prepare_vectors(vectors: np.ndarray, similarity: Similarity, name: str = "vectors") -> PreparedVectors:
     """Check (2-D, finite; no zero row for cosine) and prepare ``vectors`` once for many `prepared_scores` calls."""
     similarity = Similarity(similarity)
-    rows, squared_norms = _prepare(_as_vectors(vectors, name), similarity, name)
+    rows, squared_norms = prepare_rows(_as_vectors(vectors, name), similarity, name)
     return PreparedVectors(rows, squared_norms)
 
 
@@ -203,7 +206,7 @@ def prepared_scores(a: PreparedVectors, b: PreparedVectors, similarity: Similari
     """
     if a.rows.shape[1] != b.rows.shape[1]:
         raise ValueError(f"vectors of different lengths: {a.rows.shape[1]} and {b.rows.shape[1]}")
-    return _block_scores(a.rows, a.squared_norms, b.rows, b.squared_norms, Similarity(similarity))
+    return block_scores(a.rows, a.squared_norms, b.rows, b.squared_norms, Similarity(similarity))
 
 
 def iter_pair_chunks(
@@ -211,8 +214,12 @@ def iter_pair_chunks(
     identities: np.ndarray,
     similarity: Similarity,
     max_pairs_per_chunk: int = 2_000_000,
+    pair_range: tuple[int, int] | None = None,
 ) -> Iterator[PairChunk]:
     """Yield all pairs ``i < j`` of ``vectors`` in row-major upper-triangle order, in chunks.
+
+    ``pair_range=(start, stop)`` yields only the pairs of those positions in that order (a share of the work for
+    one task of `faceval.distributed`; `tile_ranges` gives shares that cost no repeated work).
 
     Every chunk but the last holds exactly ``max_pairs_per_chunk`` pairs; a chunk may start or end inside a
     row. ``identities`` holds one integer identity code per row (see `identity_codes`); a pair is genuine
@@ -235,25 +242,64 @@ def iter_pair_chunks(
         raise ValueError(f"identities must be integer codes (see identity_codes), got dtype {identities.dtype}")
     if int(max_pairs_per_chunk) < 1:
         raise ValueError(f"max_pairs_per_chunk must be at least 1, got {max_pairs_per_chunk}")
-    prepared, squared_norms = _prepare(vectors, similarity, "vectors")
-    return _generate_chunks(prepared, squared_norms, identities, similarity, int(max_pairs_per_chunk))
+    total = vectors.shape[0] * (vectors.shape[0] - 1) // 2
+    start, stop = (0, total) if pair_range is None else (int(pair_range[0]), int(pair_range[1]))
+    if not 0 <= start <= stop <= total:
+        raise ValueError(f"pair_range must lie within [0, {total}] with start <= stop, got {pair_range}")
+    prepared, squared_norms = prepare_rows(vectors, similarity, "vectors")
+    return _generate_chunks(prepared, squared_norms, identities, similarity, int(max_pairs_per_chunk), start, stop)
+
+
+def tile_rows(n: int) -> int:
+    """Rows per scoring tile for ``n`` vectors: tile ``t`` scores rows ``[t*T, t*T + T)`` against the rows after
+    ``t*T``. The tiles depend on ``n`` only, so that a pair's score, to the last bit, does not depend on how the
+    pairs are cut into chunks or tasks."""
+    return max(1, _TILE_ELEMENTS // max(n - 1, 1))
+
+
+def pair_offsets(n: int) -> np.ndarray:
+    """``offsets[i]``: position of pair ``(i, i + 1)``, i.e. the number of pairs in the rows above row ``i``."""
+    rows = np.arange(n, dtype=np.int64)
+    return rows * (2 * n - rows - 1) // 2
+
+
+def tile_ranges(n: int, pairs_per_range: int) -> list[tuple[int, int]]:
+    """Consecutive pair ranges covering all pairs of ``n`` vectors, each of whole tiles and about
+    ``pairs_per_range`` pairs (at least one tile): shares for `iter_pair_chunks`'s ``pair_range``.
+
+    >>> tile_rows(3000), tile_ranges(3000, 1_500_000)[:2]
+    (349, [(0, 1850049), (1850049, 3711615)])
+    """
+    total = n * (n - 1) // 2
+    rows = tile_rows(n)
+    boundaries = [int(offset) for offset in pair_offsets(n)[::rows]] + [total]
+    ranges, start = [], 0
+    for boundary in boundaries[1:]:
+        if boundary - start >= pairs_per_range or boundary == total:
+            if boundary > start:
+                ranges.append((start, boundary))
+            start = boundary
+    return ranges
 
 
 def _generate_chunks(
-    prepared: np.ndarray, squared_norms: np.ndarray, identities: np.ndarray, similarity: Similarity, chunk: int
+    prepared: np.ndarray,
+    squared_norms: np.ndarray,
+    identities: np.ndarray,
+    similarity: Similarity,
+    chunk: int,
+    first_pair: int,
+    end_pair: int,
 ) -> Iterator[PairChunk]:
     # Kept apart from iter_pair_chunks so that bad arguments raise at the call, not at the first next().
     n = prepared.shape[0]
     rows = np.arange(n, dtype=np.int64)
-    # offsets[i]: index of pair (i, i + 1), i.e. the number of pairs in the rows above row i.
-    offsets = rows * (2 * n - rows - 1) // 2
-    total = n * (n - 1) // 2
-    # Scores come from fixed tiles (tile t: rows [t*T, t*T + T) against the columns after t*T) whose shapes
-    # depend on n only, so that a pair's score, to the last bit, does not depend on the chunk size.
-    tile_rows = max(1, _TILE_ELEMENTS // max(n - 1, 1))
+    offsets = pair_offsets(n)
+    # Scores come from fixed tiles (see tile_rows), never from chunk-shaped products.
+    n_tile_rows = tile_rows(n)
     cached_index, cached_tile = -1, np.zeros((0, 0))
-    for start in range(0, total, chunk):
-        stop = min(start + chunk, total)
+    for start in range(first_pair, end_pair, chunk):
+        stop = min(start + chunk, end_pair)
         row_lo = int(np.searchsorted(offsets, start, side="right")) - 1
         row_hi = int(np.searchsorted(offsets, stop - 1, side="right")) - 1
         chunk_rows = rows[row_lo : row_hi + 1]
@@ -263,11 +309,11 @@ def _generate_chunks(
         first = np.repeat(chunk_rows, row_stop - row_start)
         second = np.arange(start, stop, dtype=np.int64) - offsets[first] + first + 1
         scores = np.empty(stop - start, dtype=np.float64)
-        for tile_index in range(row_lo // tile_rows, row_hi // tile_rows + 1):
-            tile_lo = tile_index * tile_rows
+        for tile_index in range(row_lo // n_tile_rows, row_hi // n_tile_rows + 1):
+            tile_lo = tile_index * n_tile_rows
             if tile_index != cached_index:
-                tile_hi = min(tile_lo + tile_rows, n)
-                cached_tile = _block_scores(
+                tile_hi = min(tile_lo + n_tile_rows, n)
+                cached_tile = block_scores(
                     prepared[tile_lo:tile_hi],
                     squared_norms[tile_lo:tile_hi],
                     prepared[tile_lo + 1 :],
@@ -275,7 +321,7 @@ def _generate_chunks(
                     similarity,
                 )
                 cached_index = tile_index
-            lo, hi = np.searchsorted(first, [tile_lo, tile_lo + tile_rows])
+            lo, hi = np.searchsorted(first, [tile_lo, tile_lo + n_tile_rows])
             flat = (first[lo:hi] - tile_lo) * cached_tile.shape[1] + (second[lo:hi] - tile_lo - 1)
             scores[lo:hi] = cached_tile.ravel()[flat]
         genuine = identities[first] == identities[second]

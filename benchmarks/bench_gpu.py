@@ -1,0 +1,158 @@
+"""GPU engine: 10^10 pairs scored and counted on the card vs the CPU path on the same machine; SFace on CUDA.
+
+Run on a machine with an NVIDIA GPU and CuPy (``pip install 'faceval[gpu]'``):
+
+    python benchmarks/bench_gpu.py                    # 10^10 pairs on the GPU, 5*10^7 on the CPU
+    python benchmarks/bench_gpu.py --sface MODEL.onnx # also SFace throughput, CUDA vs CPU provider
+
+Both paths run the same code (`faceval.gpu.DevicePairs`), CuPy or numpy as the array module, into the scale
+engine's `faceval.lattice.LatticeCounts` (cosine cells of 2^-21: memory does not grow with the pairs), each
+tile's scores placed and counted on the card and only the occupied cells' counts taken to the host. The
+CPU path uses every core for the matrix products (BLAS), one for the counting. Synthetic unit-scale
+embeddings, 10 images per identity, seed 0.
+
+Printed on a lent NVIDIA H200 (16 CPU cores), 2026-11-28, ``python benchmarks/bench_gpu.py --sface
+face_recognition_sface_2021dec.onnx``:
+
+    CPU cores: 16; numpy 2.5.2
+    GPU: NVIDIA H200, 139.8 GiB (139.3 free); CuPy 14.2.0
+    5e+07 pairs (10001 vectors x 128): CPU path 1.91 s (2.62e+07 pairs/s), GPU 0.02 s (2.02e+09 pairs/s), x77.3;
+      lattice cell counts differing GPU vs CPU: 0 of 100010000
+    1e+10 pairs (141422 vectors x 128) on the GPU: 5.5 s, 1.83e+09 pairs/s (x69.8 the CPU path's rate); tiles of
+      8256 rows; peak device memory held 69.4 GiB of 139.8; state 31 MiB; CPU path at this size, at its rate: ~6 min
+    onnxruntime 1.30.0, providers here: ['AzureExecutionProvider', 'CPUExecutionProvider']
+    SFace on CUDA: not measured: --device cuda: this ONNX Runtime (1.30.0) has no CUDA execution provider; ...
+    SFace CPU  (CPUExecutionProvider):    112.4 images/s (500 images)
+
+(The lent machine has no onnxruntime-gpu and cannot reach a package index; its wheel is larger than what can be
+carried there, so SFace on CUDA is still to be measured.) These figures were printed when the GPU counted into a
+dense lattice of cells of 1e-6 kept on the card; since then it counts into `LatticeCounts` (one cell rule for both
+engines), whose counts come to the host once per tile. The GPU budget was spent before this could be measured
+again: the next lent GPU should rerun this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import os
+import time
+
+import numpy as np
+
+from faceval.accumulators import update_counts
+from faceval.gpu import DevicePairs, cupy_or_none, onnx_providers
+from faceval.lattice import Lattice, LatticeCounts
+from faceval.scoring import Similarity
+
+
+def synthetic(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    identities = np.arange(n) // 10
+    centres = rng.normal(size=(identities[-1] + 1, dim))
+    return centres[identities] + rng.normal(scale=0.8, size=(n, dim)), identities
+
+
+def images_for(pairs: float) -> int:
+    return math.ceil((1 + math.sqrt(1 + 8 * pairs)) / 2)
+
+
+def run(n: int, dim: int, xp, max_bytes: int | None = None) -> tuple[float, LatticeCounts, int]:
+    vectors, identities = synthetic(n, dim)
+    lattice = functools.partial(LatticeCounts, Lattice.for_similarity(Similarity.COSINE))
+    feed = DevicePairs(vectors, identities, Similarity.COSINE, xp, max_bytes=max_bytes)
+    start = time.perf_counter()
+    state = feed.accumulate(lattice, update_counts)
+    if xp is not np:
+        xp.cuda.Device().synchronize()
+    elapsed = time.perf_counter() - start
+    assert state.n_genuine + state.n_impostor == n * (n - 1) // 2, "every pair counted once"
+    genuine_expected = (n // 10) * 45 + (n % 10) * (n % 10 - 1) // 2
+    assert state.n_genuine == genuine_expected, "genuine pairs"
+    return elapsed, state, feed.rows_per_tile
+
+
+def differing_counts(a: LatticeCounts, b: LatticeCounts) -> int:
+    """Sum over cells of the absolute differences of the genuine and impostor counts."""
+    cells = np.union1d(a.cell_counts()[0], b.cell_counts()[0])
+    dense = []
+    for state in (a, b):
+        occupied, genuine, impostor = state.cell_counts()
+        counts = np.zeros((cells.size, 2), dtype=np.int64)
+        counts[np.searchsorted(cells, occupied)] = np.column_stack((genuine, impostor))
+        dense.append(counts)
+    return int(np.abs(dense[0] - dense[1]).sum())
+
+
+def sface_throughput(model: str, images: int) -> None:
+    import onnxruntime as ort
+
+    print(f"onnxruntime {ort.__version__}, providers here: {ort.get_available_providers()}")
+    try:
+        cuda = onnx_providers("cuda")
+    except ValueError as error:
+        print(f"SFace on CUDA: not measured: {error}")
+        cuda = None
+    batch = np.random.default_rng(0).uniform(0, 255, size=(1, 3, 112, 112)).astype(np.float32)
+    for name, providers in (("CPU", onnx_providers("cpu")), ("CUDA", cuda)):
+        if providers is None:
+            continue
+        session = ort.InferenceSession(model, providers=providers)
+        feed = {session.get_inputs()[0].name: batch}
+        for _ in range(10):
+            session.run(None, feed)
+        start = time.perf_counter()
+        for _ in range(images):
+            session.run(None, feed)
+        elapsed = time.perf_counter() - start
+        print(f"SFace {name:4} ({session.get_providers()[0]}): {images / elapsed:8.1f} images/s ({images} images)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=float, default=1e10)
+    parser.add_argument("--cpu-pairs", type=float, default=5e7)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--sface", help="SFace ONNX file: also measure its throughput, CUDA vs CPU provider")
+    parser.add_argument("--sface-images", type=int, default=500)
+    args = parser.parse_args()
+    cupy = cupy_or_none()
+    print(f"CPU cores: {os.cpu_count()}; numpy {np.__version__}")
+    if cupy is None:
+        raise SystemExit("no CUDA GPU seen by CuPy: this benchmark needs one")
+    device = cupy.cuda.Device()
+    free, total = cupy.cuda.runtime.memGetInfo()
+    name = cupy.cuda.runtime.getDeviceProperties(device.id)["name"].decode()
+    print(f"GPU: {name}, {total / 2**30:.1f} GiB ({free / 2**30:.1f} free); CuPy {cupy.__version__}")
+
+    n_cpu = images_for(args.cpu_pairs)
+    cpu_pairs = n_cpu * (n_cpu - 1) // 2
+    run(2000, args.dim, cupy)  # warm-up: CUDA context, cuBLAS, kernels compiled
+    gpu_small, gpu_state, _ = run(n_cpu, args.dim, cupy)
+    cpu_small, cpu_state, _ = run(n_cpu, args.dim, np)
+    differing = differing_counts(gpu_state, cpu_state)
+    print(
+        f"{cpu_pairs:.3g} pairs ({n_cpu} vectors x {args.dim}): CPU path {cpu_small:.2f} s "
+        f"({cpu_pairs / cpu_small:.3g} pairs/s), GPU {gpu_small:.2f} s ({cpu_pairs / gpu_small:.3g} pairs/s), "
+        f"x{cpu_small / gpu_small:.1f}; lattice cell counts differing GPU vs CPU: {differing} of {2 * cpu_pairs}"
+    )
+
+    n = images_for(args.pairs)
+    pairs = n * (n - 1) // 2
+    pool = cupy.get_default_memory_pool()
+    pool.free_all_blocks()
+    elapsed, state, rows = run(n, args.dim, cupy)
+    print(
+        f"{pairs:.4g} pairs ({n} vectors x {args.dim}) on the GPU: {elapsed:.1f} s, {pairs / elapsed:.3g} pairs/s "
+        f"(x{(pairs / elapsed) / (cpu_pairs / cpu_small):.1f} the CPU path's rate); tiles of {rows} rows; "
+        f"peak device memory held {pool.total_bytes() / 2**30:.1f} GiB of {total / 2**30:.1f}; "
+        f"state {state.nbytes / 2**20:.0f} MiB; CPU path at this size, at its rate: "
+        f"~{pairs / (cpu_pairs / cpu_small) / 60:.0f} min"
+    )
+    if args.sface:
+        sface_throughput(args.sface, args.sface_images)
+
+
+if __name__ == "__main__":
+    main()

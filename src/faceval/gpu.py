@@ -1,0 +1,194 @@
+"""CUDA where there is a GPU: ``--device auto|cpu|cuda`` for ONNX embedding and for pair scoring.
+
+- ONNX models run through ONNX Runtime's CUDA execution provider (`onnx_providers`), in the batches the
+  embedder already makes; it comes with ``pip install 'faceval[gpu]'`` (onnxruntime-gpu).
+- dlib uses CUDA by itself when the installed dlib was built with it (``dlib.DLIB_USE_CUDA``); `dlib_cuda_note`
+  says when it was not (the ``dlib-bin`` wheels are CPU-only).
+- Pairs are scored and counted on the GPU with CuPy (`DevicePairs`, also in the ``gpu`` extra): the same tile
+  code as the CPU (`faceval.scoring.block_scores` with CuPy as its array module), in tiles sized to the card's
+  free memory, feeding the same states (`faceval.accumulators`). The scale engine's lattice counts
+  (`faceval.lattice.LatticeCounts`) place and count each tile's scores on the card, with the lattice's own cell
+  rule, and take only the counts of the occupied cells to the host; any other state gets host copies of each
+  tile's pairs. With numpy as the array module the same code runs on the CPU, which is how it is tested where no
+  GPU is lent.
+
+GPU scores come from cuBLAS, whose float64 sums round differently from the CPU's BLAS: a score may differ from
+the CPU path by a few units in the last place (tests allow ``SCORE_TOLERANCE``), so counts are identical where
+the scores are, and otherwise differ only for pairs within that tolerance of a threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from faceval.accumulators import A, Feed, update_counts
+from faceval.errors import InputError
+from faceval.lattice import LatticeCounts
+from faceval.scoring import PairChunk, Similarity, block_scores, iter_pair_chunks, prepare_rows, tile_rows
+
+DEVICES = ("auto", "cpu", "cuda")
+# Largest difference between a GPU and a CPU float64 score of unit-scale vectors that the tests accept.
+SCORE_TOLERANCE = 1e-12
+# Bytes of device memory per element of a score tile: the tile, its masks, the pairs taken out of it, and a
+# lattice state's temporaries while it counts them.
+_BYTES_PER_TILE_ELEMENT = 64
+# Share of the card's free memory a tile may use (the rest: vectors, the state, CuPy's pool slack).
+_FREE_MEMORY_SHARE = 0.5
+
+
+def cupy_or_none() -> Any:
+    """The CuPy module when it is installed and sees a CUDA GPU, else None."""
+    try:
+        import cupy
+    except ImportError:
+        return None
+    try:
+        return cupy if cupy.cuda.runtime.getDeviceCount() > 0 else None
+    except Exception:  # CuPy raises its own CUDARuntimeError when there is no driver
+        return None
+
+
+def scoring_array_module(device: str) -> Any:
+    """The array module pairs are scored with: numpy for ``cpu``, CuPy for ``cuda`` (``auto``: CuPy where it
+    sees a GPU). ``cuda`` without CuPy or a GPU raises `InputError` saying how to get them."""
+    if device not in DEVICES:
+        raise InputError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "cpu":
+        return np
+    cupy = cupy_or_none()
+    if cupy is None and device == "cuda":
+        raise InputError(
+            "--device cuda: CuPy finds no CUDA GPU (install the extra: pip install 'faceval[gpu]', and check "
+            "nvidia-smi); use --device cpu or auto"
+        )
+    return cupy or np
+
+
+def onnx_providers(device: str) -> list[str]:
+    """ONNX Runtime execution providers for ``device``: CUDA first where asked for (``auto``: where there)."""
+    import onnxruntime as ort
+
+    if device not in DEVICES:
+        raise InputError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if device == "cuda" and not cuda:
+        raise InputError(
+            f"--device cuda: this ONNX Runtime ({ort.__version__}) has no CUDA execution provider; install the "
+            "GPU build: pip install 'faceval[gpu]' (onnxruntime-gpu, in place of onnxruntime)"
+        )
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if device != "cpu" and cuda else ["CPUExecutionProvider"]
+
+
+def dlib_cuda_note(device: str) -> str | None:
+    """A note when a GPU was asked for but the installed dlib cannot use one (None when all is as asked)."""
+    if device == "cpu":
+        return None
+    import dlib
+
+    if getattr(dlib, "DLIB_USE_CUDA", False):
+        return None
+    if device == "auto" and cupy_or_none() is None:
+        return None  # no GPU here anyway: nothing to say
+    return (
+        "dlib runs on the CPU: the installed dlib was built without CUDA (dlib.DLIB_USE_CUDA is False); "
+        "build dlib with CUDA to run its detector and descriptor on the GPU"
+    )
+
+
+def _host(array: Any) -> np.ndarray:
+    return array.get() if hasattr(array, "get") else array
+
+
+def device_tile_rows(n: int, xp: Any, max_bytes: int | None = None) -> int:
+    """Rows per tile: the CPU's tiles with numpy (same shapes, same scores to the last bit); on a GPU as many
+    rows as fit in ``max_bytes`` (default: half the card's free memory)."""
+    if xp is np and max_bytes is None:
+        return tile_rows(n)
+    if max_bytes is None:
+        free, _ = xp.cuda.runtime.memGetInfo()
+        max_bytes = int(free * _FREE_MEMORY_SHARE)
+    return max(1, int(max_bytes) // (_BYTES_PER_TILE_ELEMENT * max(n - 1, 1)))
+
+
+class DevicePairs:
+    """All pairs of ``vectors`` scored on a device in tiles, as a `faceval.accumulators.PairFeed`.
+
+    ``xp`` is CuPy (or numpy: the same code on the CPU); ``max_bytes`` bounds a tile's device memory.
+    Pairs reach the state in the order of `faceval.scoring.iter_pair_chunks`.
+    """
+
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        identities: np.ndarray,
+        similarity: Similarity,
+        xp: Any = np,
+        progress: bool = False,
+        label: str = "",
+        max_bytes: int | None = None,
+    ) -> None:
+        self.similarity = Similarity(similarity)
+        self.vectors = np.asarray(vectors, dtype=np.float64)
+        self.prepared, self.squared_norms = prepare_rows(self.vectors, self.similarity, "vectors")
+        self.identities = np.asarray(identities)
+        self.xp = xp
+        self.progress = progress
+        self.label = label
+        self.rows_per_tile = device_tile_rows(len(self.prepared), xp, max_bytes)
+
+    def in_order(self) -> Iterator[PairChunk]:
+        return iter_pair_chunks(self.vectors, self.identities, self.similarity)
+
+    def accumulate(self, new: Callable[[], A], feed: Feed[A]) -> A:
+        xp = self.xp
+        state = new()
+        # Lattice counts are placed and counted where the scores are; other states get the pairs on the host.
+        on_device = isinstance(state, LatticeCounts) and feed is update_counts
+        n = len(self.prepared)
+        prepared, squared_norms = xp.asarray(self.prepared), xp.asarray(self.squared_norms)
+        identities = xp.asarray(self.identities)
+        columns = xp.arange(n, dtype=xp.int64)
+        where = "CPU" if xp is np else "GPU"
+        description = f"scoring pairs on {where} ({self.label})" if self.label else f"scoring pairs on {where}"
+        with tqdm(
+            total=n * (n - 1) // 2, desc=description, unit="pair", unit_scale=True, disable=not self.progress
+        ) as bar:
+            for lo in range(0, max(n - 1, 0), self.rows_per_tile):
+                # Same tiles as iter_pair_chunks: rows [lo, hi) against every row after lo.
+                hi = min(lo + self.rows_per_tile, n)
+                tile = block_scores(
+                    prepared[lo:hi], squared_norms[lo:hi], prepared[lo + 1 :], squared_norms[lo + 1 :],
+                    self.similarity, xp,
+                )  # fmt: skip
+                first = columns[lo:hi, None]
+                second = columns[None, lo + 1 :]
+                upper = second > first
+                chunk = PairChunk(
+                    first=xp.broadcast_to(first, tile.shape)[upper],
+                    second=xp.broadcast_to(second, tile.shape)[upper],
+                    scores=tile[upper],
+                    genuine=(identities[lo:hi, None] == identities[None, lo + 1 :])[upper],
+                )
+                del tile, upper
+                if on_device:
+                    state.update(chunk.scores, chunk.genuine, xp)
+                else:
+                    feed(state, PairChunk(*map(_host, (chunk.first, chunk.second, chunk.scores, chunk.genuine))))
+                bar.update(len(chunk))
+        return state
+
+
+def device_pairs(device: str) -> Callable[..., DevicePairs]:
+    """A `faceval.evaluation.PairFeedFactory` scoring on ``device`` (``cuda``, or ``auto`` resolved to it)."""
+    xp = scoring_array_module(device)
+
+    def factory(
+        vectors: np.ndarray, identities: np.ndarray, similarity: Similarity, progress: bool = False, label: str = ""
+    ) -> DevicePairs:
+        return DevicePairs(vectors, identities, similarity, xp, progress, label)
+
+    return factory
