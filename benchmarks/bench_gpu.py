@@ -11,24 +11,19 @@ tile's scores placed and counted on the card and only the occupied cells' counts
 CPU path uses every core for the matrix products (BLAS), one for the counting. Synthetic unit-scale
 embeddings, 10 images per identity, seed 0.
 
-Printed on a lent NVIDIA H200 (16 CPU cores), 2026-11-28, ``python benchmarks/bench_gpu.py --sface
-face_recognition_sface_2021dec.onnx``:
+Printed on a lent NVIDIA H200 (16 CPU cores), 2026-11-28, ``python3 benchmarks/bench_gpu.py`` (the counts go into
+`LatticeCounts` on the card, only occupied cells' counts to the host):
 
     CPU cores: 16; numpy 2.5.2
     GPU: NVIDIA H200, 139.8 GiB (139.3 free); CuPy 14.2.0
-    5e+07 pairs (10001 vectors x 128): CPU path 1.91 s (2.62e+07 pairs/s), GPU 0.02 s (2.02e+09 pairs/s), x77.3;
+    5e+07 pairs (10001 vectors x 128): CPU path 3.08 s (1.62e+07 pairs/s), GPU 0.05 s (1.02e+09 pairs/s), x62.9;
       lattice cell counts differing GPU vs CPU: 0 of 100010000
-    1e+10 pairs (141422 vectors x 128) on the GPU: 5.5 s, 1.83e+09 pairs/s (x69.8 the CPU path's rate); tiles of
-      8256 rows; peak device memory held 69.4 GiB of 139.8; state 31 MiB; CPU path at this size, at its rate: ~6 min
-    onnxruntime 1.30.0, providers here: ['AzureExecutionProvider', 'CPUExecutionProvider']
-    SFace on CUDA: not measured: --device cuda: this ONNX Runtime (1.30.0) has no CUDA execution provider; ...
-    SFace CPU  (CPUExecutionProvider):    112.4 images/s (500 images)
+    1e+10 pairs (141422 vectors x 128) on the GPU: 5.8 s, 1.71e+09 pairs/s (x105.5 the CPU path's rate); tiles of
+      8257 rows; peak device memory held 69.3 GiB of 139.8; state 44 MiB; CPU path at this size, at its rate: ~10 min
 
-(The lent machine has no onnxruntime-gpu and cannot reach a package index; its wheel is larger than what can be
-carried there, so SFace on CUDA is still to be measured.) These figures were printed when the GPU counted into a
-dense lattice of cells of 1e-6 kept on the card; since then it counts into `LatticeCounts` (one cell rule for both
-engines), whose counts come to the host once per tile. The GPU budget was spent before this could be measured
-again: the next lent GPU should rerun this script.
+SFace on CUDA is still to be measured: the lent machine's onnxruntime (1.30.0) has no CUDA execution provider, it
+reaches no package index, and onnxruntime-gpu's wheel is larger than what can be carried there (64 MiB). On that
+machine's CPU, SFace ran at 112.4 images/s (500 images, an earlier run).
 """
 
 from __future__ import annotations
