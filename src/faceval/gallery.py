@@ -194,7 +194,7 @@ def write_roles_csv(path: str | Path, dataset: Dataset, roles: Roles) -> None:
         ["path", "identity", ROLE_COLUMN, *attributes],
         (
             [
-                record.path.resolve().as_posix(),
+                record.path.absolute().as_posix(),  # not resolve(): a linked folder keeps its name
                 record.identity,
                 role,
                 *(record.attributes.get(a, "") for a in attributes),
