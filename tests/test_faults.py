@@ -336,6 +336,16 @@ def test_user_mistakes_are_one_line_and_faceval_bugs_show_a_traceback(tmp_path, 
     assert bug.exit_code == 70 and "this is a bug in faceval" in bug.output
 
 
+def test_contradicting_options_found_while_running_are_one_line_not_a_bug(tmp_path):
+    (tmp_path / "faces").mkdir()
+    for command in ("embed", "evaluate"):
+        result = CliRunner().invoke(
+            cli.main, [command, str(tmp_path / "faces"), "--rebuild-cache", "--no-cache", "--out", str(tmp_path / "o")]
+        )
+        assert result.exit_code == 1, result.output
+        assert "contradict each other" in result.output and "Traceback" not in result.output
+
+
 # --- full disks ---------------------------------------------------------------------------------------------------
 
 

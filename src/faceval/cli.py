@@ -378,6 +378,8 @@ def _reported_errors() -> Iterator[None]:
             _report_bug()
         # The machine's refusal about a file the user named (no permission, no such folder): theirs to fix.
         _fail(str(error))
+    except click.ClickException:
+        raise  # a mistake in the command line, already said in one line (exit 1 or 2)
     except Exception:
         _report_bug()
     finally:
