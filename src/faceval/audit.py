@@ -167,8 +167,10 @@ class Audit:
                 paths = [path for path, owner in self.identities_of.items() if owner == identity]
                 rows.extend((path, identity, "same_person", f"same-{number}", other, detail, "no") for path in paths)
         for suspect in self.suspect_labels:
-            detail = f"margin {suspect.margin:.4f}"
-            rows.append((suspect.path, suspect.identity, "suspect_label", "", suspect.closest_identity, detail, "yes"))
+            # Judged by the evaluated model's own embeddings: leaving these out by default would drop exactly the
+            # images that model gets wrong and flatter it. A person checks them and sets exclude=yes.
+            detail = f"margin {suspect.margin:.4f}; check the label (judged by the model being evaluated)"
+            rows.append((suspect.path, suspect.identity, "suspect_label", "", suspect.closest_identity, detail, "no"))
         for face in self.multi_face:
             detail = f"{face.faces_found} faces; the largest was used, box {face.box}"
             rows.append((face.path, face.identity, "multi_face", "", "", detail, "no"))
