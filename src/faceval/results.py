@@ -339,6 +339,9 @@ class Result:
         audit_document = None if self.audit is None else write_audit(out_dir, self.audit)
         if html:
             write_html_report(out_dir, document, audit_document, self.exclusion, lang)
+        else:
+            # An earlier run's page beside this run's metrics.json would show figures this run did not compute.
+            (Path(out_dir) / "report.html").unlink(missing_ok=True)
         return Path(out_dir) / "metrics.json"
 
     def to_frame(self) -> pandas.DataFrame:
