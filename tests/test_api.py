@@ -138,7 +138,7 @@ def test_compare_reads_either_way_and_names_unknown_models():
 
 
 def test_saving_without_the_report_removes_an_earlier_runs_page(tmp_path):
-    vectors = np.array([[0.0, 0.0], [0.1, 0.0], [1.0, 1.0], [1.0, 1.1]])
+    vectors = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 1.0]])
     faceval.evaluate_embeddings(vectors, ["a", "a", "b", "b"], metric="cosine", resamples=0).save(tmp_path)
     assert (tmp_path / "report.html").exists()
     faceval.evaluate_embeddings(vectors, ["a", "a", "b", "b"], metric="euclidean", resamples=0).save(
