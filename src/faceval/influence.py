@@ -76,10 +76,6 @@ class IdentityInfluences:
         auc, eer, tar, fmr, fnmr = (np.clip(np.concatenate(column), 0.0, 1.0) for column in zip(*rows, strict=True))
         return ResampledFigures(auc, eer, tar, fmr, fnmr, self.fars, self.thresholds)
 
-    def standard_errors(self) -> dict[str, float]:
-        """Normal-theory standard errors ``sqrt(sum_k c_k^2)`` (identities drawn independently)."""
-        return {"auc": float(np.sqrt(np.sum(self.auc**2))), "eer": float(np.sqrt(np.sum(self.eer**2)))}
-
 
 class IdentityStatistics:
     """Per-identity state of one set of pairs: genuine scores by identity, impostor histograms by identity.
