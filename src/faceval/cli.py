@@ -592,6 +592,7 @@ def embed(
 @report_options
 @full_sweep_option
 @engine_options
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 def metrics(
     embeddings: Path,
     metric: str | None,
@@ -612,6 +613,7 @@ def metrics(
     lang: str,
     scheduler: str | None,
     device: str,
+    quiet: bool,
 ) -> None:
     """Compute the metrics from EMBEDDINGS, an .npz file with 'labels' and 'vectors' arrays made elsewhere.
 
@@ -630,6 +632,7 @@ def metrics(
             lang=lang,
             full_sweep=full_sweep,
             engine=EngineOptions(scheduler, device),
+            progress=not quiet,
         )
     print_summary(result, out)
 

@@ -397,6 +397,7 @@ def metrics_from_embeddings_file(
     lang: str = "en",
     full_sweep: bool = False,
     engine: EngineOptions | None = None,
+    progress: bool = True,
 ) -> Result:
     """``faceval metrics``: the same figures from embeddings made elsewhere; the model is named after the file.
 
@@ -423,7 +424,7 @@ def metrics_from_embeddings_file(
             description={"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value},
             protocol=protocol,
             out_dir=out_dir,
-            progress=True,
+            progress=progress,
             engine=engine,
         )
         result.population["root"] = str(path)
