@@ -111,6 +111,9 @@ def test_templates_without_pairs_score_all_template_pairs_and_groups_apply(tmp_p
     assert (model["n_images"], model["n_genuine"], model["n_impostor"]) == (12, 6, 60)
     groups = model["groups"]
     assert groups["east"]["n_images"] == 6 and (groups["east"]["n_genuine"], groups["east"]["n_impostor"]) == (3, 12)
+    # dlib's customary 0.6 is a distance between raw descriptors, not between normalised templates: not applied.
+    assert "at_reference_threshold" not in model and model["at_threshold"] is None
+    assert model["units"] == "distance between L2-normalised templates"
 
 
 @pytest.mark.parametrize(

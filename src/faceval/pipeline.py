@@ -155,7 +155,9 @@ def embed_dataset(
         ]
 
 
-def group_options(request: GroupRequest, models: Mapping[str, Similarity]) -> dict[str, GroupOptions]:
+def group_options(
+    request: GroupRequest, models: Mapping[str, Similarity], customary: bool = True
+) -> dict[str, GroupOptions]:
     """Each model's `GroupOptions`; its threshold is the user's, else the customary one (dlib 0.6), if any."""
     unknown = sorted(set(request.thresholds) - {"", *models})
     if unknown:
@@ -163,7 +165,9 @@ def group_options(request: GroupRequest, models: Mapping[str, Similarity]) -> di
     return {
         model: GroupOptions(
             target_fmr=request.target_fmr,
-            threshold=request.thresholds.get(model, request.thresholds.get("", reference_threshold(model, similarity))),
+            threshold=request.thresholds.get(
+                model, request.thresholds.get("", reference_threshold(model, similarity) if customary else None)
+            ),
             calibrate=request.calibrate,
             threshold_from=None if request.threshold_from is None else load_thresholds(request.threshold_from, model),
             n_resamples=request.n_resamples,
@@ -204,7 +208,9 @@ def evaluate_sources(request: EvaluationRequest) -> Result:
     several_folders = len(request.sources) > 1 and request.groups.attribute_csv is None
     group_by = tuple(request.groups.group_by) or (("group",) if several_folders else ())
     groups = group_labels(dataset, None, group_by or None, request.groups.attribute_csv)
-    options = group_options(request.groups, {embedder.name: embedder.similarity for embedder in embedders})
+    # A customary threshold (dlib's 0.6) means nothing between normalised templates.
+    customary = request.protocol.templates is None
+    options = group_options(request.groups, {embedder.name: embedder.similarity for embedder in embedders}, customary)
     with open_engine(request.engine) as engine:
         embedding_sets = embed_dataset(
             dataset, specs if engine.workers is not None else embedders, request.embedding, engine.workers
@@ -376,7 +382,7 @@ def evaluate_vectors(
     description = dict(description or {"name": name, "kind": "embeddings", "similarity": similarity.value})
     embeddings = EmbeddingSet(name, similarity, description, tuple(results))
     request = groups or GroupRequest()
-    options = group_options(request, {name: similarity})
+    options = group_options(request, {name: similarity}, customary=chosen.templates is None)
     with open_engine(engine) as running:
         evaluation = evaluate_protocol(
             chosen, dataset, [embeddings], None, options, (), out_dir, progress, running.pair_feed

@@ -234,7 +234,8 @@ def model_figures(result: ModelResult, n_dataset_images: int, fars: Sequence[flo
     eer = equal_error_rate(table)
     eer_fnmr, eer_fmr = failure_adjusted_rates(eer.value, eer.value, fte)
     best = best_f1(threshold_sweep(table))
-    reference = reference_threshold(result.name, similarity)
+    # Templates are L2-normalised averages: a model's customary threshold is not on their scale.
+    reference = None if "templates" in result.description else reference_threshold(result.name, similarity)
     return ModelFigures(
         **common,
         auc=roc_auc(table),

@@ -24,6 +24,7 @@ from faceval.datasets import Dataset, DatasetError, ImageRecord
 from faceval.embedders import EmbeddingResult
 from faceval.extraction import EmbeddingSet
 from faceval.pair_lists import csv_records
+from faceval.scoring import Similarity
 
 
 class TemplateError(DatasetError):
@@ -130,6 +131,8 @@ def template_view(
                     "not in the dataset)"
                 )))  # fmt: skip
         description = {**embeddings.description, "templates": str(templates.source)}
+        if embeddings.similarity is Similarity.EUCLIDEAN:
+            description["units"] = "distance between L2-normalised templates"
         sets.append(EmbeddingSet(embeddings.model, embeddings.similarity, description, tuple(results)))
     sizes = np.array([len(images) for images in members.values()])
     summary = {
