@@ -512,7 +512,8 @@ class OnnxEmbedder:
         }
 
     def fingerprint(self) -> str:
-        """Hash of the model and detector sha256, the spec's vector settings and the library versions."""
+        """Hash of the model and detector sha256, the spec's vector settings, the library versions and the
+        execution providers (CUDA and CPU kernels round differently, so their vectors are kept apart)."""
         files = self._files()
         return model_fingerprint(
             {
@@ -521,6 +522,7 @@ class OnnxEmbedder:
                 "landmarks_sha256": files.get("landmarks", {}).get("sha256"),
                 "spec": self.spec.vector_settings(),
                 "versions": self._versions(),
+                "providers": self._session.get_providers(),
             }
         )
 
