@@ -78,6 +78,9 @@ def test_lower_is_better_and_groups(same_scores):
     for name in ("A", "B"):
         rows = group == name
         assert model["score_groups"][name]["auc"] == pytest.approx(roc_auc_score(genuine[rows], scores[rows]))
+        # The terminal shows each group's figures too, not only metrics.json.
+        line = next(line for line in output.splitlines() if line.startswith(f"  {name} "))
+        assert f"{model['score_groups'][name]['auc']:.4f}" in line
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,18 @@ def summary_lines(result: Result, out_dir: str | Path | None = None) -> list[str
         for form, figures in extras.get("ten_fold", {}).items():
             lines.append(f"{name}: {len(figures['fold_accuracies'])}-fold accuracy ({form}) "
                          f"{figures['mean']:.4f} +- {figures['std']:.4f}")  # fmt: skip
+        score_groups = extras.get("score_groups", {})
+        if score_groups:
+            lines += ["", f"groups ({name}): {'genuine':>10}{'impostor':>12}{'AUC':>8}{'EER':>8}{'TAR@FAR1e-3':>13}"]
+        for group, entry in score_groups.items():
+            if entry["auc"] is None:
+                lines.append(f"  {group:<16}{entry['n_genuine']:>10,}{entry['n_impostor']:>12,}   (no metrics)")
+                continue
+            tar = f"{entry['tar_at_far']['1e-3']['tar']:.3f}"
+            lines.append(
+                f"  {group:<16}{entry['n_genuine']:>10,}{entry['n_impostor']:>12,}{entry['auc']:>8.4f}"
+                f"{entry['eer']['value']:>8.4f}{tar:>13}"
+            )
     lines += [comparison_summary_line(comparison.to_dict()) for comparison in result.comparisons]
     if result.audit is not None:
         lines += ["", *audit_summary_lines(result.audit.to_dict())]
