@@ -25,7 +25,7 @@ from faceval.gallery import GALLERY, PROBE, RoleOptions, Roles, assign_roles, wi
 from faceval.groups import group_labels
 from faceval.identification import DEFAULT_TARGET_FPIR, Identification, identify_figures
 from faceval.pipeline import (
-    EmbeddingOptions,
+    SourcesRequest,
     embed_dataset,
     file_similarity,
     load_embeddings_file,
@@ -60,16 +60,9 @@ class SearchOptions:
 
 
 @dataclass(frozen=True)
-class IdentifyRequest:
+class IdentifyRequest(SourcesRequest):
     """What ``faceval identify SOURCES...`` was asked to do."""
 
-    sources: Sequence[str | Path]
-    models: Sequence[str] = ("dlib",)
-    out_dir: str | Path = "results"
-    layout: str = "auto"
-    dlib_options: Mapping[str, Any] = field(default_factory=dict)
-    spec_file: str | Path | None = None
-    embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
     roles: RoleOptions = field(default_factory=RoleOptions)
     distractors: str | Path | None = None
     group_by: Sequence[str] = ()

@@ -78,8 +78,8 @@ class OutputOptions:
 
 
 @dataclass(frozen=True)
-class EvaluationRequest:
-    """What ``faceval evaluate`` was asked to do."""
+class SourcesRequest:
+    """What every command that embeds images is asked: the data, the models, where results go, how to embed."""
 
     sources: Sequence[str | Path]
     models: Sequence[str] = ("dlib",)
@@ -88,6 +88,12 @@ class EvaluationRequest:
     dlib_options: Mapping[str, Any] = field(default_factory=dict)
     spec_file: str | Path | None = None
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
+
+
+@dataclass(frozen=True)
+class EvaluationRequest(SourcesRequest):
+    """What ``faceval evaluate`` was asked to do."""
+
     groups: GroupRequest = field(default_factory=GroupRequest)
     protocol: ProtocolRequest = field(default_factory=ProtocolRequest)
     outputs: OutputOptions = field(default_factory=OutputOptions)
