@@ -281,6 +281,15 @@ def _protocol(
     return ProtocolRequest(pairs, templates, template_pairs, save_scores)
 
 
+def _columns(text: str | None) -> tuple[str, ...]:
+    """``--group-by a,b`` as column names (blanks dropped).
+
+    >>> _columns(" group, gender ,")
+    ('group', 'gender')
+    """
+    return tuple(column.strip() for column in (text or "").split(",") if column.strip())
+
+
 def _thresholds(values: tuple[str, ...]) -> dict[str, float]:
     """``--threshold 0.6`` (every model, key "") or ``--threshold dlib=0.6``."""
     parsed = {}
@@ -309,7 +318,7 @@ def _group_request(
     attribute_csv: Path | None = None,
 ) -> GroupRequest:
     return GroupRequest(
-        group_by=tuple(column.strip() for column in (group_by or "").split(",") if column.strip()),
+        group_by=_columns(group_by),
         attribute_csv=attribute_csv,
         target_fmr=target_fmr,
         thresholds=_thresholds(thresholds),
@@ -672,7 +681,7 @@ def scores(
     Millions of lines are read in blocks, never whole: up to 5,000,000 lines counted exactly (memory for the
     distinct scores), more on a lattice spanning the file's scores (fixed memory; metrics.json states it).
     """
-    columns = tuple(column.strip() for column in (group_by or "").split(",") if column.strip())
+    columns = _columns(group_by)
     with _reported_errors(), output_folder(out):
         result = evaluate_score_file(
             score_file,
@@ -854,7 +863,7 @@ def identify(
                 embedding=EmbeddingOptions(cache, not no_cache, jobs, max_temp, progress=not quiet),
                 roles=roles,
                 distractors=distractors,
-                group_by=tuple(column.strip() for column in (group_by or "").split(",") if column.strip()),
+                group_by=_columns(group_by),
                 attribute_csv=attribute_csv,
                 search=search_options,
             )
