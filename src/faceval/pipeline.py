@@ -28,6 +28,7 @@ from faceval.evaluation import (
     evaluate_embeddings,
 )
 from faceval.extraction import EmbeddingSet, RemoteWorkers, extract_embeddings
+from faceval.figure_process import FigureProcess
 from faceval.gpu import dlib_cuda_note
 from faceval.groups import GroupOptions, group_labels, load_thresholds
 from faceval.onnx_embedder import available_cores
@@ -417,7 +418,8 @@ def metrics_from_embeddings_file(
     failures such a file lists (``failed_paths``, ``failed_reasons``) count in the FTE.
     """
     path = Path(path)
-    with output_folder(out_dir):
+    # The figures' process first: it imports matplotlib while the statistics run (before the folder is locked).
+    with FigureProcess() as figures, output_folder(out_dir):
         labels, vectors, extras = load_embeddings_file(path)
         similarity = file_similarity(path, metric, extras)
         if similarity is Similarity.COSINE and (zero := np.flatnonzero(~vectors.any(axis=1))).size:
@@ -440,5 +442,5 @@ def metrics_from_embeddings_file(
             engine=engine,
         )
         result.population["root"] = str(path)
-        result.save(out_dir, command, html=html, lang=lang, full_sweep=full_sweep)
+        result.save(out_dir, command, html=html, lang=lang, full_sweep=full_sweep, figures=figures)
     return result

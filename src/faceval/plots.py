@@ -5,6 +5,7 @@ Every function takes plain arrays and a path, so the figures can be drawn from s
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,21 @@ def _pyplot():  # type: ignore[no-untyped-def]
 
     use_cjk_fonts()  # group and identity names in Japanese, Chinese or Korean (registered once)
     return matplotlib.pyplot
+
+
+def warm_up() -> None:
+    """Import matplotlib and draw a small figure with text and a log axis into memory: fonts loaded, caches
+    filled, so that the first real figure costs what the next ones do (`faceval.figure_process` calls this while
+    the statistics run)."""
+    plt = _pyplot()
+    figure, axes = plt.subplots()
+    axes.plot([1e-6, 1.0], [0.0, 1.0], label="warm-up")
+    axes.set_xscale("log")
+    _label(axes, "FMR", "TMR", "warm-up")
+    try:
+        figure.savefig(io.BytesIO(), dpi=_DPI, format="png")
+    finally:
+        plt.close(figure)
 
 
 # Normal deviates from the standard library: a DET curve has a few thousand points, and importing scipy for them

@@ -29,6 +29,7 @@ from faceval.atomic import atomic_write, write_csv, write_json
 from faceval.datasets import Dataset
 from faceval.evaluation import ModelResult
 from faceval.extraction import EmbeddingSet
+from faceval.figure_process import FigureProcess
 from faceval.group_presentation import write_group_files
 from faceval.metrics import Sweep, readable_sweep, roc_curve, seed_grid, sweep_at, threshold_sweep
 from faceval.results import ModelFigures, Result, model_table
@@ -177,13 +178,27 @@ def draw_model_figures(folder: Path, result: ModelResult, figures: ModelFigures)
     )
 
 
+def draw_roc_figures(out: Path, curves: Sequence[plots.Curve]) -> None:
+    """``roc.png``, ``roc_log.png`` and ``det.png``: every model on one figure."""
+    plots.plot_roc(curves, out / "roc.png")
+    plots.plot_roc(curves, out / "roc_log.png", log_fmr=True, title="ROC (log FMR)")
+    plots.plot_det(curves, out / "det.png")
+
+
 def write_report(
-    out_dir: str | Path, result: Result, command: Iterable[str] | None = None, full_sweep: bool = False
+    out_dir: str | Path,
+    result: Result,
+    command: Iterable[str] | None = None,
+    full_sweep: bool = False,
+    figures: FigureProcess | None = None,
 ) -> dict[str, Any]:
     """Write every output file of an evaluation into ``out_dir`` and return the ``metrics.json`` document.
 
     ``sweep.csv`` holds the rows of `faceval.metrics.readable_sweep` (a few thousand at most, at any size); with
-    ``full_sweep`` every row of the table also goes to ``sweep_full.npz`` (one array per column)."""
+    ``full_sweep`` every row of the table also goes to ``sweep_full.npz`` (one array per column). ``figures``
+    draws the PNG files (a `FigureProcess` started with the command draws them in its own process while this one
+    writes the tables); without it they are drawn here."""
+    figures = figures or FigureProcess(background=False)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     document = metrics_document(result, command)
@@ -195,14 +210,14 @@ def write_report(
     if result.dataset is not None and result.embedding_sets:
         write_images_csv(out / "images.csv", result.dataset, result.embedding_sets)
     curves = []
+    group_files = {}
     for name, model in result.evaluation.models.items():
-        figures = result.models[name]
+        model_figures = result.models[name]
         summary = document["models"][name]
         folder = out / _safe_name(name)
         if name in result.groups:
-            written = write_group_files(folder, result.groups[name], name)
-            summary["files"].update({key: f"{folder.name}/{file}" for key, file in written.items()})
-        if figures.auc is None:
+            group_files[name] = figures.submit(write_group_files, folder, result.groups[name], name)
+        if model_figures.auc is None:
             continue
         write_sweep_csv(folder / "sweep.csv", readable_sweep(model.table), model.similarity)
         if full_sweep:
@@ -214,7 +229,7 @@ def write_report(
             sweep_at(model.table, model.similarity.from_model_units(grid)),
             model.similarity,
         )
-        draw_model_figures(folder, model, figures)
+        figures.submit(draw_model_figures, folder, model, model_figures)
         summary["files"] |= {
             key: f"{folder.name}/{file}"
             for key, file in (
@@ -225,10 +240,13 @@ def write_report(
             )
         }
         roc = roc_curve(model.table)
-        curves.append(plots.Curve(f"{name} (AUC = {figures.auc:.3f})", roc.fmr, roc.tmr))
+        curves.append(plots.Curve(f"{name} (AUC = {model_figures.auc:.3f})", roc.fmr, roc.tmr))
     if curves:
-        plots.plot_roc(curves, out / "roc.png")
-        plots.plot_roc(curves, out / "roc_log.png", log_fmr=True, title="ROC (log FMR)")
-        plots.plot_det(curves, out / "det.png")
+        figures.submit(draw_roc_figures, out, curves)
+    figures.wait()
+    for name, written in group_files.items():
+        summary, folder = document["models"][name], out / _safe_name(name)
+        group_entries = {key: f"{folder.name}/{file}" for key, file in written.result().items()}
+        summary["files"] = {**group_entries, **summary["files"]}  # the group files first, as they always were
     write_json(out / "metrics.json", document)  # again, now listing every file written
     return document

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from faceval.datasets import Dataset
     from faceval.evaluation import Evaluation, ModelResult
     from faceval.extraction import EmbeddingSet
+    from faceval.figure_process import FigureProcess
     from faceval.groups import GroupReport
 
 # Thresholds users already apply, to show what their current setting does on their people: dlib's 0.6
@@ -328,15 +329,17 @@ class Result:
         html: bool = True,
         lang: str = "en",
         full_sweep: bool = False,
+        figures: FigureProcess | None = None,
     ) -> Path:
         """Write ``metrics.json``, CSV files, plots, the audit and ``report.html`` (``lang`` en | ja; ``html=False``
         to skip it) into ``out_dir``; ``full_sweep`` adds every threshold of each model's table as
-        ``sweep_full.npz``. Returns the path of ``metrics.json``."""
+        ``sweep_full.npz``; ``figures`` a `faceval.figure_process.FigureProcess` started earlier to draw the PNG
+        files (default: drawn here). Returns the path of ``metrics.json``."""
         from faceval.audit import write_audit
         from faceval.html_report import write_html_report
         from faceval.report import write_report
 
-        document = write_report(out_dir, self, command, full_sweep=full_sweep)
+        document = write_report(out_dir, self, command, full_sweep=full_sweep, figures=figures)
         audit_document = None if self.audit is None else write_audit(out_dir, self.audit)
         if html:
             write_html_report(out_dir, document, audit_document, self.exclusion, lang)

@@ -1,0 +1,153 @@
+"""Figures drawn in a second process, started with the command, so that they cost little of its time.
+
+matplotlib's import and first figure (fonts, caches) take about half a second, and the figures of a run another
+third: as long as the statistics on a few hundred thousand pairs. `FigureProcess` forks when a command starts,
+and the child imports matplotlib and draws a throw-away figure while the parent loads the data and computes the
+statistics (the two run on two cores). Then `FigureProcess.submit` sends the child each drawing job (a module-level
+function and its arguments, pickled); `FigureProcess.wait` returns once every job is drawn, and raises the first
+job's error as the parent's own.
+
+The child is forked before the command starts any thread of its own or locks its output folder; it ignores Ctrl-C
+(the parent decides what stops) and ends when the parent closes it or exits, however the parent ends. Where
+``fork`` is not available (Windows, macOS), or with ``background=False``, each job runs in this process when it is
+submitted: the same files, drawn one after the other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import pickle
+import signal
+import sys
+import traceback
+import warnings
+from collections.abc import Callable
+from concurrent.futures import Future
+from multiprocessing.connection import Connection
+from types import TracebackType
+from typing import Any
+
+# How long a closing parent waits for the child to end before it stops it.
+_JOIN_SECONDS = 5.0
+
+
+class FigureProcess:
+    """Drawing jobs run by a forked child process (see the module's documentation), or here without ``fork``."""
+
+    def __init__(self, background: bool = True) -> None:
+        self._futures: list[Future[Any]] = []
+        self._process: multiprocessing.process.BaseProcess | None = None
+        # fork on Linux only: macOS's system libraries are not fork-safe (Python's own default there is spawn).
+        if not background or not sys.platform.startswith("linux"):
+            return
+        context = multiprocessing.get_context("fork")
+        jobs_in, self._jobs = context.Pipe(duplex=False)
+        self._replies, replies_out = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_serve, args=(jobs_in, replies_out, self._jobs, self._replies), name="faceval-figures", daemon=True
+        )
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns about forking a multi-threaded process: the only other threads are numpy's BLAS
+            # pool, which OpenBLAS shuts down around a fork, and the child draws figures only.
+            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+            self._process.start()
+        jobs_in.close()
+        replies_out.close()
+
+    @property
+    def background(self) -> bool:
+        """Whether the jobs run in the child process."""
+        return self._process is not None
+
+    def submit(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+        """Draw: ``function(*args, **kwargs)`` in the child, its result in the returned future after `wait`.
+
+        ``function`` must be importable by name (a module's function) and its arguments picklable; its result
+        should be small (a file name or a few): the child sends it back while the parent may be sending the next
+        job. Without the child the job runs now, and its error is raised now.
+        """
+        future: Future[Any] = Future()
+        if self._process is None:
+            future.set_result(function(*args, **kwargs))
+            return future
+        self._jobs.send((function, args, kwargs))
+        self._futures.append(future)
+        return future
+
+    def wait(self) -> None:
+        """Return when every submitted job is done; raise the first job's error (with the child's traceback)."""
+        pending, self._futures = self._futures, []
+        first_error: BaseException | None = None
+        for future in pending:
+            try:
+                ok, value = self._replies.recv()
+            except EOFError as error:
+                raise RuntimeError("the figure process ended unexpectedly (killed?); no figures were drawn") from error
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+                first_error = first_error or value
+        if first_error is not None:
+            raise first_error
+
+    def close(self, stop: bool = False) -> None:
+        """End the child: after its current job, or at once with ``stop`` (the command is failing anyway)."""
+        if self._process is None:
+            return
+        self._jobs.close()  # the child's next read ends its loop
+        self._replies.close()
+        if stop:
+            self._process.terminate()
+        self._process.join(_JOIN_SECONDS)
+        if self._process.is_alive():  # pragma: no cover - a job stuck for seconds
+            self._process.kill()
+            self._process.join()
+        self._process = None
+
+    def __enter__(self) -> FigureProcess:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close(stop=error is not None)
+
+
+def _serve(jobs: Connection, replies: Connection, *parent_ends: Connection) -> None:
+    """The child: warm matplotlib up, then run jobs until the parent closes the pipe (or is gone)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    for number in ("SIGTERM", "SIGHUP"):  # the command's handlers turn these into KeyboardInterrupt: not here
+        if hasattr(signal, number):
+            signal.signal(getattr(signal, number), signal.SIG_DFL)
+    for end in parent_ends:  # only the parent holds its ends, so its exit is an end of file here
+        end.close()
+    from faceval import plots
+
+    with contextlib.suppress(Exception):  # only time is at stake: a real problem fails the first real job
+        plots.warm_up()
+    while True:
+        try:
+            function, args, kwargs = jobs.recv()
+        except EOFError:
+            return
+        try:
+            reply = (True, function(*args, **kwargs))
+        except Exception as error:  # sent to the parent, which raises it
+            reply = (False, _portable(error))
+        try:
+            replies.send(reply)
+        except (BrokenPipeError, EOFError):
+            return
+
+
+def _portable(error: Exception) -> Exception:
+    """``error`` if it survives pickling, else a RuntimeError with its text; the child's traceback as a note."""
+    text = "".join(traceback.format_exception(error))
+    try:
+        copy = pickle.loads(pickle.dumps(error))
+    except Exception:
+        copy = RuntimeError(f"{type(error).__name__}: {error}")
+    copy.add_note(f"(in the figure process)\n{text}")
+    return copy

@@ -1,0 +1,113 @@
+"""Figures drawn in a forked process: the same files as drawn here, errors raised in the parent, a clean end."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceval import plots
+from faceval.errors import ResultWriteError
+from faceval.figure_process import FigureProcess
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the figure process forks on Linux only")
+
+
+def curves() -> list[plots.Curve]:
+    fmr = np.linspace(0, 1, 2001)
+    return [plots.Curve("model (AUC = 0.900)", fmr, fmr**0.2), plots.Curve("other", fmr, fmr**0.5)]
+
+
+class Unpicklable(Exception):
+    def __init__(self, message, extra):
+        super().__init__(message)  # pickling calls Unpicklable(message): one argument short
+
+
+def fail_with(kind: str) -> None:
+    if kind == "write":
+        raise ResultWriteError("out/roc.png: cannot be written (No space left on device)")
+    raise Unpicklable("an odd error", 1)
+
+
+def test_the_child_draws_the_same_files_as_this_process(tmp_path):
+    here, there = tmp_path / "here", tmp_path / "there"
+    for folder in (here, there):
+        folder.mkdir()
+    plots.plot_roc(curves(), here / "roc.png")
+    plots.plot_det(curves(), here / "det.png")
+    with FigureProcess() as figures:
+        assert figures.background
+        roc = figures.submit(plots.plot_roc, curves(), there / "roc.png")
+        det = figures.submit(plots.plot_det, curves(), there / "det.png")
+        pid = figures.submit(os.getpid)
+        figures.wait()
+    assert roc.result() == there / "roc.png" and det.result() == there / "det.png"
+    assert pid.result() != os.getpid()
+    for name in ("roc.png", "det.png"):
+        assert (here / name).read_bytes() == (there / name).read_bytes()
+
+
+def test_a_failing_job_raises_in_the_parent_after_the_others_are_done(tmp_path):
+    with FigureProcess() as figures:
+        failed = figures.submit(fail_with, "write")
+        drawn = figures.submit(plots.plot_roc, curves(), tmp_path / "roc.png")
+        with pytest.raises(ResultWriteError, match="No space left on device") as raised:
+            figures.wait()
+        assert "(in the figure process)" in raised.value.__notes__[0]
+        assert drawn.result() == tmp_path / "roc.png" and isinstance(failed.exception(), ResultWriteError)
+        # An exception that cannot cross the pipe arrives as a RuntimeError with its type and text.
+        figures.submit(fail_with, "odd")
+        with pytest.raises(RuntimeError, match="Unpicklable: an odd error"):
+            figures.wait()
+        # The process goes on serving jobs after a failure.
+        served = figures.submit(os.getpid)
+        figures.wait()
+        assert served.result() not in (None, os.getpid())
+
+
+def test_the_child_ignores_ctrl_c_and_ends_when_closed():
+    figures = FigureProcess()
+    child = figures.submit(os.getpid)
+    figures.wait()
+    os.kill(child.result(), signal.SIGINT)  # as a terminal's Ctrl-C reaches the whole process group
+    again = figures.submit(os.getpid)
+    figures.wait()
+    assert again.result() == child.result()
+    figures.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(child.result(), 0)
+
+
+def ended(pid: int) -> bool:
+    """Whether process ``pid`` is gone (or a zombie: a container's init may not reap orphans)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_the_child_ends_when_the_parent_is_killed(tmp_path):
+    parent = subprocess.run(
+        [sys.executable, "-c", "import os; from faceval.figure_process import FigureProcess; "
+         "f = FigureProcess(); p = f.submit(os.getpid); f.wait(); print(p.result(), flush=True); os._exit(9)"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    child = int(parent.stdout)
+    deadline = time.monotonic() + 20
+    while not ended(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ended(child)
+
+
+def test_without_the_child_jobs_run_here_when_submitted(tmp_path):
+    figures = FigureProcess(background=False)
+    assert not figures.background
+    assert figures.submit(os.getpid).result() == os.getpid()
+    with pytest.raises(ResultWriteError):
+        figures.submit(fail_with, "write")
+    figures.wait()
+    figures.close()
