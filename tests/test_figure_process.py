@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from faceval import plots
+from faceval.atomic import atomic_write
 from faceval.errors import ResultWriteError
 from faceval.figure_process import FigureProcess
 
@@ -103,11 +104,29 @@ def test_the_child_ends_when_the_parent_is_killed(tmp_path):
     assert ended(child)
 
 
-def test_without_the_child_jobs_run_here_when_submitted(tmp_path):
+def write_slowly(path: Path, started: Path) -> None:
+    with atomic_write(path, "wb") as handle:
+        handle.write(b"half a figure")
+        started.touch()
+        time.sleep(30)
+
+
+def test_a_stopped_child_leaves_no_partial_file(tmp_path):
+    with pytest.raises(KeyboardInterrupt), FigureProcess() as figures:
+        figures.submit(write_slowly, tmp_path / "roc.png", tmp_path / "started")
+        while not (tmp_path / "started").exists():
+            time.sleep(0.05)
+        raise KeyboardInterrupt  # the command is interrupted while the child writes
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["started"]
+
+
+def test_without_the_child_jobs_run_here_at_wait(tmp_path):
     figures = FigureProcess(background=False)
     assert not figures.background
-    assert figures.submit(os.getpid).result() == os.getpid()
+    failed = figures.submit(fail_with, "write")
+    here = figures.submit(os.getpid)
+    assert not here.done()  # the files written before `wait` come first, as with the child
     with pytest.raises(ResultWriteError):
-        figures.submit(fail_with, "write")
-    figures.wait()
+        figures.wait()
+    assert here.result() == os.getpid() and isinstance(failed.exception(), ResultWriteError)
     figures.close()

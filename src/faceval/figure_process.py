@@ -7,10 +7,10 @@ statistics (the two run on two cores). Then `FigureProcess.submit` sends the chi
 function and its arguments, pickled); `FigureProcess.wait` returns once every job is drawn, and raises the first
 job's error as the parent's own.
 
-The child is forked before the command starts any thread of its own or locks its output folder; it ignores Ctrl-C
-(the parent decides what stops) and ends when the parent closes it or exits, however the parent ends. Where
-``fork`` is not available (Windows, macOS), or with ``background=False``, each job runs in this process when it is
-submitted: the same files, drawn one after the other.
+The child is forked before the command starts any thread of its own; it ignores Ctrl-C (the parent decides what
+stops: on an error it ends the child, which removes a file it was writing) and ends when the parent closes it or
+exits, however the parent ends. Where ``fork`` is not available (Windows, macOS), or with ``background=False``,
+the jobs run in this process at `FigureProcess.wait`: the same files, drawn one after the other.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class FigureProcess:
     """Drawing jobs run by a forked child process (see the module's documentation), or here without ``fork``."""
 
     def __init__(self, background: bool = True) -> None:
-        self._futures: list[Future[Any]] = []
+        self._sent: list[Future[Any]] = []  # jobs in the child, in order
+        self._deferred: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
         self._process: multiprocessing.process.BaseProcess | None = None
         # fork on Linux only: macOS's system libraries are not fork-safe (Python's own default there is spawn).
         if not background or not sys.platform.startswith("linux"):
@@ -65,32 +66,38 @@ class FigureProcess:
 
         ``function`` must be importable by name (a module's function) and its arguments picklable; its result
         should be small (a file name or a few): the child sends it back while the parent may be sending the next
-        job. Without the child the job runs now, and its error is raised now.
+        job. Without the child the job waits for `wait`, so that the files written meanwhile come first here too.
         """
         future: Future[Any] = Future()
         if self._process is None:
-            future.set_result(function(*args, **kwargs))
-            return future
-        self._jobs.send((function, args, kwargs))
-        self._futures.append(future)
+            self._deferred.append((future, function, args, kwargs))
+        else:
+            self._jobs.send((function, args, kwargs))
+            self._sent.append(future)
         return future
 
     def wait(self) -> None:
-        """Return when every submitted job is done; raise the first job's error (with the child's traceback)."""
-        pending, self._futures = self._futures, []
-        first_error: BaseException | None = None
-        for future in pending:
+        """Return when every submitted job is done (each runs, even after one failed); raise the first job's error
+        (from the child: with its traceback as a note)."""
+        sent, self._sent = self._sent, []
+        deferred, self._deferred = self._deferred, []
+        for future, function, args, kwargs in deferred:
+            try:
+                future.set_result(function(*args, **kwargs))
+            except Exception as error:
+                future.set_exception(error)
+        for future in sent:
             try:
                 ok, value = self._replies.recv()
             except EOFError as error:
-                raise RuntimeError("the figure process ended unexpectedly (killed?); no figures were drawn") from error
+                raise RuntimeError("the figure process ended before its figures were drawn (killed?)") from error
             if ok:
                 future.set_result(value)
             else:
                 future.set_exception(value)
-                first_error = first_error or value
-        if first_error is not None:
-            raise first_error
+        for future in (*(future for future, *_ in deferred), *sent):
+            if future.exception() is not None:
+                raise future.exception()
 
     def close(self, stop: bool = False) -> None:
         """End the child: after its current job, or at once with ``stop`` (the command is failing anyway)."""
@@ -117,10 +124,11 @@ class FigureProcess:
 
 def _serve(jobs: Connection, replies: Connection, *parent_ends: Connection) -> None:
     """The child: warm matplotlib up, then run jobs until the parent closes the pipe (or is gone)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
-    for number in ("SIGTERM", "SIGHUP"):  # the command's handlers turn these into KeyboardInterrupt: not here
-        if hasattr(signal, number):
-            signal.signal(getattr(signal, number), signal.SIG_DFL)
+    for name in ("SIGINT", "SIGHUP"):  # Ctrl-C or a closed terminal reach the whole process group: the parent decides
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    # The parent's SIGTERM when it stops: the file being written is removed (`atomic_write`) and the child ends.
+    signal.signal(signal.SIGTERM, _stop)
     for end in parent_ends:  # only the parent holds its ends, so its exit is an end of file here
         end.close()
     from faceval import plots
@@ -140,6 +148,10 @@ def _serve(jobs: Connection, replies: Connection, *parent_ends: Connection) -> N
             replies.send(reply)
         except (BrokenPipeError, EOFError):
             return
+
+
+def _stop(number: int, frame: Any) -> None:
+    raise SystemExit(128 + number)
 
 
 def _portable(error: Exception) -> Exception:

@@ -418,8 +418,8 @@ def metrics_from_embeddings_file(
     failures such a file lists (``failed_paths``, ``failed_reasons``) count in the FTE.
     """
     path = Path(path)
-    # The figures' process first: it imports matplotlib while the statistics run (before the folder is locked).
-    with FigureProcess() as figures, output_folder(out_dir):
+    # The figures' process imports matplotlib while the statistics run.
+    with output_folder(out_dir), FigureProcess() as figures:
         labels, vectors, extras = load_embeddings_file(path)
         similarity = file_similarity(path, metric, extras)
         if similarity is Similarity.COSINE and (zero := np.flatnonzero(~vectors.any(axis=1))).size:

@@ -209,15 +209,22 @@ def write_report(
     write_models_csv(out / "models.csv", result)
     if result.dataset is not None and result.embedding_sets:
         write_images_csv(out / "images.csv", result.dataset, result.embedding_sets)
-    curves = []
-    group_files = {}
+    # The figures are submitted first, so that a `FigureProcess` draws them while the tables are written here
+    # (without one they are drawn at `wait`, after the tables).
+    group_files, curves = {}, []
     for name, model in result.evaluation.models.items():
-        model_figures = result.models[name]
-        summary = document["models"][name]
-        folder = out / _safe_name(name)
+        model_figures, folder = result.models[name], out / _safe_name(name)
         if name in result.groups:
             group_files[name] = figures.submit(write_group_files, folder, result.groups[name], name)
-        if model_figures.auc is None:
+        if model_figures.auc is not None:
+            figures.submit(draw_model_figures, folder, model, model_figures)
+            roc = roc_curve(model.table)
+            curves.append(plots.Curve(f"{name} (AUC = {model_figures.auc:.3f})", roc.fmr, roc.tmr))
+    if curves:
+        figures.submit(draw_roc_figures, out, curves)
+    for name, model in result.evaluation.models.items():
+        summary, folder = document["models"][name], out / _safe_name(name)
+        if result.models[name].auc is None:
             continue
         write_sweep_csv(folder / "sweep.csv", readable_sweep(model.table), model.similarity)
         if full_sweep:
@@ -229,7 +236,6 @@ def write_report(
             sweep_at(model.table, model.similarity.from_model_units(grid)),
             model.similarity,
         )
-        figures.submit(draw_model_figures, folder, model, model_figures)
         summary["files"] |= {
             key: f"{folder.name}/{file}"
             for key, file in (
@@ -239,10 +245,6 @@ def write_report(
                 ("score_histogram", "score_histogram.png"),
             )
         }
-        roc = roc_curve(model.table)
-        curves.append(plots.Curve(f"{name} (AUC = {model_figures.auc:.3f})", roc.fmr, roc.tmr))
-    if curves:
-        figures.submit(draw_roc_figures, out, curves)
     figures.wait()
     for name, written in group_files.items():
         summary, folder = document["models"][name], out / _safe_name(name)
