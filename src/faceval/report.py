@@ -211,17 +211,19 @@ def write_report(
         write_images_csv(out / "images.csv", result.dataset, result.embedding_sets)
     # The figures are submitted first, so that a `FigureProcess` draws them while the tables are written here
     # (without one they are drawn at `wait`, after the tables).
-    group_files, curves = {}, []
+    curves = []
     for name, model in result.evaluation.models.items():
-        model_figures, folder = result.models[name], out / _safe_name(name)
-        if name in result.groups:
-            group_files[name] = figures.submit(write_group_files, folder, result.groups[name], name)
+        model_figures = result.models[name]
         if model_figures.auc is not None:
-            figures.submit(draw_model_figures, folder, model, model_figures)
+            figures.submit(draw_model_figures, out / _safe_name(name), model, model_figures)
             roc = roc_curve(model.table)
             curves.append(plots.Curve(f"{name} (AUC = {model_figures.auc:.3f})", roc.fmr, roc.tmr))
     if curves:
         figures.submit(draw_roc_figures, out, curves)
+    group_files = {
+        name: figures.submit(write_group_files, out / _safe_name(name), report, name)
+        for name, report in result.groups.items()
+    }
     for name, model in result.evaluation.models.items():
         summary, folder = document["models"][name], out / _safe_name(name)
         if result.models[name].auc is None:
