@@ -116,6 +116,10 @@ def _label(axes: plt.Axes, xlabel: str, ylabel: str, title: str, legend: str = "
     axes.legend(loc=legend, fontsize="small")
 
 
+# Histograms as one filled outline per series, not one rectangle per bin: the same pixels (the bars touch and have no
+# edges), drawn in half the time.
+_FILLED = "stepfilled"
+
 # Margins (figure fractions) of the figures whose labels keep their size whatever the data: the ones tight_layout
 # finds for them, fixed, because measuring every label costs tight_layout up to a tenth of a second per figure.
 _ROC_MARGINS = {"left": 0.104, "right": 0.959, "bottom": 0.113, "top": 0.931}
@@ -234,7 +238,8 @@ def plot_score_histograms(
         (impostor_counts, "impostor (different people)", "tab:red"),
     ):
         if counts.sum() > 0:
-            axes.hist(scores, bins=bins, weights=counts, density=True, alpha=0.45, color=colour, label=label)
+            axes.hist(scores, bins=bins, weights=counts, density=True, alpha=0.45, color=colour, label=label,
+                      histtype=_FILLED)  # fmt: skip
     colours = ["black", "tab:blue", "tab:purple", "tab:orange", "tab:brown"]
     for (label, value), colour in zip(markers.items(), colours, strict=False):
         axes.axvline(value, color=colour, linestyle="--", linewidth=1.2, label=f"{label}: {value:.4g}")
@@ -341,7 +346,8 @@ def plot_group_histograms(
         scores, genuine, impostor = groups[name]
         for counts, label, colour in ((genuine, "genuine", "tab:green"), (impostor, "impostor", "tab:red")):
             if counts.sum() > 0:
-                axes.hist(scores, bins=bins, weights=counts, density=True, alpha=0.45, color=colour, label=label)
+                axes.hist(scores, bins=bins, weights=counts, density=True, alpha=0.45, color=colour, label=label,
+                      histtype=_FILLED)  # fmt: skip
         for (label, value), colour in zip(markers.items(), colours, strict=False):
             axes.axvline(value, color=colour, linestyle="--", linewidth=1.1, label=f"{label}: {value:.4g}")
         axes.set_title(name, fontsize="small")
