@@ -29,7 +29,7 @@ from faceval.results import ModelFigures, Result
 from faceval.search import DEFAULT_CANDIDATES, DEFAULT_MAX_RANK
 
 if TYPE_CHECKING:
-    from faceval.identify import IdentificationRun
+    from faceval.identify_run import IdentificationRun
 
 __version__ = "0.1.0"
 __all__ = [
@@ -187,7 +187,7 @@ def identify(
     the identities kept out of the gallery (their searches give FPIR); ``distractors`` adds gallery images of
     people never searched. ``rank`` is R of FNIR(T, R); ``thresholds`` maps a model name to your threshold in its
     own units (else the global threshold reaches ``target_fpir``). Nothing is written until
-    `IdentificationRun.save`. ``run.models[name]`` is a `~faceval.identify.ModelSearch`: ``fnir_at_fpir`` and
+    `IdentificationRun.save`. ``run.models[name]`` is a `~faceval.identify_run.ModelSearch`: ``fnir_at_fpir`` and
     ``global_threshold`` in the model's units, ``figures`` the CMC (``figures.cmc_at(1)``), per-group figures
     and the FPIR against gallery size.
 
@@ -204,7 +204,7 @@ def identify(
     (4, 3, 2)
     """
     from faceval.gallery import RoleOptions
-    from faceval.identify import IdentifyRequest, SearchOptions, run_identification
+    from faceval.identify_run import IdentifyRequest, SearchOptions, run_identification
     from faceval.pipeline import EmbeddingOptions
 
     if isinstance(sources, str | Path):
@@ -261,7 +261,7 @@ def identify_embeddings(
     (0.2, 0.0, 0.0, False)
     """
     from faceval.gallery import RoleOptions
-    from faceval.identify import SearchOptions, identify_vectors
+    from faceval.identify_run import SearchOptions, identify_vectors
 
     options = SearchOptions(
         fusion,

@@ -839,8 +839,8 @@ def identify(
     Thresholds are reported in the model's units; roles.csv repeats the same roles (--manifest roles.csv).
     """
     # Imported here: every other command (faceval metrics on a few hundred images above all) spares their import.
-    from faceval.identify import IdentifyRequest, SearchOptions, identify_from_embeddings_file, run_identification
     from faceval.identify_report import identification_summary_lines
+    from faceval.identify_run import IdentifyRequest, SearchOptions, identify_from_embeddings_file, run_identification
 
     with _reported_errors(), output_folder(out):
         _rebuild_cache(rebuild_cache, cache, no_cache)

@@ -171,6 +171,7 @@ table { border-collapse: collapse; font-size: 0.9rem; margin: 0.5rem 0; }
 th, td { border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 th { background: #f3f3f3; }
+.ci { color: #555; font-size: 0.8rem; }
 code, .path { font-family: "faceval CJK", ui-monospace, Menlo, Consolas, monospace; font-size: 0.85rem;
               overflow-wrap: anywhere; }
 figure { margin: 0.5rem 0; display: inline-block; max-width: 100%; vertical-align: top; }
@@ -232,6 +233,15 @@ def number(value: Any, digits: int = 4) -> str:
 def interval_text(value: Any, interval: Sequence[float] | None, digits: int = 3) -> str:
     text = number(value, digits)
     return text if not interval else f"{text} [{number(interval[0], digits)}, {number(interval[1], digits)}]"
+
+
+def interval_cell(value: Any, interval: Sequence[float] | None, digits: int = 3) -> str:
+    """An escaped table cell: the value, and its interval on a second line (narrow columns fit a phone)."""
+    text = escape(number(value, digits))
+    if not interval:
+        return text
+    bounds = f"[{number(interval[0], digits)}, {number(interval[1], digits)}]"
+    return f'{text}<br><span class="ci">{escape(bounds)}</span>'
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[bool] = ()) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from faceval.html_report import Page, escape, interval_text, number, page_html, table, write_page
+from faceval.html_report import Page, escape, interval_cell, number, page_html, table, write_page
 from faceval.identification import ALL_SEARCHES
 
 FPIR_KEYS = ("1e-1", "1e-2", "1e-3")
@@ -54,6 +54,7 @@ TEXT: dict[str, dict[str, str]] = {
         "chosen_none": "none: needs mated and non-mated searches",
         "all_searches": "all searches",
         "rank1": "Rank-1",
+        "rank_k": "rank-{rank}",
         "gallery_size": "FPIR against gallery size",
         "gallery_size_intro": "{model}: the same non-mated searches against random sub-galleries of growing size, "
         "at threshold {threshold} ({units}): false positives grow with the gallery.",
@@ -95,6 +96,7 @@ TEXT: dict[str, dict[str, str]] = {
         "chosen_none": "なし：登録済み本人と未登録者の両方の検索が必要",
         "all_searches": "全検索",
         "rank1": "1 位正解率",
+        "rank_k": "{rank} 位以内",
         "gallery_size": "ギャラリーの大きさと FPIR",
         "gallery_size_intro": "{model}：同じ未登録者の検索を、大きさを変えた無作為なギャラリーの一部に対して"
         "閾値 {threshold}（{units}）で行った結果。ギャラリーが大きいほど誤検出が増えます。",
@@ -130,7 +132,7 @@ class IdentificationPage(Page):
         models = self.document["models"]
         ranks = sorted({rank for model in models.values() for rank in model["cmc"]}, key=int)
         header = [self.say(k) for k in ("model", "gallery_ids", "gallery_images", "mated", "nonmated")]
-        header += [self.say("failed_roles")] + [f"rank-{rank}" for rank in ranks]
+        header += [self.say("failed_roles")] + [self.say("rank_k", rank=rank) for rank in ranks]
         rows = [
             [
                 escape(name),
@@ -213,9 +215,9 @@ class IdentificationPage(Page):
                     number(entry["n_identities"]),
                     number(entry["n_mated"]),
                     number(entry["n_nonmated"]),
-                    escape(interval_text(entry["rank1"], entry["rank1_ci"])),
-                    escape(interval_text(entry["fnir"], entry["fnir_ci"])),
-                    escape(interval_text(entry["fpir"], entry["fpir_ci"], 4)),
+                    interval_cell(entry["rank1"], entry["rank1_ci"]),
+                    interval_cell(entry["fnir"], entry["fnir_ci"]),
+                    interval_cell(entry["fpir"], entry["fpir_ci"], 4),
                 ]
                 # "all" last, below the groups it sums up
                 for group, entry in sorted(groups.items(), key=lambda item: item[0] == ALL_SEARCHES)

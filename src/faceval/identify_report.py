@@ -22,7 +22,7 @@ from faceval.atomic import write_csv, write_json
 from faceval.bootstrap import CONFIDENCE, Interval
 from faceval.gallery import GALLERY, PROBE, write_roles_csv
 from faceval.identification import ALL_SEARCHES, CMC_RANKS, GroupFigures
-from faceval.identify import IdentificationRun, ModelSearch
+from faceval.identify_run import IdentificationRun, ModelSearch
 from faceval.report import _safe_name, environment
 from faceval.scoring import Similarity
 
