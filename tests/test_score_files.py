@@ -81,7 +81,7 @@ def test_lower_is_better_and_groups(same_scores):
     assert model["auc"] == pytest.approx(roc_auc_score(genuine, scores), abs=1e-12)
     assert model["accept_when"] == "score <= threshold" and model["best_f1"]["threshold"] < 0.5
     page = (out / "report.html").read_text(encoding="utf-8")
-    assert "<i>" not in page
+    assert "<i>" not in page and f"{len(scores):,} scores (scores (csv))" in page
     for name, site in SITES.items():
         rows = group == name
         auc = roc_auc_score(genuine[rows], scores[rows])

@@ -28,6 +28,7 @@ TEXT: dict[str, dict[str, str]] = {
         "command": "Command",
         "data": "Data",
         "images_identities": "{images} images of {identities} identities ({layout}); {scored} images scored",
+        "scores_text": "{scores} scores ({layout})",
         "models": "Models",
         "model": "Model",
         "file": "File",
@@ -97,6 +98,7 @@ TEXT: dict[str, dict[str, str]] = {
         "command": "コマンド",
         "data": "データ",
         "images_identities": "{identities} 人の画像 {images} 枚（{layout}）、評価に使った画像 {scored} 枚",
+        "scores_text": "スコア {scores} 件（{layout}）",
         "models": "モデル",
         "model": "モデル",
         "file": "ファイル",
@@ -353,6 +355,13 @@ class Page:
 
 class _VerificationPage(Page):
     """The sections of ``metrics.json``'s report."""
+
+    def data(self) -> str | None:
+        """A score file's data sentence (it has scores, not images); None for images."""
+        dataset = self.document["dataset"]
+        if "n_scores" not in dataset:
+            return None
+        return self.say("scores_text", scores=f"{dataset['n_scores']:,}", layout=dataset.get("layout"))
 
     def headline(self) -> str:
         header = [self.say(k) for k in ("model", "images", "failed", "genuine", "impostor")]
@@ -623,7 +632,7 @@ def render_html_report(
     return page_html(
         page,
         (
-            page.run(),
+            page.run(page.data()),
             page.headline(),
             page.threshold(),
             page.comparisons(),
