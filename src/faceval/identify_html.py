@@ -15,8 +15,6 @@ from typing import Any
 from faceval.html_report import Page, escape, interval_cell, number, page_html, table, write_page
 from faceval.identification import ALL_SEARCHES
 
-FPIR_KEYS = ("1e-1", "1e-2", "1e-3")
-
 TEXT: dict[str, dict[str, str]] = {
     "en": {
         "title": "faceval 1:N identification report",
@@ -111,6 +109,11 @@ class IdentificationPage(Page):
     def __init__(self, folder: Path, document: Mapping[str, Any], lang: str) -> None:
         super().__init__(folder, document, lang, TEXT)
 
+    def figures_of(self, entry: Mapping[str, Any], *keys: str) -> str:
+        """The figures ``keys`` of an entry's ``files`` (the document's or a model's) that were written."""
+        files = entry.get("files", {})
+        return self.figure_grid(files[key] for key in keys if key in files)
+
     def threshold_text(self, value: float | None) -> str:
         return self.say("no_threshold_value") if value is None else escape(number(value))
 
@@ -148,7 +151,7 @@ class IdentificationPage(Page):
         return (
             f"<h2>{self.say('accuracy')}</h2><p>{self.say('accuracy_intro')}</p>"
             + table(header, rows, [False] + [True] * (len(header) - 1))
-            + self.figure_grid(self.document.get("files", {}).get(k, "") for k in ("cmc", "fnir_fpir"))
+            + self.figures_of(self.document, "cmc", "fnir_fpir")
         )
 
     def open_set(self) -> str:
@@ -157,8 +160,7 @@ class IdentificationPage(Page):
         header.append(self.say("measurable"))
         for name, model in self.document["models"].items():
             rows = []
-            for key in FPIR_KEYS:
-                point = model["fnir_at_fpir"].get(key)
+            for key, point in model["fnir_at_fpir"].items():
                 if point is None:
                     continue
                 unsupported |= not point["supported"]
@@ -223,7 +225,7 @@ class IdentificationPage(Page):
                 for group, entry in sorted(groups.items(), key=lambda item: item[0] == ALL_SEARCHES)
             ]
             parts.append(f"<h3>{escape(name)}</h3><p>{intro}</p>" + table(header, rows, [False] + [True] * 6))
-            parts.append(self.figure_grid([model.get("files", {}).get("groups", "")]))
+            parts.append(self.figures_of(model, "groups"))
         return f"<h2>{self.say('groups_title')}</h2>" + "".join(parts) if parts else ""
 
     def gallery_size(self) -> str:
@@ -246,7 +248,7 @@ class IdentificationPage(Page):
             parts.append(
                 f"<h3>{escape(name)}</h3><p>{intro}</p>"
                 + table(header, rows, [False] + [True] * len(by_size["sizes"]))
-                + self.figure_grid([model.get("files", {}).get("fpir_gallery_size", "")])
+                + self.figures_of(model, "fpir_gallery_size")
             )
         return f"<h2>{self.say('gallery_size')}</h2>" + "".join(parts) if parts else ""
 

@@ -6,6 +6,7 @@ roles.csv                  the role of every image: a manifest that repeats the 
 cmc.png fnir_fpir.png      CMC and FNIR-FPIR trade-off, one curve per model
 <model>/identify_groups.png        rank-1, FNIR and FPIR per group of probes, 95 % intervals
 <model>/fpir_gallery_size.png      FPIR at the global threshold against the gallery size
+report.html                all of it on one page (`faceval.identify_html`), written by `IdentificationRun.save`
 """
 
 from __future__ import annotations
