@@ -105,7 +105,8 @@ def test_identify_report_is_self_contained_escaped_and_shows_the_figures(japanes
         assert [*expected, cell("rank1"), cell("fnir"), cell("fpir", 4)] in rows, group
     by_size = model["fpir_by_gallery_size"]
     assert ["全検索", *(number(value) for value in by_size["fpir"]["all"])] in rows
-    assert f"閾値 {number(model['global_threshold']['threshold'])}（distance、未登録者の検索全体で FPIR 0.01" in text
+    assert f"閾値 {number(model['global_threshold']['threshold'])}（距離、未登録者の検索全体で FPIR 0.01" in text
+    assert "dlib：距離 &lt;= 閾値 のとき候補を受け入れ（距離）" in text  # units and rules in Japanese too
 
 
 def test_english_report_and_no_report(folders, japanese_run):

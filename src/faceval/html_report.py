@@ -163,6 +163,21 @@ TEXT: dict[str, dict[str, str]] = {
     },
 }
 
+# The fixed English terms of the documents (units, decision rules), in the other languages; other values as they are.
+TERMS: dict[str, dict[str, str]] = {
+    "ja": {
+        "distance": "距離",
+        "cosine similarity": "コサイン類似度",
+        "distance between L2-normalised templates": "L2 正規化したテンプレート間の距離",
+        "score (higher = more alike)": "スコア（大きいほど似ている）",
+        "score (lower = more alike)": "スコア（小さいほど似ている）",
+        "distance <= threshold": "距離 <= 閾値",
+        "similarity >= threshold": "類似度 >= 閾値",
+        "score >= threshold": "スコア >= 閾値",
+        "score <= threshold": "スコア <= 閾値",
+    },
+}
+
 _STYLE = """
 :root { font-family: "faceval CJK", system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d1d1f;
         line-height: 1.5; }
@@ -305,6 +320,10 @@ class Page:
         """A translated sentence with escaped values filled in."""
         return escape(self.t[key]).format(**{name: escape(value) for name, value in values.items()})
 
+    def term(self, value: str) -> str:
+        """A document's unit or decision rule in the page's language (plain text: `say` escapes it)."""
+        return TERMS.get(self.lang, {}).get(value, value)
+
     def figure_grid(self, names: Iterable[str]) -> str:
         """The output folder's PNGs ``names`` (those that exist) side by side, narrowing to one column on a phone."""
         figures = "".join(figure(self.folder, name) for name in names)
@@ -398,9 +417,9 @@ class _VerificationPage(Page):
                 self.say(
                     "threshold_text",
                     model=name,
-                    accept=model["accept_when"],
+                    accept=self.term(model["accept_when"]),
                     threshold=number(point["threshold"]),
-                    units=model["units"],
+                    units=self.term(model["units"]),
                     impostor=f"{point['n_impostor']:,}",
                     fmr=interval_text(point["fmr"], point.get("fmr_ci"), 5),
                     target=f"{point['target_fmr']:g}",

@@ -178,7 +178,11 @@ class IdentificationPage(Page):
             if not rows:
                 continue
             intro = self.say(
-                "open_set_intro", model=name, accept=model["accept_when"], units=model["units"], rank=model["rank"]
+                "open_set_intro",
+                model=name,
+                accept=self.term(model["accept_when"]),
+                units=self.term(model["units"]),
+                rank=model["rank"],
             )
             parts.append(f"<h3>{escape(name)}</h3><p>{intro}</p>" + table(header, rows, [False] + [True] * 6))
         if unsupported:
@@ -206,7 +210,7 @@ class IdentificationPage(Page):
                 "groups_intro",
                 model=name,
                 threshold="–" if chosen["threshold"] is None else number(chosen["threshold"]),
-                units=model["units"],
+                units=self.term(model["units"]),
                 chosen=self.chosen(chosen["chosen_by"]),
                 rank=model["rank"],
                 resamples=model["bootstrap"]["n_resamples"],
@@ -243,7 +247,7 @@ class IdentificationPage(Page):
                 "gallery_size_intro",
                 model=name,
                 threshold=number(model["global_threshold"]["threshold"]),
-                units=model["units"],
+                units=self.term(model["units"]),
             )
             parts.append(
                 f"<h3>{escape(name)}</h3><p>{intro}</p>"
