@@ -10,10 +10,13 @@ Synthetic 128-d embeddings, 10 images per identity, Euclidean distance (AUC near
    no intervals. It is run only up to ``--baseline-max-pairs`` (it holds every pair several times over).
 
 Time is wall-clock of the whole process (imports included); peak memory is the largest sum of the resident
-memory of the process and all its children, sampled every 50 ms. The ratio is baseline / faceval.
+memory of the process and all its children, sampled every 50 ms. The ratio is baseline / faceval. With
+``--repeat N`` both run N times, alternating, and the medians are compared: on a shared machine one run says little
+(the 1-minute load average is printed beside every run).
 
     .venv/bin/python benchmarks/bench_scale.py                       # 355k, 1e7, 1e8 pairs
     .venv/bin/python benchmarks/bench_scale.py --sizes 355k 1e9      # any of 355k 1e7 1e8 1e9
+    .venv/bin/python benchmarks/bench_scale.py --sizes 355k --repeat 7   # medians of 7 alternating runs
     .venv/bin/python benchmarks/bench_scale.py --sizes --warm-embed ../shared/faces/yale   # cold vs warm embed
 
 ``--warm-embed FOLDER`` times ``faceval embed FOLDER --model dlib`` into a new, empty store (cold), then three
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -118,6 +122,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="*", choices=list(SIZES), default=["355k", "1e7", "1e8"])
     parser.add_argument("--warm-embed", type=Path, metavar="FOLDER", help="Also time a cold and a warm embed.")
     parser.add_argument("--baseline-max-pairs", type=float, default=2e8)
+    parser.add_argument("--repeat", type=int, default=1, help="Runs of each command (alternating); medians compared.")
     parser.add_argument("--keep", type=Path, help="Keep the embeddings and outputs in this folder.")
     parser.add_argument("--baseline", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -138,42 +143,59 @@ def main() -> None:
             write_embeddings(path, n_images)
         out = folder / f"out_{size}"
         command = [sys.executable, "-m", "faceval", "metrics", str(path), "--out", str(out)]
-        seconds, peak, code = measured(command, folder / f"faceval_{size}.log", env)
-        document = json.loads((out / "metrics.json").read_text()) if code == 0 else None
-        model = document["models"][path.stem] if document else None
-        time_goal, memory_goal = GOALS[size]
-        met = seconds < time_goal and (memory_goal is None or peak < memory_goal)
+        needed = BASELINE_BYTES_PER_PAIR * n_pairs
+        if n_pairs > args.baseline_max_pairs:
+            skipped = f"not run above {args.baseline_max_pairs:.0e} pairs (holds every pair)"
+        elif psutil.virtual_memory().available < needed:
+            skipped = (f"not run, needs about {needed / 1e9:.0f} GB and "
+                       f"{psutil.virtual_memory().available / 1e9:.0f} GB are free")  # fmt: skip
+        else:
+            skipped = None
+        runs, base_runs = [], []
+        for _ in range(args.repeat):
+            load = os.getloadavg()[0]
+            runs.append((*measured(command, folder / f"faceval_{size}.log", env), load))
+            if skipped is None:
+                log = folder / f"baseline_{size}.log"
+                load = os.getloadavg()[0]
+                base_runs.append((*measured([sys.executable, __file__, "--baseline", str(path)], log), load))
         print(f"\n{size}: {n_images:,} images, {n_pairs:,} pairs")
-        if model is None:
+        code = max(run[2] for run in runs)
+        if code != 0:
             print(f"  faceval metrics FAILED (exit {code}), see {folder / f'faceval_{size}.log'}")
             continue
+        seconds, peak = statistics.median(run[0] for run in runs), max(run[1] for run in runs)
+        model = json.loads((out / "metrics.json").read_text())["models"][path.stem]
+        time_goal, memory_goal = GOALS[size]
+        met = seconds < time_goal and (memory_goal is None or peak < memory_goal)
         intervals = model.get("bootstrap", {})
         print(
-            f"  faceval metrics: {seconds:.1f} s, peak {peak:.2f} GB (goal < {time_goal:g} s"
+            f"  faceval metrics: {seconds:.2f} s{_spread(runs)}, peak {peak:.2f} GB (goal < {time_goal:g} s"
             + (f", < {memory_goal:g} GB" if memory_goal else "")
             + f": {'met' if met else 'NOT met'}); AUC {model['auc']:.6f} "
             f"{model['all_pairs'].get('auc_ci')}, "
             f"resolution {model['resolution']['kind']} (AUC bracket {model['resolution']['auc_bracket']:.1e}), "
             f"intervals {intervals.get('intervals')}"
         )
-        if n_pairs > args.baseline_max_pairs:
-            print(f"  numpy + scikit-learn: not run above {args.baseline_max_pairs:.0e} pairs (holds every pair)")
+        if skipped is not None:
+            print(f"  numpy + scikit-learn: {skipped}")
             continue
-        needed = BASELINE_BYTES_PER_PAIR * n_pairs
-        if psutil.virtual_memory().available < needed:
-            print(f"  numpy + scikit-learn: not run, needs about {needed / 1e9:.0f} GB and "
-                  f"{psutil.virtual_memory().available / 1e9:.0f} GB are free")  # fmt: skip
+        if max(run[2] for run in base_runs) != 0:
+            print(f"  numpy + scikit-learn: FAILED (exit {base_runs[-1][2]}, {base_runs[-1][0]:.0f} s)")
             continue
-        log = folder / f"baseline_{size}.log"
-        base_seconds, base_peak, base_code = measured([sys.executable, __file__, "--baseline", str(path)], log)
-        if base_code != 0:
-            print(f"  numpy + scikit-learn: FAILED (exit {base_code}, {base_seconds:.0f} s, {base_peak:.1f} GB)")
-            continue
-        figures = json.loads(log.read_text().strip().splitlines()[-1])
+        figures = json.loads((folder / f"baseline_{size}.log").read_text().strip().splitlines()[-1])
+        base_seconds, base_peak = statistics.median(run[0] for run in base_runs), max(run[1] for run in base_runs)
         print(
-            f"  numpy + scikit-learn: {base_seconds:.1f} s, peak {base_peak:.2f} GB; AUC {figures['auc']:.6f}; "
-            f"ratio {base_seconds / seconds:.1f}x time, {base_peak / peak:.1f}x memory"
+            f"  numpy + scikit-learn: {base_seconds:.2f} s{_spread(base_runs)}, peak {base_peak:.2f} GB; "
+            f"AUC {figures['auc']:.6f}; ratio {base_seconds / seconds:.2f}x time, {base_peak / peak:.1f}x memory"
         )
+
+
+def _spread(runs: list[tuple[float, float, int, float]]) -> str:
+    """Every run's time and the load average when it started, when there are several runs."""
+    if len(runs) == 1:
+        return f" (load {runs[0][3]:.1f})"
+    return f" (median of {', '.join(f'{run[0]:.2f} at load {run[3]:.1f}' for run in runs)})"
 
 
 if __name__ == "__main__":
