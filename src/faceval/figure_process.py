@@ -18,13 +18,16 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import pickle
+import queue
 import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Callable
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from types import TracebackType
 from typing import Any
 
@@ -55,6 +58,18 @@ class FigureProcess:
             self._process.start()
         jobs_in.close()
         replies_out.close()
+        # A job is pickled here when submitted and sent by a thread: a large job waits in the pipe until the child
+        # is done with the one before, and the tables are written meanwhile.
+        self._outbox: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
+        self._sender = threading.Thread(target=self._send, name="faceval-figures-sender", daemon=True)
+        self._sender.start()
+
+    def _send(self) -> None:
+        while (job := self._outbox.get()) is not None:
+            try:
+                self._jobs.send_bytes(job)
+            except OSError:  # the child is gone: `wait` says so
+                return
 
     @property
     def background(self) -> bool:
@@ -72,7 +87,7 @@ class FigureProcess:
         if self._process is None:
             self._deferred.append((future, function, args, kwargs))
         else:
-            self._jobs.send((function, args, kwargs))
+            self._outbox.put(ForkingPickler.dumps((function, args, kwargs)))
             self._sent.append(future)
         return future
 
@@ -103,10 +118,12 @@ class FigureProcess:
         """End the child: after its current job, or at once with ``stop`` (the command is failing anyway)."""
         if self._process is None:
             return
-        self._jobs.close()  # the child's next read ends its loop
-        self._replies.close()
         if stop:
             self._process.terminate()
+        self._outbox.put(None)
+        self._sender.join(_JOIN_SECONDS)
+        self._jobs.close()  # the child's next read ends its loop
+        self._replies.close()
         self._process.join(_JOIN_SECONDS)
         if self._process.is_alive():  # pragma: no cover - a job stuck for seconds
             self._process.kill()

@@ -204,13 +204,8 @@ def write_report(
     document = metrics_document(result, command)
     for summary in document["models"].values():
         summary["files"] = {}  # each model's files, listed as they are written
-    # The main result first, then the tables: a failing figure or a full disk must not lose them.
-    write_json(out / "metrics.json", document)
-    write_models_csv(out / "models.csv", result)
-    if result.dataset is not None and result.embedding_sets:
-        write_images_csv(out / "images.csv", result.dataset, result.embedding_sets)
-    # The figures are submitted first, so that a `FigureProcess` draws them while the tables are written here
-    # (without one they are drawn at `wait`, after the tables).
+    # The figures are submitted first, so that a `FigureProcess` draws them while the files are written here;
+    # without one they are drawn at `wait`, after the tables.
     curves = []
     for name, model in result.evaluation.models.items():
         model_figures = result.models[name]
@@ -224,6 +219,11 @@ def write_report(
         name: figures.submit(write_group_files, out / _safe_name(name), report, name)
         for name, report in result.groups.items()
     }
+    # The main result first, then the tables: a failing figure or a full disk must not lose them.
+    write_json(out / "metrics.json", document)
+    write_models_csv(out / "models.csv", result)
+    if result.dataset is not None and result.embedding_sets:
+        write_images_csv(out / "images.csv", result.dataset, result.embedding_sets)
     for name, model in result.evaluation.models.items():
         summary, folder = document["models"][name], out / _safe_name(name)
         if result.models[name].auc is None:
