@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -63,6 +64,10 @@ def test_a_failing_job_raises_in_the_parent_after_the_others_are_done(tmp_path):
         # An exception that cannot cross the pipe arrives as a RuntimeError with its type and text.
         figures.submit(fail_with, "odd")
         with pytest.raises(RuntimeError, match="Unpicklable: an odd error"):
+            figures.wait()
+        # So does a result that cannot cross it.
+        figures.submit(threading.Lock)
+        with pytest.raises(TypeError, match="cannot pickle"):
             figures.wait()
         # The process goes on serving jobs after a failure.
         served = figures.submit(os.getpid)

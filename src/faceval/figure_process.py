@@ -9,8 +9,9 @@ job's error as the parent's own.
 
 The child is forked before the command starts any thread of its own; it ignores Ctrl-C (the parent decides what
 stops: on an error it ends the child, which removes a file it was writing) and ends when the parent closes it or
-exits, however the parent ends. Where ``fork`` is not available (Windows, macOS), or with ``background=False``,
-the jobs run in this process at `FigureProcess.wait`: the same files, drawn one after the other.
+exits, however the parent ends. Elsewhere than on Linux (Windows has no ``fork``, macOS's system libraries are not
+safe to fork), or with ``background=False``, the jobs run in this process at `FigureProcess.wait`: the same files,
+drawn one after the other.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class FigureProcess:
         while (job := self._outbox.get()) is not None:
             try:
                 self._jobs.send_bytes(job)
-            except OSError:  # the child is gone: `wait` says so
+            except (OSError, ValueError):  # the child is gone, or the pipe closed: `wait` says so
                 return
 
     @property
@@ -163,8 +164,10 @@ def _serve(jobs: Connection, replies: Connection, *parent_ends: Connection) -> N
             reply = (False, _portable(error))
         try:
             replies.send(reply)
-        except (BrokenPipeError, EOFError):
+        except OSError:  # the parent is gone
             return
+        except Exception as error:  # a result that cannot be pickled
+            replies.send((False, _portable(error)))
 
 
 def _stop(number: int, frame: Any) -> None:
