@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from faceval.accumulators import update_counts
+from faceval.accumulators import ModelFeed, update_counts
 from faceval.evaluation import score_pairs
 from faceval.gpu import (
     SCORE_TOLERANCE,
@@ -45,9 +45,9 @@ def assert_same_table(actual, expected) -> None:
 @pytest.mark.parametrize("similarity", list(Similarity))
 def test_device_code_on_the_cpu_gives_the_cpu_counts_bit_for_bit(similarity):
     vectors, identities = synthetic()
-    feed = DevicePairs(vectors, identities, similarity, np)
+    feed = DevicePairs([(vectors, similarity)], identities, np)
     assert_same_table(
-        feed.accumulate(ScoreCounts, update_counts).compute(), score_pairs(vectors, identities, similarity)
+        feed.accumulate(ScoreCounts, ModelFeed(update_counts)).compute(), score_pairs(vectors, identities, similarity)
     )
 
 
@@ -56,9 +56,9 @@ def test_card_sized_tiles_change_scores_only_within_the_tolerance(similarity):
     vectors, identities = synthetic()
     expected = all_pair_scores(vectors, identities, similarity)
     # About 3 rows per tile: other matrix shapes, as on a card, round a few scores differently.
-    feed = DevicePairs(vectors, identities, similarity, np, max_bytes=64 * 3 * len(vectors))
+    feed = DevicePairs([(vectors, similarity)], identities, np, max_bytes=64 * 3 * len(vectors))
     assert feed.rows_per_tile == 3
-    pairs = feed.accumulate(list, list.append)
+    pairs = feed.accumulate(list, ModelFeed(list.append))
     scores = np.concatenate([chunk.scores for chunk in pairs])
     assert np.array_equal(np.concatenate([chunk.first for chunk in pairs]), expected.first)
     assert np.array_equal(np.concatenate([chunk.second for chunk in pairs]), expected.second)
@@ -71,7 +71,7 @@ def test_device_lattice_counts_are_the_scale_engines_bit_for_bit(similarity):
     # Lattice counts are placed and counted where the scores are (the path a GPU takes), with lattice.py's cells.
     vectors, identities = synthetic()
     new = functools.partial(LatticeCounts, Lattice.for_similarity(similarity))
-    counts = DevicePairs(vectors, identities, similarity, np).accumulate(new, update_counts)
+    counts = DevicePairs([(vectors, similarity)], identities, np).accumulate(new, ModelFeed(update_counts))
     table = counts.compute()
     assert_same_table(table, score_pairs(vectors, identities, similarity, exact=False))
     assert table.lattice == Lattice.for_similarity(similarity)
@@ -101,7 +101,7 @@ def test_group_report_from_the_device_feed_equals_the_cpu_one(intervals):
         target_fmr=0.01, n_resamples=20, intervals=intervals, exact=None if intervals == "bootstrap" else False
     )
     local = group_report(iter_pair_chunks(vectors, identities, "cosine"), labels, identities, "cosine", options)
-    device = group_report(DevicePairs(vectors, identities, "cosine", np), labels, identities, "cosine", options)
+    device = group_report(DevicePairs([(vectors, "cosine")], identities, np), labels, identities, "cosine", options)
     assert_same_report(device, local)
     assert bool(local.influences) == (intervals == "streaming")
 
@@ -114,7 +114,7 @@ def test_streaming_intervals_from_the_device_feed_place_their_bins_from_the_lead
     assert 2_000_000 < n_pairs < 4_000_000
     options = GroupOptions(target_fmr=0.01, n_resamples=20, intervals="streaming", exact=False)
     local = group_report(iter_pair_chunks(vectors, identities, "cosine"), None, identities, "cosine", options)
-    feed = DevicePairs(vectors, identities, "cosine", np, max_bytes=64 * 300 * len(vectors))
+    feed = DevicePairs([(vectors, "cosine")], identities, np, max_bytes=64 * 300 * len(vectors))
     assert feed.rows_per_tile == 300
     assert_same_report(group_report(feed, None, identities, "cosine", options), local)
 
@@ -148,14 +148,14 @@ def test_on_the_gpu_scores_match_the_cpu_within_the_tolerance(similarity):
     cupy = cupy_or_none()
     vectors, identities = synthetic(400, 5)
     expected = all_pair_scores(vectors, identities, similarity)
-    pairs = DevicePairs(vectors, identities, similarity, cupy).accumulate(list, list.append)
+    pairs = DevicePairs([(vectors, similarity)], identities, cupy).accumulate(list, ModelFeed(list.append))
     # A list is a host state: the chunks come back as numpy arrays.
     scores = np.concatenate([chunk.scores for chunk in pairs])
     assert np.abs(scores - expected.scores).max() <= SCORE_TOLERANCE
     # Device counts on the lattice: identical except pairs whose CPU score is within the tolerance of a cell edge.
     lattice = Lattice.for_similarity(similarity)
-    on_gpu = DevicePairs(vectors, identities, similarity, cupy).accumulate(
-        functools.partial(LatticeCounts, lattice), update_counts
+    on_gpu = DevicePairs([(vectors, similarity)], identities, cupy).accumulate(
+        functools.partial(LatticeCounts, lattice), ModelFeed(update_counts)
     )
     on_cpu = LatticeCounts(lattice)
     on_cpu.update(expected.scores, expected.genuine)
