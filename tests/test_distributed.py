@@ -28,14 +28,23 @@ from faceval import distributed as faceval_distributed
 from faceval import extraction
 from faceval.accumulators import ModelFeed, update_counts
 from faceval.cli import main
-from faceval.datasets import Dataset, load_dataset
-from faceval.distributed import ClusterError, DaskPairs, DaskWorkers, SharedPathError, _embed_on_worker, connect
+from faceval.datasets import Dataset, ImageRecord, load_dataset
+from faceval.distributed import (
+    ClusterError,
+    DaskPairs,
+    DaskWorkers,
+    SharedPathError,
+    _embed_on_worker,
+    connect,
+    dask_pairs,
+)
 from faceval.embedders import EmbeddingResult, ModelSpec
-from faceval.evaluation import score_pairs
+from faceval.evaluation import evaluate_embeddings, score_pairs
 from faceval.extraction import EmbeddingSet, WorkerError, extract_embeddings
 from faceval.groups import GroupOptions, group_report
 from faceval.lattice import Lattice, LatticeCounts
 from faceval.metrics import ScoreCounts
+from faceval.results import Result
 from faceval.scoring import Similarity, iter_pair_chunks
 from faceval.store import EmbeddingStore
 
@@ -338,6 +347,32 @@ def test_a_dead_scheduler_is_a_clear_error_and_the_store_stays_consistent(
 def slow_update(counts: ScoreCounts, chunk, delay: float) -> None:
     time.sleep(delay)
     counts.update(chunk.scores, chunk.genuine)
+
+
+@pytest.mark.parametrize("intervals", ["bootstrap", "streaming"])
+def test_a_two_model_pass_on_the_cluster_gives_the_local_evaluation(local_client, intervals):
+    vectors, identities = synthetic(40, 4)
+    noisy = vectors + np.random.default_rng(5).normal(scale=1.5, size=vectors.shape)
+    records = tuple(ImageRecord(Path(f"{k}.png"), f"id{identity}") for k, identity in enumerate(identities))
+    dataset = Dataset(Path("."), "folders", records)
+    sets = [
+        EmbeddingSet(name, similarity, {}, tuple(EmbeddingResult(vector) for vector in model_vectors))
+        for name, model_vectors, similarity in (
+            ("sharp", vectors, Similarity.COSINE),
+            ("noisy", noisy, Similarity.EUCLIDEAN),
+        )
+    ]
+    labels = np.where(identities < 20, "A", "B").astype(object)
+    options = {
+        embeddings.model: GroupOptions(target_fmr=0.01, n_resamples=20, intervals=intervals, exact=False)
+        for embeddings in sets
+    }
+    local = evaluate_embeddings(dataset, sets, groups=labels, group_options=options)
+    remote = evaluate_embeddings(
+        dataset, sets, groups=labels, group_options=options, pair_feed=dask_pairs(local_client)
+    )
+    assert Result(remote).to_dict() == Result(local).to_dict()
+    assert len(local.comparisons) == 1 and local.comparisons[0].interval is not None
 
 
 def test_a_dead_scheduler_during_scoring_is_a_clear_error(processes):

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from faceval.accumulators import ModelFeed, update_counts
-from faceval.evaluation import score_pairs
+from faceval.datasets import Dataset, ImageRecord
+from faceval.embedders import EmbeddingResult
+from faceval.evaluation import evaluate_embeddings, score_pairs
+from faceval.extraction import EmbeddingSet
 from faceval.gpu import (
     SCORE_TOLERANCE,
     DevicePairs,
@@ -25,6 +29,7 @@ from faceval.gpu import (
 from faceval.groups import GroupOptions, group_report
 from faceval.lattice import Lattice, LatticeCounts
 from faceval.metrics import ScoreCounts
+from faceval.results import Result
 from faceval.scoring import Similarity, all_pair_scores, iter_pair_chunks
 
 
@@ -117,6 +122,38 @@ def test_streaming_intervals_from_the_device_feed_place_their_bins_from_the_lead
     feed = DevicePairs([(vectors, "cosine")], identities, np, max_bytes=64 * 300 * len(vectors))
     assert feed.rows_per_tile == 300
     assert_same_report(group_report(feed, None, identities, "cosine", options), local)
+
+
+def two_models(n_identities: int = 40, per_identity: int = 4) -> tuple[Dataset, list[EmbeddingSet], np.ndarray]:
+    """A dataset of synthetic images with two models' embeddings of them, and a group per image."""
+    vectors, identities = synthetic(n_identities, per_identity)
+    records = tuple(ImageRecord(Path(f"{k}.png"), f"id{identity}") for k, identity in enumerate(identities))
+    noisy = vectors + np.random.default_rng(5).normal(scale=1.5, size=vectors.shape)
+    sets = [
+        EmbeddingSet(name, similarity, {}, tuple(EmbeddingResult(vector) for vector in model_vectors))
+        for name, model_vectors, similarity in (
+            ("sharp", vectors, Similarity.COSINE),
+            ("noisy", noisy, Similarity.EUCLIDEAN),
+        )
+    ]
+    return Dataset(Path("."), "folders", records), sets, np.where(identities % 2 == 0, "even", "odd").astype(object)
+
+
+@pytest.mark.parametrize("intervals", ["bootstrap", "streaming"])
+def test_a_two_model_pass_on_the_device_feed_gives_the_local_evaluation(intervals):
+    dataset, sets, labels = two_models()
+    options = {
+        embeddings.model: GroupOptions(target_fmr=0.01, n_resamples=20, intervals=intervals, exact=False)
+        for embeddings in sets
+    }
+
+    def on_device(models, identities, progress=False, label=""):
+        return DevicePairs(models, identities, np, progress, label)
+
+    local = evaluate_embeddings(dataset, sets, groups=labels, group_options=options)
+    device = evaluate_embeddings(dataset, sets, groups=labels, group_options=options, pair_feed=on_device)
+    assert Result(device).to_dict() == Result(local).to_dict()
+    assert len(local.comparisons) == 1 and local.comparisons[0].interval is not None
 
 
 def test_devices_that_are_not_there_say_how_to_get_them():

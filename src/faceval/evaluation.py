@@ -275,12 +275,16 @@ def evaluate_embeddings(
     if listed is not None:
         evaluation.dataset["pairs"] = listed.summary()
         evaluation.notes.extend(listed.notes())
+        if len(embedding_sets) > 1:
+            # The listed pairs are not every pair of the images, which the identity resamples rebuild.
+            evaluation.notes.append("models not compared pairwise (DeLong, paired bootstrap) on a pair list")
     # Without groups every record is in the one group, so its failures (FTE) are still counted.
     record_groups = groups if groups is not None else np.full(dataset.n_images, ALL, dtype=object)
     # The pairs every model is scored on: all pairs of the scored images, or the listed ones.
     n_pairs = len(indices) * (len(indices) - 1) // 2 if listed is None else int(listed.genuine.size)
     image_groups = None if groups is None else groups[indices]
-    comparing = listed is None and bool(group_options) and len(embedding_sets) > 1 and len(indices) >= 2
+    # Several models on all pairs are compared pairwise, with the first model's interval options.
+    comparing = listed is None and group_options and len(embedding_sets) > 1
     compare_options = next(iter(group_options.values())) if group_options and comparing else None
     if len(indices) < 2:
         for embeddings in embedding_sets:
@@ -351,10 +355,7 @@ def evaluate_embeddings(
             embeddings.n_failed,
             table,
         )
-    if listed is not None and len(embedding_sets) > 1:
-        # The pair list's pairs are not every pair of the images, which the identity resamples rebuild.
-        evaluation.notes.append("models not compared pairwise (DeLong, paired bootstrap) on a pair list")
-    elif compare_options is not None:
+    if compare_options is not None:
         evaluation.comparisons = _comparisons(evaluation, names, identities, image_groups, held, compare_options)
         if not evaluation.comparisons and compare_options.n_resamples:
             evaluation.notes.append(
