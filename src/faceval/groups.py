@@ -848,13 +848,23 @@ def prepare_groups(
 
 
 def _finish(plan: GroupPass, state: _GroupState, held: HeldScores | None) -> GroupReport:
+    """`GroupPass.finish`: the figures, intervals and notes from the merged state."""
     options, similarity, identities, names, codes = (
-        plan.options, plan.similarity, plan.identities, plan.names, plan.codes
-    )  # fmt: skip
+        plan.options,
+        plan.similarity,
+        plan.identities,
+        plan.names,
+        plan.codes,
+    )
     n_images, n_pairs, failures, group_by, method = (
-        identities.size, plan.n_pairs, plan.failures, plan.group_by, plan.method
-    )  # fmt: skip
+        identities.size,
+        plan.n_pairs,
+        plan.failures,
+        plan.group_by,
+        plan.method,
+    )
     calibrating, identity_split = plan.calibrating, plan.identity_split
+    # Copies: finishing twice (or after another model's finish) starts from the same prepared values.
     thresholds, notes = dict(plan.thresholds), list(plan.notes)
     pairs, statistics = state.pairs, state.statistics
 
