@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import signal
 import sys
@@ -68,6 +69,31 @@ def print_summary(result: Result, out_dir: Path) -> None:
 @click.version_option(__version__, prog_name="faceval")
 def main() -> None:
     """How well does a face-recognition model verify your own people, and at which threshold?"""
+    _reuse_freed_memory()
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def _reuse_freed_memory() -> None:
+    """Let glibc keep freed blocks of up to 32 MiB for reuse (mmap threshold 32 MiB, trim threshold 128 MiB).
+
+    By default each block above 128 kB is its own mapping, returned to the system when freed, and glibc raises that
+    bar only as it sees such blocks freed, at random with several threads: the bootstrap's blocks of tens of MB,
+    allocated and freed by the thousand, then cost a page fault per 4 kB each time (0.2-0.4 s of system time at
+    355k pairs, 0.7 s at 10^7 pairs in `benchmarks/bench_scale.py`). A command-line process only: a library leaves its host's
+    allocator alone. Nothing happens where the C library is not glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    # The trim threshold also freezes the mmap threshold: set it only once the mmap threshold is taken.
+    if mallopt(_M_MMAP_THRESHOLD, 32 << 20) == 1:
+        mallopt(_M_TRIM_THRESHOLD, 128 << 20)
 
 
 # SOURCES, --layout, --manifest: where the images are (shared by 'evaluate' and 'embed').

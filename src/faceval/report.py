@@ -198,7 +198,8 @@ def write_report(
     ``full_sweep`` every row of the table also goes to ``sweep_full.npz`` (one array per column). ``figures``
     draws the PNG files (a `FigureProcess` started with the command draws them in its own process while this one
     writes the tables); without it they are drawn here."""
-    figures = figures or FigureProcess(background=False)
+    here = FigureProcess(background=False)
+    figures = figures or here
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     document = metrics_document(result, command)
@@ -215,8 +216,12 @@ def write_report(
             curves.append(plots.Curve(f"{name} (AUC = {model_figures.auc:.3f})", roc.fmr, roc.tmr))
     if curves:
         figures.submit(draw_roc_figures, out, curves)
+    # A report of one group holds the pairs' tables twice over and gets groups.csv only (its figures would repeat the
+    # model's): written here, not sent to the figure process.
     group_files = {
-        name: figures.submit(write_group_files, out / _safe_name(name), report, name)
+        name: (figures if len(report.groups) > 1 else here).submit(
+            write_group_files, out / _safe_name(name), report, name
+        )
         for name, report in result.groups.items()
     }
     # The main result first, then the tables: a failing figure or a full disk must not lose them.
@@ -247,6 +252,7 @@ def write_report(
                 ("score_histogram", "score_histogram.png"),
             )
         }
+    here.wait()
     figures.wait()
     for name, written in group_files.items():
         summary, folder = document["models"][name], out / _safe_name(name)
