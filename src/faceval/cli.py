@@ -82,8 +82,8 @@ def _reuse_freed_memory() -> None:
     By default each block above 128 kB is its own mapping, returned to the system when freed, and glibc raises that
     bar only as it sees such blocks freed, at random with several threads: the bootstrap's blocks of tens of MB,
     allocated and freed by the thousand, then cost a page fault per 4 kB each time (0.2-0.4 s of system time at
-    355k pairs, 0.7 s at 10^7 pairs in `benchmarks/bench_scale.py`). A command-line process only: a library leaves its host's
-    allocator alone. Nothing happens where the C library is not glibc.
+    355k pairs, 0.7 s at 10^7 pairs in `benchmarks/bench_scale.py`). A command-line process only: a library leaves
+    its host's allocator alone. Nothing happens where the C library is not glibc.
     """
     if not sys.platform.startswith("linux"):
         return
