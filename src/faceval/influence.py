@@ -11,9 +11,15 @@ turns them, with the score table of the same pairs, into the influences of the A
 rates at fixed thresholds, and `IdentityInfluences.resampled` into bootstrap replicates with the very
 multiplicities of the exact bootstrap, so every interval, FDR and comparison downstream works unchanged.
 
-Exact: genuine pairs (per identity scores). Approximated within one bin: an identity's impostor pairs between
-two bin edges are assumed spread like all impostor pairs there (edges are lattice thresholds, so the global counts
-at them are exact). First order: the intervals need enough identities (coverage is tested at 60 identities).
+Not every replicate needs the expansion. FNMR at a fixed threshold is a ratio of per-identity genuine counts, so
+its replicate ``sum_k m_k e_k / sum_k m_k g_k`` is the bootstrap's exactly. With few identities
+(`PAIR_TABLE_ENTRIES`) the impostors are also counted per identity pair and bin (`BinnedImpostors`), and FMR,
+TAR@FAR (threshold re-chosen per resample) and the AUC are recomputed under each resample's weights ``m_k m_l``.
+
+Exact: genuine pairs (per identity scores). Approximated within one bin: an identity's (or identity pair's)
+impostor pairs between two bin edges are assumed spread like all impostor pairs there (edges are lattice
+thresholds, so the global counts at them are exact). First order: the EER always, and the rest without the
+identity-pair table; these want enough identities (coverage is tested at 100 identities).
 """
 
 from __future__ import annotations
