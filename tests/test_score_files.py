@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 
 import numpy as np
@@ -62,12 +63,16 @@ def test_bob4_bob5_and_csv_give_sklearns_auc(same_scores, monkeypatch):
         assert "3,000 scores from" in output
 
 
+# A group value is untrusted text, like a folder name: report.html must show it, escaped.
+SITES = {"A": "A", "B": "<i>B</i>"}
+
+
 def test_lower_is_better_and_groups(same_scores):
     folder, scores, genuine, group = same_scores
     with open(folder / "distances.csv", "w") as handle:
         handle.write("genuine,score,site\n")
         for k in range(len(scores)):
-            handle.write(f"{'true' if genuine[k] else 'false'},{-float(scores[k])!r},{group[k]}\n")
+            handle.write(f"{'true' if genuine[k] else 'false'},{-float(scores[k])!r},{SITES[group[k]]}\n")
     out = folder / "out"
     code, output = run_cli("scores", str(folder / "distances.csv"), "--lower-is-better", "--group-by", "site",
                            "--out", str(out))  # fmt: skip
@@ -75,12 +80,17 @@ def test_lower_is_better_and_groups(same_scores):
     model = json.loads((out / "metrics.json").read_text())["models"]["distances"]
     assert model["auc"] == pytest.approx(roc_auc_score(genuine, scores), abs=1e-12)
     assert model["accept_when"] == "score <= threshold" and model["best_f1"]["threshold"] < 0.5
-    for name in ("A", "B"):
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<i>" not in page and f"{len(scores):,} scores (scores (csv))" in page
+    for name, site in SITES.items():
         rows = group == name
-        assert model["score_groups"][name]["auc"] == pytest.approx(roc_auc_score(genuine[rows], scores[rows]))
-        # The terminal shows each group's figures too, not only metrics.json.
-        line = next(line for line in output.splitlines() if line.startswith(f"  {name} "))
-        assert f"{model['score_groups'][name]['auc']:.4f}" in line
+        auc = roc_auc_score(genuine[rows], scores[rows])
+        assert model["score_groups"][site]["auc"] == pytest.approx(auc)
+        # The terminal and report.html show each group's figures too, not only metrics.json.
+        line = next(line for line in output.splitlines() if line.startswith(f"  {site} "))
+        assert f"{auc:.4f}" in line
+        counts = f'<td class="n">{rows[genuine].sum():,}</td><td class="n">{rows[~genuine].sum():,}</td>'
+        assert f'<tr><td>{html.escape(site)}</td>{counts}<td class="n">{auc:.4f}</td>' in page
 
 
 @pytest.mark.parametrize(

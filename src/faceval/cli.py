@@ -262,7 +262,7 @@ protocol_options = option_group(
 )
 
 
-# --no-report, --lang: the self-contained report.html (shared by 'evaluate', 'metrics' and 'demo').
+# --no-report, --lang: the self-contained report.html (shared by 'evaluate', 'metrics', 'scores', 'identify', 'demo').
 report_options = option_group(
     click.option("--no-report", is_flag=True, help="Do not write report.html."),
     click.option(
@@ -722,7 +722,7 @@ def scores(
     type=click.Path(path_type=Path),
     default=Path("results"),
     show_default=True,
-    help="Folder for identification.json, candidates.csv, roles.csv and plots.",
+    help="Folder for identification.json, candidates.csv, roles.csv, plots and report.html.",
 )
 @embedding_options
 @grouping_options
@@ -798,6 +798,7 @@ def scores(
     help="Identity-bootstrap resamples for the 95 % intervals (0: none).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the roles, gallery order, bootstrap.")
+@report_options
 def identify(
     sources: tuple[Path, ...],
     layout: str,
@@ -828,6 +829,8 @@ def identify(
     thresholds: tuple[str, ...],
     resamples: int,
     seed: int,
+    no_report: bool,
+    lang: str,
 ) -> None:
     """1:N identification: search each probe against a gallery, exactly, and measure CMC, FNIR at FPIR, per group.
 
@@ -836,8 +839,8 @@ def identify(
     Thresholds are reported in the model's units; roles.csv repeats the same roles (--manifest roles.csv).
     """
     # Imported here: every other command (faceval metrics on a few hundred images above all) spares their import.
-    from faceval.identify import IdentifyRequest, SearchOptions, identify_from_embeddings_file, run_identification
-    from faceval.identify_report import identification_summary_lines, write_identification
+    from faceval.identify_report import identification_summary_lines
+    from faceval.identify_run import IdentifyRequest, SearchOptions, identify_from_embeddings_file, run_identification
 
     with _reported_errors(), output_folder(out):
         _rebuild_cache(rebuild_cache, cache, no_cache)
@@ -868,11 +871,12 @@ def identify(
                 search=search_options,
             )
             run = run_identification(request)
-        document = write_identification(out, run, command=sys.argv)
+        saved = run.save(out, sys.argv, html=not no_report, lang=lang)
     click.echo("")
-    for line in identification_summary_lines(document):
+    for line in identification_summary_lines(run.to_dict()):
         click.echo(line)
-    click.echo(f"results: {out / 'identification.json'}")
+    report = out / "report.html"
+    click.echo(f"results: {saved}" + (f", {report}" if report.exists() else ""))
 
 
 @main.command()

@@ -28,6 +28,7 @@ TEXT: dict[str, dict[str, str]] = {
         "command": "Command",
         "data": "Data",
         "images_identities": "{images} images of {identities} identities ({layout}); {scored} images scored",
+        "scores_text": "{scores} scores ({layout})",
         "models": "Models",
         "model": "Model",
         "file": "File",
@@ -86,6 +87,7 @@ TEXT: dict[str, dict[str, str]] = {
         "before": "Before",
         "after": "After",
         "notes": "Notes",
+        "rule_of_three_pairs": "* Too few impostor pairs to measure FMR 1e-3 (rule of three: 3,000 are needed).",
         "exact": "exact",
         "near": "near",
     },
@@ -96,6 +98,7 @@ TEXT: dict[str, dict[str, str]] = {
         "command": "コマンド",
         "data": "データ",
         "images_identities": "{identities} 人の画像 {images} 枚（{layout}）、評価に使った画像 {scored} 枚",
+        "scores_text": "スコア {scores} 件（{layout}）",
         "models": "モデル",
         "model": "モデル",
         "file": "ファイル",
@@ -154,8 +157,24 @@ TEXT: dict[str, dict[str, str]] = {
         "before": "除外前",
         "after": "除外後",
         "notes": "注意事項",
+        "rule_of_three_pairs": "* FMR 1e-3 を測るには他人ペアが足りません（3 の法則：3,000 組必要）。",
         "exact": "完全一致",
         "near": "ほぼ同一",
+    },
+}
+
+# The fixed English terms of the documents (units, decision rules), in the other languages; other values as they are.
+TERMS: dict[str, dict[str, str]] = {
+    "ja": {
+        "distance": "距離",
+        "cosine similarity": "コサイン類似度",
+        "distance between L2-normalised templates": "L2 正規化したテンプレート間の距離",
+        "score (higher = more alike)": "スコア（大きいほど似ている）",
+        "score (lower = more alike)": "スコア（小さいほど似ている）",
+        "distance <= threshold": "距離 <= 閾値",
+        "similarity >= threshold": "類似度 >= 閾値",
+        "score >= threshold": "スコア >= 閾値",
+        "score <= threshold": "スコア <= 閾値",
     },
 }
 
@@ -169,6 +188,7 @@ table { border-collapse: collapse; font-size: 0.9rem; margin: 0.5rem 0; }
 th, td { border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 th { background: #f3f3f3; }
+.ci { color: #555; font-size: 0.8rem; }
 code, .path { font-family: "faceval CJK", ui-monospace, Menlo, Consolas, monospace; font-size: 0.85rem;
               overflow-wrap: anywhere; }
 figure { margin: 0.5rem 0; display: inline-block; max-width: 100%; vertical-align: top; }
@@ -214,12 +234,12 @@ def _embedded_font(text: str) -> str:
     )
 
 
-def _e(value: Any) -> str:
+def escape(value: Any) -> str:
     """Escaped text of any value: file, folder, group and model names are untrusted."""
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _number(value: Any, digits: int = 4) -> str:
+def number(value: Any, digits: int = 4) -> str:
     if value is None:
         return "–"
     if isinstance(value, int):
@@ -227,12 +247,21 @@ def _number(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
 
 
-def _interval(value: Any, interval: Sequence[float] | None, digits: int = 3) -> str:
-    text = _number(value, digits)
-    return text if not interval else f"{text} [{_number(interval[0], digits)}, {_number(interval[1], digits)}]"
+def interval_text(value: Any, interval: Sequence[float] | None, digits: int = 3) -> str:
+    text = number(value, digits)
+    return text if not interval else f"{text} [{number(interval[0], digits)}, {number(interval[1], digits)}]"
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[bool] = ()) -> str:
+def interval_cell(value: Any, interval: Sequence[float] | None, digits: int = 3) -> str:
+    """An escaped table cell: the value, and its interval on a second line (narrow columns fit a phone)."""
+    text = escape(number(value, digits))
+    if not interval:
+        return text
+    bounds = f"[{number(interval[0], digits)}, {number(interval[1], digits)}]"
+    return f'{text}<br><span class="ci">{escape(bounds)}</span>'
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[bool] = ()) -> str:
     """A table from already escaped cells; ``numeric`` columns are right-aligned."""
     head = "".join(f"<th>{cell}</th>" for cell in header)
     body = "".join(
@@ -247,15 +276,15 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequen
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _figure(folder: Path, relative: str) -> str:
+def figure(folder: Path, relative: str) -> str:
     """An ``<img>`` with the PNG inside it as a data URI; nothing when the file is not there."""
     path = folder / relative
     if not path.is_file():
         return ""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{_e(relative)}" loading="eager">'
-        f"<figcaption>{_e(relative)}</figcaption></figure>"
+        f'<figure><img src="data:image/png;base64,{data}" alt="{escape(relative)}" loading="eager">'
+        f"<figcaption>{escape(relative)}</figcaption></figure>"
     )
 
 
@@ -275,23 +304,41 @@ def _model_files(description: Any) -> list[tuple[str, str]]:
     return list(dict.fromkeys(found))
 
 
-class _Page:
-    """Sections of one report, in one language."""
+class Page:
+    """What every report page shares: its language, the sentences, what was run, figure grids and the notes.
+    ``text`` adds a page's own sentences to the shared ones (`TEXT`), per language."""
 
-    def __init__(self, folder: Path, document: Mapping[str, Any], lang: str) -> None:
+    def __init__(
+        self, folder: Path, document: Mapping[str, Any], lang: str, text: Mapping[str, Mapping[str, str]] | None = None
+    ) -> None:
         if lang not in LANGUAGES:
             raise ValueError(f"--lang must be one of {', '.join(LANGUAGES)}, got {lang!r}")
-        self.folder, self.document, self.t = folder, document, TEXT[lang]
+        self.folder, self.document, self.lang = folder, document, lang
+        self.t = {**TEXT[lang], **(text or {}).get(lang, {})}
 
     def say(self, key: str, **values: Any) -> str:
         """A translated sentence with escaped values filled in."""
-        return _e(self.t[key]).format(**{name: _e(value) for name, value in values.items()})
+        return escape(self.t[key]).format(**{name: escape(value) for name, value in values.items()})
 
-    def run(self) -> str:
+    def term(self, value: str) -> str:
+        """A document's unit or decision rule in the page's language (plain text: `say` escapes it)."""
+        return TERMS.get(self.lang, {}).get(value, value)
+
+    def figure_grid(self, names: Iterable[str]) -> str:
+        """The output folder's PNGs ``names`` (those that exist) side by side, narrowing to one column on a phone."""
+        figures = "".join(figure(self.folder, name) for name in names)
+        return f'<div class="grid">{figures}</div>' if figures else ""
+
+    def run(self, data: str | None = None) -> str:
+        """Date, command, data, models with their files' sha256, versions; ``data`` (escaped HTML) replaces the
+        sentence on the images and identities."""
         document, dataset = self.document, self.document["dataset"]
         command = " ".join(document.get("command") or [])
         models = [
-            (_e(name), "<br>".join(f'<span class="path">{_e(f)}</span> <code>{_e(sha)}</code>' for f, sha in files))
+            (
+                escape(name),
+                "<br>".join(f'<span class="path">{escape(f)}</span> <code>{escape(sha)}</code>' for f, sha in files),
+            )
             for name, model in document["models"].items()
             for files in [_model_files(model.get("model"))]
         ]
@@ -299,22 +346,41 @@ class _Page:
         versions = {"faceval": environment.get("faceval"), "python": environment.get("python")}
         versions |= {name: version for name, version in environment.get("packages", {}).items() if version}
         return (
-            f"<h2>{self.say('run')}</h2><p>{self.say('created')}: {_e(document.get('created'))}<br>"
-            f"{self.say('command')}: <code>{_e(command)}</code><br>{self.say('data')}: "
-            f'<span class="path">{_e(dataset.get("root"))}</span>, '
-            + self.say(
-                "images_identities",
-                images=dataset.get("n_images"),
-                identities=dataset.get("n_identities"),
-                layout=dataset.get("layout"),
-                scored=dataset.get("scored", {}).get("n_images", dataset.get("n_images")),
+            f"<h2>{self.say('run')}</h2><p>{self.say('created')}: {escape(document.get('created'))}<br>"
+            f"{self.say('command')}: <code>{escape(command)}</code><br>{self.say('data')}: "
+            f'<span class="path">{escape(dataset.get("root"))}</span>, '
+            + (
+                data
+                or self.say(
+                    "images_identities",
+                    images=dataset.get("n_images"),
+                    identities=dataset.get("n_identities"),
+                    layout=dataset.get("layout"),
+                    scored=dataset.get("scored", {}).get("n_images", dataset.get("n_images")),
+                )
             )
             + "</p>"
-            + _table([self.say("model"), self.say("file") + " / sha256"], models)
+            + table([self.say("model"), self.say("file") + " / sha256"], models)
             + f"<p>{self.say('versions')}: "
-            + ", ".join(f"{_e(name)} {_e(version)}" for name, version in versions.items())
+            + ", ".join(f"{escape(name)} {escape(version)}" for name, version in versions.items())
             + "</p>"
         )
+
+    def notes(self) -> str:
+        notes = self.document.get("notes") or []
+        items = "".join(f"<li>{escape(note)}</li>" for note in notes)
+        return f"<h2>{self.say('notes')}</h2><ul>{items}</ul>" if notes else ""
+
+
+class _VerificationPage(Page):
+    """The sections of ``metrics.json``'s report."""
+
+    def data(self) -> str | None:
+        """A score file's data sentence (it has scores, not images); None for images."""
+        dataset = self.document["dataset"]
+        if "n_scores" not in dataset:
+            return None
+        return self.say("scores_text", scores=f"{dataset['n_scores']:,}", layout=dataset.get("layout"))
 
     def headline(self) -> str:
         header = [self.say(k) for k in ("model", "images", "failed", "genuine", "impostor")]
@@ -325,18 +391,18 @@ class _Page:
             tar = (model.get("tar_at_far") or {}).get("1e-3") or {}
             rows.append(
                 [
-                    _e(name),
-                    _number(model["n_images"]),
-                    _number(model["n_failed"]),
-                    _number(model["n_genuine"]),
-                    _number(model["n_impostor"]),
-                    _e(_interval(model["auc"], overall.get("auc_ci"))),
-                    _e(_interval((model["eer"] or {}).get("value"), overall.get("eer_ci"))),
-                    _e(_number(tar.get("tar"), 3)),
-                    _e(_number((model["best_f1"] or {}).get("threshold"))),
+                    escape(name),
+                    number(model["n_images"]),
+                    number(model["n_failed"]),
+                    number(model["n_genuine"]),
+                    number(model["n_impostor"]),
+                    escape(interval_text(model["auc"], overall.get("auc_ci"))),
+                    escape(interval_text((model["eer"] or {}).get("value"), overall.get("eer_ci"))),
+                    escape(number(tar.get("tar"), 3)),
+                    escape(number((model["best_f1"] or {}).get("threshold"))),
                 ]
             )
-        return f"<h2>{self.say('headline')}</h2>" + _table(header, rows, [False] + [True] * 8)
+        return f"<h2>{self.say('headline')}</h2>" + table(header, rows, [False] + [True] * 8)
 
     def threshold(self) -> str:
         parts = []
@@ -351,13 +417,13 @@ class _Page:
                 self.say(
                     "threshold_text",
                     model=name,
-                    accept=model["accept_when"],
-                    threshold=_number(point["threshold"]),
-                    units=model["units"],
+                    accept=self.term(model["accept_when"]),
+                    threshold=number(point["threshold"]),
+                    units=self.term(model["units"]),
                     impostor=f"{point['n_impostor']:,}",
-                    fmr=_interval(point["fmr"], point.get("fmr_ci"), 5),
+                    fmr=interval_text(point["fmr"], point.get("fmr_ci"), 5),
                     target=f"{point['target_fmr']:g}",
-                    fnmr=_interval(point["fnmr"], point.get("fnmr_ci")),
+                    fnmr=interval_text(point["fnmr"], point.get("fnmr_ci")),
                 )
             )
         return f"<h2>{self.say('threshold')}</h2>" + "".join(f"<p>{part}</p>" for part in parts) if parts else ""
@@ -368,17 +434,17 @@ class _Page:
             return ""
         rows = [
             [
-                _e(f"{c['model_a']} − {c['model_b']}"),
-                _e(_number(c["auc_a"])),
-                _e(_number(c["auc_b"])),
-                _e(_number(c["difference"])),
-                _e(_interval(None, c.get("ci")) if c.get("ci") else "–"),
-                _e(_number(c.get("delong_p"))),
+                escape(f"{c['model_a']} − {c['model_b']}"),
+                escape(number(c["auc_a"])),
+                escape(number(c["auc_b"])),
+                escape(number(c["difference"])),
+                escape(interval_text(None, c.get("ci")) if c.get("ci") else "–"),
+                escape(number(c.get("delong_p"))),
             ]
             for c in comparisons
         ]
         header = [self.say("model"), "AUC a", "AUC b", self.say("difference"), self.say("interval"), "DeLong p"]
-        return f"<h2>{self.say('comparisons')}</h2>" + _table(header, rows, [False] + [True] * 5)
+        return f"<h2>{self.say('comparisons')}</h2>" + table(header, rows, [False] + [True] * 5)
 
     def groups(self) -> str:
         parts = []
@@ -390,23 +456,49 @@ class _Page:
             header += ["AUC", "EER", self.say("fnmr_global"), self.say("fmr_global")]
             rows = [
                 [
-                    _e(group),
-                    _number(entry["n_images"]),
-                    _number(entry["n_identities"]),
-                    _number(entry["n_failed"]),
-                    _e(_interval(entry["auc"], entry.get("auc_ci"))),
-                    _e(_interval(entry["eer"], entry.get("eer_ci"))),
-                    _e(_interval(entry.get("fnmr_at_global"), entry.get("fnmr_at_global_ci"))),
-                    _e(_interval(entry.get("fmr_at_global"), entry.get("fmr_at_global_ci"), 5)),
+                    escape(group),
+                    number(entry["n_images"]),
+                    number(entry["n_identities"]),
+                    number(entry["n_failed"]),
+                    escape(interval_text(entry["auc"], entry.get("auc_ci"))),
+                    escape(interval_text(entry["eer"], entry.get("eer_ci"))),
+                    escape(interval_text(entry.get("fnmr_at_global"), entry.get("fnmr_at_global_ci"))),
+                    escape(interval_text(entry.get("fmr_at_global"), entry.get("fmr_at_global_ci"), 5)),
                 ]
                 for group, entry in groups.items()
             ]
             files = model.get("files", {})
-            figures = "".join(
-                _figure(self.folder, files[k]) for k in ("groups_rates", "groups_fmr_heatmap") if k in files
-            )
-            parts.append(f"<h3>{_e(name)}</h3>" + _table(header, rows, [False] + [True] * 7))
-            parts.append(f'<div class="grid">{figures}</div>')
+            parts.append(f"<h3>{escape(name)}</h3>" + table(header, rows, [False] + [True] * 7))
+            parts.append(self.figure_grid(files[k] for k in ("groups_rates", "groups_fmr_heatmap") if k in files))
+        return f"<h2>{self.say('groups')}</h2>" + "".join(parts) if parts else ""
+
+    def score_groups(self) -> str:
+        """``faceval scores --group-by``: every figure of each group's own lines (no identities, so no intervals)."""
+        parts = []
+        for name, model in self.document["models"].items():
+            groups = model.get("score_groups") or {}
+            if not groups:
+                continue
+            header = [self.say(k) for k in ("group", "genuine", "impostor")]
+            header += ["AUC", "EER", self.say("tar"), self.say("best_f1")]
+            rows = []
+            for group, entry in groups.items():
+                tar = (entry.get("tar_at_far") or {}).get("1e-3") or {}
+                rows.append(
+                    [
+                        escape(group),
+                        number(entry["n_genuine"]),
+                        number(entry["n_impostor"]),
+                        escape(number(entry["auc"])),
+                        escape(number((entry["eer"] or {}).get("value"))),
+                        escape(number(tar.get("tar"), 3) + ("" if tar.get("supported", True) else "*")),
+                        escape(number((entry["best_f1"] or {}).get("threshold"))),
+                    ]
+                )
+            parts.append(f"<h3>{escape(name)}</h3>" + table(header, rows, [False] + [True] * 6))
+            if any(not ((entry.get("tar_at_far") or {}).get("1e-3") or {}).get("supported", True)
+                   for entry in groups.values()):  # fmt: skip
+                parts.append(f"<p>{self.say('rule_of_three_pairs')}</p>")
         return f"<h2>{self.say('groups')}</h2>" + "".join(parts) if parts else ""
 
     def figures(self) -> str:
@@ -415,8 +507,8 @@ class _Page:
             files = model.get("files", {})
             names += [files[k] for k in ("threshold_metrics", "score_histogram", "groups_roc", "groups_histograms")
                       if k in files]  # fmt: skip
-        figures = "".join(_figure(self.folder, name) for name in names)
-        return f'<h2>{self.say("figures")}</h2><div class="grid">{figures}</div>' if figures else ""
+        grid = self.figure_grid(names)
+        return f"<h2>{self.say('figures')}</h2>{grid}" if grid else ""
 
     def failures(self, audit: Mapping[str, Any] | None) -> str:
         lines = [
@@ -425,8 +517,8 @@ class _Page:
             if model["n_failed"]
         ]
         if audit and audit.get("failures"):
-            rows = [[_e(f["reason"]), _number(len(f["paths"]))] for f in audit["failures"]]
-            lines.append(_table([self.say("reason"), self.say("count")], rows, [False, True]))
+            rows = [[escape(f["reason"]), number(len(f["paths"]))] for f in audit["failures"]]
+            lines.append(table([self.say("reason"), self.say("count")], rows, [False, True]))
         return f"<h2>{self.say('failures')}</h2>" + ("".join(lines) or f"<p>{self.say('no_failures')}</p>")
 
     def audit(self, audit: Mapping[str, Any] | None) -> str:
@@ -439,7 +531,7 @@ class _Page:
 
         def section(key: str, header: Sequence[str], rows: list[list[str]], numeric: Sequence[bool] = ()) -> None:
             parts.append(f"<h3>{self.say(key)}</h3>")
-            parts.append(_table(header, rows, numeric) if rows else f"<p>{self.say('none_found')}</p>")
+            parts.append(table(header, rows, numeric) if rows else f"<p>{self.say('none_found')}</p>")
 
         section(
             "duplicates",
@@ -449,8 +541,8 @@ class _Page:
                     self.say(group["kind"]),
                     self.say("across" if group["cross_identity"] else "within")
                     + "<br>"
-                    + ", ".join(_e(identity) for identity in dict.fromkeys(group["identities"])),
-                    "<br>".join(f'<span class="path">{_e(path)}</span>' for path in group["paths"]),
+                    + ", ".join(escape(identity) for identity in dict.fromkeys(group["identities"])),
+                    "<br>".join(f'<span class="path">{escape(path)}</span>' for path in group["paths"]),
                 ]
                 for group in audit["duplicates"]
             ],
@@ -460,10 +552,10 @@ class _Page:
             [self.say("identities"), self.say("closeness"), self.say("cross_mean"), self.say("within_means")],
             [
                 [
-                    " / ".join(_e(name) for name in pair["identities"]),
-                    _number(pair["closeness"], 3),
-                    _number(pair["cross_mean"]),
-                    ", ".join(_number(value) for value in pair["within_means"]),
+                    " / ".join(escape(name) for name in pair["identities"]),
+                    number(pair["closeness"], 3),
+                    number(pair["cross_mean"]),
+                    ", ".join(number(value) for value in pair["within_means"]),
                 ]
                 for pair in audit["same_person"]
             ],
@@ -474,10 +566,10 @@ class _Page:
             [self.say("path"), self.say("identity"), self.say("closest"), self.say("margin")],
             [
                 [
-                    f'<span class="path">{_e(s["path"])}</span>',
-                    _e(s["identity"]),
-                    _e(s["closest_identity"]),
-                    _number(s["margin"]),
+                    f'<span class="path">{escape(s["path"])}</span>',
+                    escape(s["identity"]),
+                    escape(s["closest_identity"]),
+                    number(s["margin"]),
                 ]
                 for s in audit["suspect_labels"]
             ],
@@ -488,10 +580,10 @@ class _Page:
             [self.say("path"), self.say("identity"), self.say("faces"), self.say("box")],
             [
                 [
-                    f'<span class="path">{_e(f["path"])}</span>',
-                    _e(f["identity"]),
-                    _number(f["faces_found"]),
-                    _e(f["box"]),
+                    f'<span class="path">{escape(f["path"])}</span>',
+                    escape(f["identity"]),
+                    number(f["faces_found"]),
+                    escape(f["box"]),
                 ]
                 for f in audit["multi_face"]
             ],
@@ -505,21 +597,46 @@ class _Page:
         rows = []
         for name, before in exclusion["before"].items():
             after = exclusion["after"].get(name, {})
-            for figure in ("n_images", "auc", "eer", "tar_at_far_1e-3"):
-                rows.append([_e(name), _e(figure), _e(_number(before.get(figure))), _e(_number(after.get(figure)))])
-        paths = "".join(f'<li class="path">{_e(path)}</li>' for path in exclusion["paths"])
+            for key in ("n_images", "auc", "eer", "tar_at_far_1e-3"):
+                rows.append(
+                    [escape(name), escape(key), escape(number(before.get(key))), escape(number(after.get(key)))]
+                )
+        paths = "".join(f'<li class="path">{escape(path)}</li>' for path in exclusion["paths"])
         return (
             f"<h2>{self.say('excluded')}</h2><p>"
             + self.say("excluded_text", count=len(exclusion["paths"]), source=exclusion["source"])
             + "</p>"
-            + _table([self.say("model"), "", self.say("before"), self.say("after")], rows, [False, False, True, True])
+            + table([self.say("model"), "", self.say("before"), self.say("after")], rows, [False, False, True, True])
             + f"<details><summary>{self.say('paths')}</summary><ul>{paths}</ul></details>"
         )
 
-    def notes(self) -> str:
-        notes = self.document.get("notes") or []
-        items = "".join(f"<li>{_e(note)}</li>" for note in notes)
-        return f"<h2>{self.say('notes')}</h2><ul>{items}</ul>" if notes else ""
+
+def page_html(page: Page, sections: Iterable[str]) -> str:
+    """The whole self-contained page: the sections under the page's title, styles, the CJK glyphs the text uses
+    and a Content Security Policy that lets nothing but the embedded data in."""
+    body = "".join(sections)
+    title = page.say("title")
+    font = _embedded_font(html.unescape(title + body))
+    policy = "default-src 'none'; img-src data:; font-src data:; style-src 'unsafe-inline'"
+    return (
+        f'<!DOCTYPE html><html lang="{page.lang}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
+        f"<title>{title}</title><style>{font}{_STYLE}</style></head>"
+        f"<body><h1>{title}</h1>{body}</body></html>\n"
+    )
+
+
+def write_page(folder: str | Path, text: str | None) -> Path:
+    """Write ``report.html`` into the output folder (atomically); ``text`` None removes an earlier run's page,
+    which would show figures this run did not compute. Returns its path."""
+    path = Path(folder) / "report.html"
+    if text is None:
+        path.unlink(missing_ok=True)
+        return path
+    with atomic_write(path) as handle:
+        handle.write(text)
+    return path
 
 
 def render_html_report(
@@ -529,31 +646,23 @@ def render_html_report(
     exclusion: Mapping[str, Any] | None = None,
     lang: str = "en",
 ) -> str:
-    """The whole page as a string; figures are read from ``folder`` (the output folder)."""
-    page = _Page(Path(folder), document, lang)
-    body = "".join(
+    """The verification page (``metrics.json``'s document) as a string; figures are read from ``folder``."""
+    page = _VerificationPage(Path(folder), document, lang)
+    return page_html(
+        page,
         (
-            page.run(),
+            page.run(page.data()),
             page.headline(),
             page.threshold(),
             page.comparisons(),
             page.groups(),
+            page.score_groups(),
             page.exclusion(exclusion),
             page.audit(audit),
             page.failures(audit),
             page.figures(),
             page.notes(),
-        )
-    )
-    title = page.say("title")
-    font = _embedded_font(html.unescape(title + body))
-    policy = "default-src 'none'; img-src data:; font-src data:; style-src 'unsafe-inline'"
-    return (
-        f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
-        f"<title>{title}</title><style>{font}{_STYLE}</style></head>"
-        f"<body><h1>{title}</h1>{body}</body></html>\n"
+        ),
     )
 
 
@@ -564,9 +673,5 @@ def write_html_report(
     exclusion: Mapping[str, Any] | None = None,
     lang: str = "en",
 ) -> Path:
-    """Write ``report.html`` into the output folder ``folder`` (atomically) and return its path."""
-    path = Path(folder) / "report.html"
-    text = render_html_report(folder, document, audit, exclusion, lang)
-    with atomic_write(path) as handle:
-        handle.write(text)
-    return path
+    """Write the verification ``report.html`` into the output folder ``folder`` (atomically) and return its path."""
+    return write_page(folder, render_html_report(folder, document, audit, exclusion, lang))

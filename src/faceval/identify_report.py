@@ -6,6 +6,7 @@ roles.csv                  the role of every image: a manifest that repeats the 
 cmc.png fnir_fpir.png      CMC and FNIR-FPIR trade-off, one curve per model
 <model>/identify_groups.png        rank-1, FNIR and FPIR per group of probes, 95 % intervals
 <model>/fpir_gallery_size.png      FPIR at the global threshold against the gallery size
+report.html                all of it on one page (`faceval.identify_html`), written by `IdentificationRun.save`
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from faceval.atomic import write_csv, write_json
 from faceval.bootstrap import CONFIDENCE, Interval
 from faceval.gallery import GALLERY, PROBE, write_roles_csv
 from faceval.identification import ALL_SEARCHES, CMC_RANKS, GroupFigures
-from faceval.identify import IdentificationRun, ModelSearch
+from faceval.identify_run import IdentificationRun, ModelSearch
 from faceval.report import _safe_name, environment
 from faceval.scoring import Similarity
 

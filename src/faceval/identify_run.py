@@ -9,6 +9,7 @@ become non-mated searches, as for a person whose enrolment failed); each model's
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from faceval.atomic import prepare_output_folder
 from faceval.datasets import Dataset, ImageRecord, load_dataset
 from faceval.embedders import EmbeddingResult
 from faceval.errors import InputError
 from faceval.extraction import EmbeddingSet
 from faceval.gallery import GALLERY, PROBE, RoleOptions, Roles, assign_roles, with_distractors
 from faceval.groups import group_labels
-from faceval.identification import DEFAULT_TARGET_FPIR, Identification, identify_figures
+from faceval.identification import DEFAULT_TARGET_FPIR, FnirAtFpir, Identification, identify_figures
 from faceval.pipeline import (
     SourcesRequest,
     embed_dataset,
@@ -83,10 +83,29 @@ class ModelSearch:
     result: SearchResult
     figures: Identification
 
+    @property
+    def fnir_at_fpir(self) -> dict[str, FnirAtFpir | None]:
+        """FNIR at FPIR ``"1e-1"``, ``"1e-2"``, ``"1e-3"`` with each threshold in the model's units (``figures``
+        keeps them in score units); None without mated or without non-mated searches."""
+        return {
+            key: None
+            if point is None
+            else dataclasses.replace(point, threshold=self.similarity.to_model_units(point.threshold))
+            for key, point in self.figures.fnir_at_fpir.items()
+        }
+
+    @property
+    def global_threshold(self) -> float | None:
+        """The one threshold of the per-group figures and the gallery-size curve, in the model's units."""
+        threshold = self.figures.global_threshold
+        return None if threshold is None else self.similarity.to_model_units(threshold)
+
 
 @dataclass(eq=False)
 class IdentificationRun:
-    """Everything the identification report needs."""
+    """A 1:N identification: the dataset, its roles, and each model's searches and figures (``models[name]``, a
+    `ModelSearch`). `save` writes ``identification.json``, ``candidates.csv``, ``roles.csv``, the plots and
+    ``report.html``; `to_dict` gives the ``identification.json`` document."""
 
     dataset: Dataset
     roles: Roles
@@ -97,6 +116,27 @@ class IdentificationRun:
     options: SearchOptions
     models: dict[str, ModelSearch]
     notes: list[str]
+
+    def to_dict(self, command: Iterable[str] | None = None) -> dict[str, Any]:
+        """The ``identification.json`` document (strict JSON values, thresholds in each model's units)."""
+        from faceval.identify_report import identification_document
+
+        return identification_document(self, command)
+
+    def save(
+        self, out_dir: str | Path, command: Iterable[str] | None = None, *, html: bool = True, lang: str = "en"
+    ) -> Path:
+        """Write ``identification.json``, ``candidates.csv``, ``roles.csv``, the plots and ``report.html`` (``lang``
+        en | ja; ``html=False`` to skip it) into ``out_dir``. Returns the path of ``identification.json``."""
+        from faceval.html_report import LANGUAGES, write_page
+        from faceval.identify_html import render_identification_report
+        from faceval.identify_report import write_identification
+
+        if lang not in LANGUAGES:  # before anything is written
+            raise InputError(f"lang must be one of {', '.join(LANGUAGES)}, got {lang!r}")
+        document = write_identification(out_dir, self, command)
+        write_page(out_dir, render_identification_report(out_dir, document, lang) if html else None)
+        return Path(out_dir) / "identification.json"
 
 
 def _check_thresholds(thresholds: Mapping[str, float], models: Iterable[str]) -> None:
@@ -198,8 +238,8 @@ def identify_embeddings(
 
 
 def run_identification(request: IdentifyRequest) -> IdentificationRun:
-    """``faceval identify SOURCES...``: checks, roles, embeddings (through the store), searches and figures."""
-    prepare_output_folder(request.out_dir)
+    """``faceval identify SOURCES...``: checks, roles, embeddings (through the store), searches and figures;
+    writes nothing (``request.out_dir`` is unused: `IdentificationRun.save` writes)."""
     dataset = load_sources(request.sources, request.layout)
     several_folders = len(request.sources) > 1 and request.attribute_csv is None
     group_by = tuple(request.group_by) or (("group",) if several_folders else ())
@@ -219,6 +259,46 @@ def run_identification(request: IdentifyRequest) -> IdentificationRun:
     )
 
 
+def identify_vectors(
+    vectors: Any,
+    labels: Sequence[Any],
+    similarity: Similarity | str,
+    options: SearchOptions,
+    roles: RoleOptions,
+    given_roles: Sequence[str] | None = None,
+    groups: Sequence[Any] | None = None,
+    *,
+    name: str = "embeddings",
+    root: str | Path = ".",
+    paths: Sequence[str] | None = None,
+    description: Mapping[str, Any] | None = None,
+    source: str = "vectors",
+    progress: bool = False,
+) -> IdentificationRun:
+    """Searches with vectors made elsewhere, one row per image and ``labels`` its identity: roles from
+    ``given_roles`` (``gallery`` / ``probe`` per row) or generated by ``roles``, ``groups`` one label per row.
+    ``source`` names the data in error messages."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    labels = [str(label) for label in labels]
+    if vectors.ndim != 2 or len(labels) != len(vectors):
+        raise InputError(f"{source}: vectors must be 2-D with one row per label, got {vectors.shape} for "
+                         f"{len(labels)} labels")  # fmt: skip
+    for key, values in (("roles", given_roles), ("groups", groups)):
+        if values is not None and len(values) != len(labels):
+            raise InputError(f"{source}: '{key}' has {len(values)} values for {len(labels)} labels; one per row")
+    root = Path(root)
+    paths = [f"row {index}" for index in range(len(labels))] if paths is None else list(paths)
+    records = tuple(ImageRecord(root / str(p), label) for p, label in zip(paths, labels, strict=True))
+    dataset = Dataset(root, "embeddings", records)
+    assigned = assign_roles(dataset, roles, None if given_roles is None else [str(role) for role in given_roles])
+    group_array = None if groups is None else np.array([str(group) for group in groups], dtype=object)
+    similarity = Similarity(similarity)
+    description = dict(description or {"name": name, "kind": "embeddings", "similarity": similarity.value})
+    embeddings = EmbeddingSet(name, similarity, description, tuple(EmbeddingResult(v) for v in vectors))
+    group_by = ("groups",) if group_array is not None else ()
+    return identify_embeddings(dataset, assigned, [embeddings], options, group_array, group_by, progress)
+
+
 def identify_from_embeddings_file(
     path: str | Path, metric: str | None, roles: RoleOptions, options: SearchOptions, progress: bool = False
 ) -> IdentificationRun:
@@ -227,19 +307,20 @@ def identify_from_embeddings_file(
     path = Path(path)
     labels, vectors, extras = load_embeddings_file(path)
     similarity = file_similarity(path, metric, extras)
-    paths = extras.get("paths", np.array([f"row {index}" for index in range(len(labels))]))
-    records = tuple(ImageRecord(path.parent / str(p), str(label)) for p, label in zip(paths, labels, strict=True))
-    dataset = Dataset(path.parent, "embeddings", records)
-    for key in ("roles", "groups"):
-        if key in extras and len(extras[key]) != len(labels):
-            raise InputError(f"{path}: '{key}' has {len(extras[key])} values for {len(labels)} labels; one per row")
-    given = [str(role) for role in extras["roles"]] if "roles" in extras else None
-    assigned = assign_roles(dataset, roles, given)
-    groups = extras["groups"].astype(str).astype(object) if "groups" in extras else None
-    description = {"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value}
-    embeddings = EmbeddingSet(path.stem, similarity, description, tuple(EmbeddingResult(v) for v in vectors))
-    run = identify_embeddings(
-        dataset, assigned, [embeddings], options, groups, ("groups",) if groups is not None else (), progress
+    run = identify_vectors(
+        vectors,
+        labels,
+        similarity,
+        options,
+        roles,
+        extras.get("roles"),
+        extras.get("groups"),
+        name=path.stem,
+        root=path.parent,
+        paths=extras.get("paths"),
+        description={"name": path.stem, "kind": "embeddings", "file": str(path), "similarity": similarity.value},
+        source=str(path),
+        progress=progress,
     )
     n_failed = len(extras.get("failed_paths", ()))
     if n_failed:
