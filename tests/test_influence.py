@@ -49,9 +49,9 @@ def _intervals(figures) -> dict[str, tuple[float, float]]:
 
 def test_streaming_intervals_cover_the_true_values():
     """300 simulated data sets of 100 identities x 2 images: nominal 95 % streaming intervals of the AUC, EER,
-    TAR@FAR 0.1 and FNMR/FMR at a fixed threshold cover the true value 90-99 % of the time (measured: 0.947-0.957,
-    with FNMR, FMR, TAR and AUC recomputed from identity and identity-pair counts and the EER linearised; with every
-    figure linearised 0.94-0.957, and at 30 identities 0.90-0.94)."""
+    TAR@FAR 0.1 and FNMR/FMR at a fixed threshold cover the true value 90-99 % of the time (measured: 0.947-0.953,
+    every figure recomputed from identity and identity-pair counts; with every figure linearised 0.94-0.957, and
+    at 30 identities 0.90-0.94)."""
     truth = _truth()
     rng = np.random.default_rng(7)
     n_sets, n_identities = 300, 100
@@ -150,8 +150,8 @@ def test_cells_place_impostors_in_the_same_bins_as_their_scores(lattice):
 def test_replicates_from_identity_counts_equal_the_identity_bootstrap_resample_by_resample():
     """Scores on a grid of 0.25 with a fixed threshold at every grid value: every impostor bin holds one score, so
     the per-identity and identity-pair counts carry everything the exact identity bootstrap uses. FNMR and FMR at
-    the fixed thresholds, TAR@FAR and the AUC of each resample then equal the brute-force bootstrap over the pairs
-    (same multiplicities) to rounding; the EER stays linearised."""
+    the fixed thresholds, TAR@FAR, the EER and the AUC of each resample then equal the brute-force bootstrap over
+    the pairs (same multiplicities) to rounding."""
     rng = np.random.default_rng(2)
     n_identities = 25
     pairs, scores, genuine = simulated_set(rng, n_identities, 4, MEAN, IDENTITY_SD, PAIR_SD, IMPOSTOR_SD)
@@ -170,11 +170,12 @@ def test_replicates_from_identity_counts_equal_the_identity_bootstrap_resample_b
     multiplicities = identity_multiplicities(strata, n_resamples=300, seed=4)
     streaming = influences.resampled(multiplicities)
     exact = pairs.resampled_figures(multiplicities, fars=(FAR, 0.02), thresholds=grid)
-    for name in ("fnmr", "fmr", "tar", "auc"):
+    for name in ("fnmr", "fmr", "tar", "eer", "auc"):
         np.testing.assert_allclose(getattr(streaming, name), getattr(exact, name), rtol=1e-10, atol=1e-12, err_msg=name)
     # Unit multiplicities give the point figures.
     unit = influences.resampled(np.ones((1, n_identities), dtype=np.int32))
     np.testing.assert_allclose(unit.auc, [influences.point_auc], rtol=1e-12)
+    np.testing.assert_allclose(unit.eer, [influences.point_eer], rtol=1e-12)
     np.testing.assert_allclose(unit.tar[0], influences.point_tar, rtol=1e-12)
 
 

@@ -536,8 +536,8 @@ INTERVAL_METHODS = {
 }
 # Above this many pairs the automatic choice is the streaming intervals (the bootstrap holds every pair).
 STREAMING_MIN_PAIRS = EXACT_MAX_PAIRS
-# Below this many identities the streaming intervals are flagged: the EER's (and, without the identity-pair table,
-# every figure's) is first-order, and its coverage fell to 90 % at 30 identities.
+# Below this many identities the streaming intervals are flagged: without the identity-pair table (many identities
+# in all) they are first-order, and their coverage fell to 90 % at 30 identities.
 STREAMING_MIN_IDENTITIES = 100
 
 
@@ -830,11 +830,11 @@ def group_report(
         if few:
             notes.append(
                 f"streaming intervals want about {STREAMING_MIN_IDENTITIES} identities or more; fewer in "
-                f"{', '.join(few)}: there FNMR, FMR, TAR@FAR and AUC are recomputed per resample from identity and "
-                "identity-pair counts where the pair table fits (few identities in all), but the EER (and the rest "
-                "where it does not fit) is first-order in 1/identities; under about 10 identities no identity-level "
-                "interval, the exact bootstrap's included, is reliable. Read those intervals with care, or use "
-                "--intervals bootstrap where the pairs fit in memory (docs/metrics.md)"
+                f"{', '.join(few)}: their figures are recomputed per resample from identity-pair counts only where "
+                "that table fits (a few hundred identities in all), else first-order in 1/identities (FNMR at a "
+                "fixed threshold is exact either way); under about 10 identities no identity-level interval, the "
+                "exact bootstrap's included, is reliable. Read those intervals with care, or use --intervals "
+                "bootstrap where the pairs fit in memory (docs/metrics.md)"
             )
     if resampled:
         for code, size in stratum_sizes(strata).items():

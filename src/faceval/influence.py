@@ -14,12 +14,13 @@ multiplicities of the exact bootstrap, so every interval, FDR and comparison dow
 Not every replicate needs the expansion. FNMR at a fixed threshold is a ratio of per-identity genuine counts, so
 its replicate ``sum_k m_k e_k / sum_k m_k g_k`` is the bootstrap's exactly. With few identities
 (`PAIR_TABLE_ENTRIES`) the impostors are also counted per identity pair and bin (`BinnedImpostors`), and FMR,
-TAR@FAR (threshold re-chosen per resample) and the AUC are recomputed under each resample's weights ``m_k m_l``.
+TAR@FAR and the EER (thresholds re-chosen per resample) and the AUC are recomputed under each resample's weights
+``m_k m_l``.
 
 Exact: genuine pairs (per identity scores). Approximated within one bin: an identity's (or identity pair's)
 impostor pairs between two bin edges are assumed spread like all impostor pairs there (edges are lattice
-thresholds, so the global counts at them are exact). First order: the EER always, and the rest without the
-identity-pair table; these want enough identities (coverage is tested at 100 identities).
+thresholds, so the global counts at them are exact). First order, without the identity-pair table: all but FNMR;
+these want enough identities (coverage is tested at 100 identities).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ _MAX_LOOKUP = 1 << 24
 # Resamples are formed this many at a time, to bound the memory of the (resamples x identities) multipliers.
 _RESAMPLE_BLOCK = 100
 # The identity-pair table (impostors per pair of identities and bin) is kept while it has at most this many
-# entries (int64: 32 MB a state; about 300 identities at 90 bins): with it, FMR, TAR@FAR and the AUC of a
+# entries (int64: 32 MB a state; about 300 identities at 90 bins): with it, FMR, TAR@FAR, EER and AUC of a
 # resample are computed from the resample's weights m_k m_l themselves, not linearised (`BinnedImpostors`).
 PAIR_TABLE_ENTRIES = 1 << 22
 
@@ -70,13 +71,13 @@ class IdentityInfluences:
     # FNMR at a fixed threshold is their ratio under the weights m_k, exactly.
     genuine_count: np.ndarray
     genuine_rejected: np.ndarray
-    # With few identities, the impostors per identity pair and bin: FMR, TAR@FAR and AUC of each resample.
+    # With few identities, the impostors per identity pair and bin: FMR, TAR@FAR, EER and AUC of each resample.
     impostors: BinnedImpostors | None = None
 
     def resampled(self, multiplicities: np.ndarray) -> ResampledFigures:
         """Bootstrap replicates for each row of identity multiplicities (`faceval.bootstrap.identity_multiplicities`):
-        FNMR at fixed thresholds as the exact ratio of weighted per-identity counts; FMR, TAR@FAR and AUC from
-        the identity-pair table where it is kept; the rest linearised, figure + (m - 1) . influence."""
+        FNMR at fixed thresholds as the exact ratio of weighted per-identity counts; FMR, TAR@FAR, EER and AUC
+        from the identity-pair table where it is kept, else linearised, figure + (m - 1) . influence."""
         rows = []
         for start in range(0, multiplicities.shape[0], _RESAMPLE_BLOCK):
             m = multiplicities[start : start + _RESAMPLE_BLOCK, : self.auc.size].astype(np.float64)
@@ -92,7 +93,7 @@ class IdentityInfluences:
             # A linear step can leave [0, 1] where a figure sits near its bound; every figure here is a rate.
             auc, eer, tar, fmr = (np.clip(value, 0.0, 1.0) for value in linear)
             if self.impostors is not None:
-                auc, tar, fmr = self.impostors.figures(m)
+                auc, eer, tar, fmr = self.impostors.figures(m)
             rows.append((auc, eer, tar, fmr, fnmr))
         auc, eer, tar, fmr, fnmr = (np.concatenate(column) for column in zip(*rows, strict=True))
         return ResampledFigures(auc, eer, tar, fmr, fnmr, self.fars, self.thresholds)
@@ -101,7 +102,7 @@ class IdentityInfluences:
 @dataclass(frozen=True, eq=False)
 class BinnedImpostors:
     """The impostor pairs of each pair of identities (cells ``first < second``) counted in the impostor bins, with
-    what is needed to recompute FMR, TAR@FAR and the AUC under any resample's weights ``m_k m_l``.
+    what is needed to recompute FMR, TAR@FAR, the EER and the AUC under any resample's weights ``m_k m_l``.
 
     Exact at the bin edges (fixed thresholds are edges); inside a bin the impostors of every identity pair are
     taken to be spread like all impostors of that bin (``docs/metrics.md``, "Streaming intervals").
@@ -119,20 +120,47 @@ class BinnedImpostors:
     accepted_to: np.ndarray  # (bins,) impostors at or above each bin's upper edge
     table_thresholds: np.ndarray  # the score table's thresholds (descending) ...
     table_accepted: np.ndarray  # ... and the impostors accepted at each
+    edges: np.ndarray  # the bins' edges (ascending)
     fars: tuple[float, ...]
 
-    def figures(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """AUC, TAR at each FAR and FMR at each fixed threshold of the resamples with multiplicities ``m``
+    def figures(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """AUC, EER, TAR at each FAR and FMR at each fixed threshold of the resamples with multiplicities ``m``
         (resamples x identities, float); NaN where a resample has no genuine or no impostor weight."""
         weights = m[:, self.first] * m[:, self.second]
         mass = weights @ self.counts  # (resamples, bins): the resample's impostor weight in each bin
         total = mass.sum(axis=1)
         genuine_total = m @ self.genuine_count
+        live = (total > 0) & (genuine_total > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
             fmr = (weights @ self.accepted) / total[:, None]
             auc = np.einsum("rb,rb->r", mass, m @ self.genuine_below) / (total * genuine_total)
             tar = np.stack([self._tar(m, mass, total, genuine_total, far) for far in self.fars], axis=1)
-        return auc, tar.reshape(m.shape[0], len(self.fars)), fmr
+            eer = self._eer(m, mass, total, genuine_total)
+        tar = np.where(live[:, None], tar.reshape(m.shape[0], len(self.fars)), np.nan)
+        return np.where(live, auc, np.nan), np.where(live, eer, np.nan), tar, fmr
+
+    def _genuine_accepted(self, m: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+        """Each resample's genuine weight at or above its own threshold: ``sum_k m_k G_k(threshold)``."""
+        accepted = np.zeros(m.shape[0])
+        for identity in np.flatnonzero(self.genuine_count):
+            scores = self.genuine_sorted[self.genuine_start[identity] : self.genuine_start[identity + 1]]
+            accepted += m[:, identity] * (scores.size - np.searchsorted(scores, threshold, side="left"))
+        return accepted
+
+    def _impostor_accepted(self, mass: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """Each resample's impostor weight at or above the table threshold of its own ``row``: the bins above it in
+        full, its own bin by the share the global spread puts at or above it."""
+        threshold = self.table_thresholds[row]
+        bins = np.searchsorted(self.edges, threshold, side="right")
+        share = np.divide(
+            self.table_accepted[row] - self.accepted_to[bins],
+            self.in_bin[bins],
+            out=np.zeros(row.size),
+            where=self.in_bin[bins] > 0,
+        )
+        resamples = np.arange(mass.shape[0])
+        above = np.cumsum(mass[:, ::-1], axis=1)[:, ::-1] - mass
+        return above[resamples, bins] + share * mass[resamples, bins]
 
     def _tar(
         self, m: np.ndarray, mass: np.ndarray, total: np.ndarray, genuine_total: np.ndarray, far: float
@@ -146,19 +174,38 @@ class BinnedImpostors:
         crossing = np.where(from_top > allowed[:, None] * (1 + 1e-12), np.arange(mass.shape[1]), -1).max(axis=1)
         crossing = np.maximum(crossing, 0)
         rows = np.arange(m.shape[0])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.clip((allowed - above[rows, crossing]) / mass[rows, crossing], 0.0, 1.0)
+        share = np.clip((allowed - above[rows, crossing]) / mass[rows, crossing], 0.0, 1.0)
         share = np.nan_to_num(share)
         reachable = self.accepted_to[crossing] + share * self.in_bin[crossing]
         # Rows of the table (accepted counts ascend) accepting no more than that: the last one's threshold.
         index = np.searchsorted(self.table_accepted, reachable * (1 + 1e-12), side="right") - 1
         threshold = np.where(index >= 0, self.table_thresholds[np.maximum(index, 0)], np.inf)
-        accepted = np.zeros_like(m)
-        for identity in np.flatnonzero(self.genuine_count):
-            scores = self.genuine_sorted[self.genuine_start[identity] : self.genuine_start[identity + 1]]
-            accepted[:, identity] = scores.size - np.searchsorted(scores, threshold, side="left")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.einsum("ri,ri->r", m, accepted) / genuine_total
+        return self._genuine_accepted(m, threshold) / genuine_total
+
+    def _eer(self, m: np.ndarray, mass: np.ndarray, total: np.ndarray, genuine_total: np.ndarray) -> np.ndarray:
+        """The EER as `faceval.metrics.equal_error_rate` on the table's thresholds (level 0: +inf), with each
+        resample's FMR and FNMR: the first level where FMR - FNMR >= 0 by binary search (it never decreases),
+        interpolated linearly with the level above."""
+
+        def rates(level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            row = np.maximum(level - 1, 0)
+            fmr = np.where(level > 0, self._impostor_accepted(mass, row) / total, 0.0)
+            genuine = np.where(level > 0, self._genuine_accepted(m, self.table_thresholds[row]), 0.0)
+            return fmr, 1.0 - genuine / genuine_total
+
+        low = np.ones(m.shape[0], dtype=np.int64)
+        high = np.full(m.shape[0], self.table_thresholds.size, dtype=np.int64)
+        while np.any(low < high):
+            middle = (low + high) // 2
+            fmr, fnmr = rates(middle)
+            crossed = fmr - fnmr >= 0
+            high = np.where(crossed, middle, high)
+            low = np.where(crossed, low, middle + 1)
+        fmr_below, fnmr_below = rates(low)
+        fmr_above, fnmr_above = rates(low - 1)
+        difference_below, difference_above = fmr_below - fnmr_below, fmr_above - fnmr_above
+        share = -difference_above / (difference_below - difference_above)
+        return np.where(difference_below == 0, fmr_below, fmr_above + share * (fmr_below - fmr_above))
 
 
 class IdentityStatistics:
@@ -416,6 +463,7 @@ class IdentityStatistics:
                 accepted_to=accepted_to.astype(np.float64),
                 table_thresholds=table.thresholds,
                 table_accepted=table.impostor_accepted,
+                edges=self.edges,
                 fars=tuple(float(far) for far in fars),
             )
         return IdentityInfluences(
