@@ -114,8 +114,7 @@ class BinnedImpostors:
     accepted: np.ndarray  # (cells, thresholds) impostor pairs accepted at each fixed threshold
     genuine_count: np.ndarray  # (identities,) genuine pairs
     genuine_below: np.ndarray  # (identities, bins) genuine pairs' AUC placements among each bin's impostors
-    genuine_sorted: np.ndarray  # genuine scores ordered by identity, then score
-    genuine_start: np.ndarray  # (identities + 1,) where each identity's scores start in genuine_sorted
+    genuine_keys: np.ndarray  # identity x (table rows + 1) + table row of each genuine pair, ascending
     in_bin: np.ndarray  # (bins,) impostors of each bin over all cells
     accepted_to: np.ndarray  # (bins,) impostors at or above each bin's upper edge
     table_thresholds: np.ndarray  # the score table's thresholds (descending) ...
@@ -139,13 +138,14 @@ class BinnedImpostors:
         tar = np.where(live[:, None], tar.reshape(m.shape[0], len(self.fars)), np.nan)
         return np.where(live, auc, np.nan), np.where(live, eer, np.nan), tar, fmr
 
-    def _genuine_accepted(self, m: np.ndarray, threshold: np.ndarray) -> np.ndarray:
-        """Each resample's genuine weight at or above its own threshold: ``sum_k m_k G_k(threshold)``."""
-        accepted = np.zeros(m.shape[0])
-        for identity in np.flatnonzero(self.genuine_count):
-            scores = self.genuine_sorted[self.genuine_start[identity] : self.genuine_start[identity + 1]]
-            accepted += m[:, identity] * (scores.size - np.searchsorted(scores, threshold, side="left"))
-        return accepted
+    def _genuine_accepted(self, m: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """Each resample's genuine weight accepted at the table threshold of its own ``row`` (-1: none),
+        ``sum_k m_k G_k``: a genuine pair is accepted at every row from its own on (thresholds descend)."""
+        identities = np.flatnonzero(self.genuine_count)
+        span = self.table_thresholds.size + 1
+        start = np.searchsorted(self.genuine_keys, identities * span)
+        through = np.searchsorted(self.genuine_keys, identities[None, :] * span + row[:, None], side="right")
+        return np.einsum("ri,ri->r", m[:, identities], through - start)
 
     def _impostor_accepted(self, mass: np.ndarray, row: np.ndarray) -> np.ndarray:
         """Each resample's impostor weight at or above the table threshold of its own ``row``: the bins above it in
@@ -179,8 +179,7 @@ class BinnedImpostors:
         reachable = self.accepted_to[crossing] + share * self.in_bin[crossing]
         # Rows of the table (accepted counts ascend) accepting no more than that: the last one's threshold.
         index = np.searchsorted(self.table_accepted, reachable * (1 + 1e-12), side="right") - 1
-        threshold = np.where(index >= 0, self.table_thresholds[np.maximum(index, 0)], np.inf)
-        return self._genuine_accepted(m, threshold) / genuine_total
+        return self._genuine_accepted(m, index) / genuine_total
 
     def _eer(self, m: np.ndarray, mass: np.ndarray, total: np.ndarray, genuine_total: np.ndarray) -> np.ndarray:
         """The EER as `faceval.metrics.equal_error_rate` on the table's thresholds (level 0: +inf), with each
@@ -188,10 +187,8 @@ class BinnedImpostors:
         interpolated linearly with the level above."""
 
         def rates(level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            row = np.maximum(level - 1, 0)
-            fmr = np.where(level > 0, self._impostor_accepted(mass, row) / total, 0.0)
-            genuine = np.where(level > 0, self._genuine_accepted(m, self.table_thresholds[row]), 0.0)
-            return fmr, 1.0 - genuine / genuine_total
+            fmr = np.where(level > 0, self._impostor_accepted(mass, np.maximum(level - 1, 0)) / total, 0.0)
+            return fmr, 1.0 - self._genuine_accepted(m, level - 1) / genuine_total
 
         low = np.ones(m.shape[0], dtype=np.int64)
         high = np.full(m.shape[0], self.table_thresholds.size, dtype=np.int64)
@@ -449,7 +446,6 @@ class IdentityStatistics:
             genuine_below = genuine_below + np.bincount(
                 at, weights=partial, minlength=self.n_identities * width
             ).reshape(self.n_identities, width)
-            order = np.lexsort((genuine_scores, genuine_identity))
             impostors = BinnedImpostors(
                 first=first,
                 second=second,
@@ -457,8 +453,7 @@ class IdentityStatistics:
                 accepted=_columns([accepted_by_row(counts, t)[1] for t in thresholds], cells.size),
                 genuine_count=genuine_per_identity.astype(np.float64),
                 genuine_below=genuine_below,
-                genuine_sorted=genuine_scores[order],
-                genuine_start=np.concatenate(([0], np.cumsum(genuine_per_identity))),
+                genuine_keys=np.sort(genuine_identity.astype(np.int64) * (table.thresholds.size + 1) + rows),
                 in_bin=in_bin.astype(np.float64),
                 accepted_to=accepted_to.astype(np.float64),
                 table_thresholds=table.thresholds,
