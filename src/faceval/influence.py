@@ -228,7 +228,8 @@ class IdentityStatistics:
         self._held_size = 0
         self.edges: np.ndarray | None = None
         self._histogram: np.ndarray | None = None
-        # Impostors per identity pair (k < l, cell l (l - 1) / 2 + k) and bin, while few identities keep it small.
+        # Impostors per identity pair (k < l, cells in the order of numpy.triu_indices) and bin, while few
+        # identities keep it small.
         self._pair_histogram: np.ndarray | None = None
         # On a lattice: the bin of every cell from the lowest to the highest edge's (one gather, no search).
         self._lookup: tuple[int, np.ndarray] | None = None
@@ -320,7 +321,8 @@ class IdentityStatistics:
         self._histogram += np.bincount(codes, minlength=self._histogram.size).reshape(self._histogram.shape)
         if self._pair_histogram is not None:
             low, high = np.minimum(first, second).astype(np.int64), np.maximum(first, second).astype(np.int64)
-            codes = (high * (high - 1) // 2 + low) * width + bins
+            cell = low * (2 * self.n_identities - low - 1) // 2 + high - low - 1  # numpy.triu_indices' order
+            codes = cell * width + bins
             self._pair_histogram += np.bincount(codes, minlength=self._pair_histogram.size).reshape(
                 self._pair_histogram.shape
             )
@@ -424,11 +426,7 @@ class IdentityStatistics:
         if self._pair_histogram is not None:
             cells = np.flatnonzero(self._pair_histogram.any(axis=1))
             counts = self._pair_histogram[cells].astype(np.float64)
-            # Cell l (l - 1) / 2 + k holds identities k < l.
-            second = ((1 + np.sqrt(1 + 8 * cells.astype(np.float64))) / 2).astype(np.int64)
-            second -= second * (second - 1) // 2 > cells  # a square root a hair too large or too small
-            second += (second + 1) * second // 2 <= cells
-            first = cells - second * (second - 1) // 2
+            first, second = (side[cells] for side in np.triu_indices(self.n_identities, k=1))
             # Genuine pairs' placements among each bin's impostors (ties half), the bin containing the score in
             # part, every bin wholly below it in full: per identity, by bin.
             genuine_bin = np.searchsorted(self.edges, genuine_scores, side="right")
