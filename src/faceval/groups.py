@@ -530,8 +530,10 @@ class _Pairs:
 INTERVAL_METHODS = {
     "bootstrap": "identity bootstrap: identities resampled with replacement within each group (an identity whose "
     "images span groups within the group holding most of them), pairs rebuilt",
-    "streaming": "streaming identity influences: the identity bootstrap linearised (Hoeffding projections clustered "
-    "by identity), per-identity sums accumulated with the pairs, replicates from the same identity multiplicities",
+    "streaming": "streaming identity influences: per-identity (and, with a few hundred identities or fewer, "
+    "identity-pair) counts accumulated with the pairs; replicates from the same identity multiplicities, recomputed "
+    "from those counts where they suffice, else the identity bootstrap linearised (Hoeffding projections clustered "
+    "by identity)",
     "none": "no intervals",
 }
 # Above this many pairs the automatic choice is the streaming intervals (the bootstrap holds every pair).

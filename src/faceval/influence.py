@@ -273,7 +273,10 @@ class IdentityStatistics:
 
     def _start_histograms(self) -> None:
         sample = np.concatenate([part[0] for part in self._held]) if self._held else np.zeros(0)
-        edges = np.quantile(sample, 1.0 - EDGE_FMRS[EDGE_FMRS * sample.size >= 1]) if sample.size else np.zeros(0)
+        # The sample is a copy: the quantiles may reorder it rather than copy it again.
+        fmrs = EDGE_FMRS[EDGE_FMRS * sample.size >= 1]
+        edges = np.quantile(sample, 1.0 - fmrs, overwrite_input=True) if sample.size else np.zeros(0)
+        del sample
         edges = np.concatenate((edges, self._fixed))
         if self.lattice is not None and edges.size:
             # On a lattice the edges are lattice thresholds, so the table's counts at them are exact.
@@ -287,8 +290,8 @@ class IdentityStatistics:
         if cells * (self.edges.size + 1) <= PAIR_TABLE_ENTRIES:
             self._pair_histogram = np.zeros((cells, self.edges.size + 1), dtype=np.int64)
         held, self._held = self._held, []
-        for part in held:
-            self._count(*part)
+        while held:  # each held part freed once counted
+            self._count(*held.pop())
         self._lookup = self._cell_lookup()
 
     def _cell_lookup(self) -> tuple[int, np.ndarray] | None:
