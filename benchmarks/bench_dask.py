@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceval.accumulators import ChunkFeed, update_counts
+from faceval.accumulators import ChunkFeed, ModelFeed, update_counts
 from faceval.datasets import load_dataset
 from faceval.distributed import DaskPairs, DaskWorkers, connect
 from faceval.embedders import ModelSpec
@@ -84,12 +84,16 @@ def scoring(pairs: float) -> None:
     n = len(vectors)
     lattice = functools.partial(LatticeCounts, Lattice.for_similarity(Similarity.COSINE))
     start, cpu = time.perf_counter(), cpu_seconds()
-    local = ChunkFeed(iter_pair_chunks(vectors, identities, Similarity.COSINE)).accumulate(lattice, update_counts)
+    local = ChunkFeed(iter_pair_chunks(vectors, identities, Similarity.COSINE)).accumulate(
+        lattice, ModelFeed(update_counts)
+    )
     one, one_cpu = time.perf_counter() - start, cpu_seconds() - cpu
     with connect("local:2") as client:
         before = client.run(cpu_seconds)
         start, cpu = time.perf_counter(), cpu_seconds()
-        remote = DaskPairs(client, vectors, identities, Similarity.COSINE).accumulate(lattice, update_counts)
+        remote = DaskPairs(client, [(vectors, Similarity.COSINE)], identities).accumulate(
+            lattice, ModelFeed(update_counts)
+        )
         two, client_cpu = time.perf_counter() - start, cpu_seconds() - cpu
         workers_cpu = sum(client.run(cpu_seconds)[worker] - used for worker, used in before.items())
     same = all(map(np.array_equal, local.cell_counts(), remote.cell_counts()))

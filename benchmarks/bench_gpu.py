@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from faceval.accumulators import update_counts
+from faceval.accumulators import ModelFeed, update_counts
 from faceval.gpu import DevicePairs, cupy_or_none, onnx_providers
 from faceval.lattice import Lattice, LatticeCounts
 from faceval.scoring import Similarity
@@ -56,9 +56,9 @@ def images_for(pairs: float) -> int:
 def run(n: int, dim: int, xp, max_bytes: int | None = None) -> tuple[float, LatticeCounts, int]:
     vectors, identities = synthetic(n, dim)
     lattice = functools.partial(LatticeCounts, Lattice.for_similarity(Similarity.COSINE))
-    feed = DevicePairs(vectors, identities, Similarity.COSINE, xp, max_bytes=max_bytes)
+    feed = DevicePairs([(vectors, Similarity.COSINE)], identities, xp, max_bytes=max_bytes)
     start = time.perf_counter()
-    state = feed.accumulate(lattice, update_counts)
+    state = feed.accumulate(lattice, ModelFeed(update_counts))
     if xp is not np:
         xp.cuda.Device().synchronize()
     elapsed = time.perf_counter() - start

@@ -10,7 +10,13 @@ import pytest
 from scipy.stats import norm
 
 from faceval.bootstrap import identity_multiplicities, percentile_interval
-from faceval.comparison import compare_model_vectors, compare_models, comparison_summary_line, delong_test
+from faceval.comparison import (
+    compare_models,
+    compare_scores,
+    comparison_summary_line,
+    delong_test,
+    unscorable_comparisons,
+)
 from faceval.metrics import ScoreTable, roc_auc
 from faceval.scoring import Similarity, all_pair_scores
 
@@ -134,36 +140,36 @@ def test_models_must_score_the_same_pairs():
         delong_test([0.1, 0.2, 0.3], [0.1, 0.2, 0.3], [1, 0, 0])
 
 
-def test_compare_model_vectors_compares_every_pair_of_models_on_the_same_pairs():
+def scored_models(models, identities):
+    """Each model's scores of all pairs, and the pairs' genuine flags and identity codes (all pairs i < j)."""
+    pairs = {name: all_pair_scores(vectors, identities, similarity) for name, vectors, similarity in models}
+    some = next(iter(pairs.values()), None)
+    first, second = (some.first, some.second) if some is not None else (np.zeros(0, int), np.zeros(0, int))
+    genuine = identities[first] == identities[second]
+    return [(name, pairs[name].scores) for name in pairs], genuine, identities[first], identities[second]
+
+
+def test_compare_scores_compares_every_pair_of_models_on_the_same_pairs():
     rng = np.random.default_rng(3)
     identities = np.repeat(np.arange(10), 3)
-    groups = np.where(identities < 5, "a", "b")
     base = rng.normal(size=(10, 8))[identities]
     models = [
         ("sharp", base + rng.normal(scale=0.3, size=base.shape), Similarity.COSINE),
         ("blurred", base + rng.normal(scale=1.0, size=base.shape), Similarity.EUCLIDEAN),
         ("noise", rng.normal(size=base.shape), Similarity.COSINE),
     ]
-    results = compare_model_vectors(models, identities, groups, n_resamples=100, seed=2)
+    scored, genuine, first_id, second_id = scored_models(models, identities)
+    strata = (np.arange(10) >= 5).astype(int)  # resampled within groups
+    results = compare_scores(scored, genuine, first_id, second_id, strata, n_resamples=100, seed=2)
     assert [(r.name_a, r.name_b) for r in results] == [("sharp", "blurred"), ("sharp", "noise"), ("blurred", "noise")]
-    pairs = {name: all_pair_scores(vectors, identities, similarity) for name, vectors, similarity in models}
-    first, second = pairs["sharp"].first, pairs["sharp"].second
     expected = compare_models(
-        pairs["sharp"].scores,
-        pairs["noise"].scores,
-        pairs["sharp"].genuine,
-        identities[first],
-        identities[second],
-        n_resamples=100,
-        seed=2,
-        strata=(np.arange(10) >= 5).astype(int),  # resampled within groups
+        scored[0][1], scored[2][1], genuine, first_id, second_id, n_resamples=100, seed=2, strata=strata
     )
     assert (results[1].ci_low, results[1].ci_high, results[1].delong_p) == (
         expected.ci_low,
         expected.ci_high,
         expected.delong_p,
     )
-    assert compare_model_vectors(models, identities, max_pairs=100) == []
 
 
 @pytest.mark.parametrize(
@@ -175,7 +181,10 @@ def test_too_few_pairs_to_compare_give_an_entry_that_says_why(identities, genuin
     identities = np.array(identities)
     rng = np.random.default_rng(0)
     models = [(name, rng.normal(size=(identities.size, 4)), Similarity.COSINE) for name in ("a", "b", "c")]
-    results = compare_model_vectors(models, identities, np.array(["x"] * identities.size), n_resamples=50)
+    results = compare_scores(*scored_models(models, identities), np.zeros(identities.max() + 1, int), n_resamples=50)
+    if genuine == 0 or impostor == 0:
+        # Without scores (the streaming intervals' case), the same entries.
+        assert unscorable_comparisons(["a", "b", "c"], genuine, impostor, n_resamples=50) == results
     assert [(r.name_a, r.name_b) for r in results] == [("a", "b"), ("a", "c"), ("b", "c")]
     for result in results:
         document = json.loads(json.dumps(result.to_dict(), allow_nan=False))
@@ -203,5 +212,5 @@ def test_one_image_or_none_gives_no_error():
     for size in (0, 1):
         vectors = np.zeros((size, 4)) + 1.0
         models = [("a", vectors, Similarity.COSINE), ("b", vectors, Similarity.COSINE)]
-        (result,) = compare_model_vectors(models, np.zeros(size, dtype=np.int64), n_resamples=10)
+        (result,) = compare_scores(*scored_models(models, np.zeros(size, dtype=np.int64)), n_resamples=10)
         assert result.difference is None and result.note is not None

@@ -26,16 +26,25 @@ pytest.importorskip("distributed")
 
 from faceval import distributed as faceval_distributed
 from faceval import extraction
-from faceval.accumulators import update_counts
+from faceval.accumulators import ModelFeed, update_counts
 from faceval.cli import main
-from faceval.datasets import Dataset, load_dataset
-from faceval.distributed import ClusterError, DaskPairs, DaskWorkers, SharedPathError, _embed_on_worker, connect
+from faceval.datasets import Dataset, ImageRecord, load_dataset
+from faceval.distributed import (
+    ClusterError,
+    DaskPairs,
+    DaskWorkers,
+    SharedPathError,
+    _embed_on_worker,
+    connect,
+    dask_pairs,
+)
 from faceval.embedders import EmbeddingResult, ModelSpec
-from faceval.evaluation import score_pairs
+from faceval.evaluation import evaluate_embeddings, score_pairs
 from faceval.extraction import EmbeddingSet, WorkerError, extract_embeddings
 from faceval.groups import GroupOptions, group_report
 from faceval.lattice import Lattice, LatticeCounts
 from faceval.metrics import ScoreCounts
+from faceval.results import Result
 from faceval.scoring import Similarity, iter_pair_chunks
 from faceval.store import EmbeddingStore
 
@@ -140,15 +149,16 @@ def store_keys(path: Path) -> list[tuple[str, str]]:
 def test_cluster_counts_equal_the_single_process_counts_bit_for_bit(local_client, similarity):
     vectors, identities = synthetic()
     # Small tasks: many shares and a deep merge tree, tiles cut at their edges.
-    feed = DaskPairs(local_client, vectors, identities, similarity, pairs_per_task=20_000)
+    feed = DaskPairs(local_client, [(vectors, similarity)], identities, pairs_per_task=20_000)
     assert_same_table(
-        feed.accumulate(ScoreCounts, update_counts).compute(), score_pairs(vectors, identities, similarity)
+        feed.accumulate(ScoreCounts, ModelFeed(update_counts)).compute(), score_pairs(vectors, identities, similarity)
     )
 
     # The scale engine's lattice counts, as the one-process run counts above EXACT_MAX_PAIRS.
     lattice = functools.partial(LatticeCounts, Lattice.for_similarity(similarity))
     assert_same_table(
-        feed.accumulate(lattice, update_counts).compute(), score_pairs(vectors, identities, similarity, exact=False)
+        feed.accumulate(lattice, ModelFeed(update_counts)).compute(),
+        score_pairs(vectors, identities, similarity, exact=False),
     )
 
 
@@ -162,7 +172,7 @@ def test_group_figures_and_kept_pairs_equal_the_single_process_run(local_client,
     )
     local = group_report(iter_pair_chunks(vectors, identities, "cosine"), labels, identities, "cosine", options)
     remote = group_report(
-        DaskPairs(local_client, vectors, identities, "cosine", pairs_per_task=5_000),
+        DaskPairs(local_client, [(vectors, "cosine")], identities, pairs_per_task=5_000),
         labels,
         identities,
         "cosine",
@@ -306,9 +316,9 @@ def test_a_worker_killed_mid_run_costs_only_its_tasks(tmp_path, processes, faces
         # The pairs are still scored, on the one worker left, with the single-process counts.
         vectors = remote.vectors(range(faces.n_images))
         identities = np.repeat(np.arange(8), 3)
-        feed = DaskPairs(client, vectors, identities, Similarity.COSINE, pairs_per_task=10)
+        feed = DaskPairs(client, [(vectors, Similarity.COSINE)], identities, pairs_per_task=10)
         assert_same_table(
-            feed.accumulate(ScoreCounts, update_counts).compute(), score_pairs(vectors, identities, "cosine")
+            feed.accumulate(ScoreCounts, ModelFeed(update_counts)).compute(), score_pairs(vectors, identities, "cosine")
         )
     keys = store_keys(store_path)
     assert len(keys) == len(set(keys)) == faces.n_images
@@ -339,16 +349,42 @@ def slow_update(counts: ScoreCounts, chunk, delay: float) -> None:
     counts.update(chunk.scores, chunk.genuine)
 
 
+@pytest.mark.parametrize("intervals", ["bootstrap", "streaming"])
+def test_a_two_model_pass_on_the_cluster_gives_the_local_evaluation(local_client, intervals):
+    vectors, identities = synthetic(40, 4)
+    noisy = vectors + np.random.default_rng(5).normal(scale=1.5, size=vectors.shape)
+    records = tuple(ImageRecord(Path(f"{k}.png"), f"id{identity}") for k, identity in enumerate(identities))
+    dataset = Dataset(Path("."), "folders", records)
+    sets = [
+        EmbeddingSet(name, similarity, {}, tuple(EmbeddingResult(vector) for vector in model_vectors))
+        for name, model_vectors, similarity in (
+            ("sharp", vectors, Similarity.COSINE),
+            ("noisy", noisy, Similarity.EUCLIDEAN),
+        )
+    ]
+    labels = np.where(identities < 20, "A", "B").astype(object)
+    options = {
+        embeddings.model: GroupOptions(target_fmr=0.01, n_resamples=20, intervals=intervals, exact=False)
+        for embeddings in sets
+    }
+    local = evaluate_embeddings(dataset, sets, groups=labels, group_options=options)
+    remote = evaluate_embeddings(
+        dataset, sets, groups=labels, group_options=options, pair_feed=dask_pairs(local_client)
+    )
+    assert Result(remote).to_dict() == Result(local).to_dict()
+    assert len(local.comparisons) == 1 and local.comparisons[0].interval is not None
+
+
 def test_a_dead_scheduler_during_scoring_is_a_clear_error(processes):
     vectors, identities = synthetic(40, 5)
     with connect(processes.address) as client:
         client.wait_for_workers(2, timeout=30)
-        feed = DaskPairs(client, vectors, identities, Similarity.COSINE, pairs_per_task=500)
+        feed = DaskPairs(client, [(vectors, Similarity.COSINE)], identities, pairs_per_task=500)
         killer = threading.Timer(2.0, processes.scheduler.kill)
         killer.start()
         with pytest.raises(ClusterError, match=f"lost the Dask scheduler at {processes.address}.*cluster is back"):
             # Every chunk takes longer than the scheduler lives (workers that start fast must not finish first).
-            feed.accumulate(ScoreCounts, functools.partial(slow_update, delay=6.0))
+            feed.accumulate(ScoreCounts, ModelFeed(functools.partial(slow_update, delay=6.0)))
         killer.join()
 
 

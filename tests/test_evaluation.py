@@ -5,15 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
+import faceval.scoring
+from faceval.bootstrap import identity_strata
+from faceval.comparison import compare_models
 from faceval.datasets import Dataset, ImageRecord
 from faceval.embedders import EmbeddingResult
 from faceval.evaluation import evaluate_embeddings, prefetched, score_pairs
 from faceval.extraction import EmbeddingSet
-from faceval.groups import GroupOptions
+from faceval.groups import GroupOptions, group_failures, group_report
 from faceval.results import Result
-from faceval.scoring import Similarity, identity_codes
+from faceval.scoring import Similarity, all_pair_scores, identity_codes, iter_pair_chunks
 
 
 def population(failed: set[int], seed: int, dim: int = 8) -> tuple[Dataset, EmbeddingSet]:
@@ -93,6 +97,62 @@ def test_streaming_intervals_compare_models_and_count_on_the_lattice_end_to_end(
         assert model["resolution"]["kind"] == "absolute lattice" and model["bootstrap"]["intervals"] == "streaming"
         low, high = model["all_pairs"]["auc_ci"]
         assert low < model["auc"] < high
+
+
+def test_one_pass_scores_each_pair_once_for_every_model_and_compares_them_on_the_held_scores(monkeypatch, tmp_path):
+    dataset, first = population(failed={0, 5}, seed=1)
+    _, second = population(failed={5, 9}, seed=2)
+    _, third = population(failed=set(), seed=3)
+    models = [first, second, third]
+    labels = np.array(["A" if int(record.identity[2:]) < 5 else "B" for record in dataset.records], dtype=object)
+    options = {embeddings.model: GroupOptions(n_resamples=60, seed=4) for embeddings in models}
+    scored = []
+
+    def counted(a, a_sq, b, b_sq, similarity, xp=np):
+        scored.append(a.shape[0] * b.shape[0])
+        return real(a, a_sq, b, b_sq, similarity, xp)
+
+    def second_pass(*args, **kwargs):
+        raise AssertionError("the pairs were scored a second time")
+
+    real = faceval.scoring.block_scores
+    with monkeypatch.context() as patch:
+        patch.setattr(faceval.scoring, "block_scores", counted)
+        patch.setattr(faceval.scoring, "all_pair_scores", second_pass)
+        evaluation = evaluate_embeddings(
+            dataset, models, groups=labels, group_options=options, save_scores=tmp_path, progress=False
+        )
+    common = np.array([k for k in range(40) if k not in {0, 5, 9}])
+    identities = identity_codes([dataset.records[k].identity for k in common])
+    # 37 images: one tile of 37 x 36 scores per model, each scored once, for the figures, intervals,
+    # comparisons and saved scores together.
+    assert scored == [37 * 36] * len(models)
+    # Oracle: each model's scores of all pairs, compared by compare_models with identities resampled in groups.
+    pairs = {
+        embeddings.model: all_pair_scores(embeddings.vectors(common), identities, "cosine") for embeddings in models
+    }
+    first_id, second_id = identities[pairs["m1"].first], identities[pairs["m1"].second]
+    strata = identity_strata(identities, identity_codes(labels[common]))
+    expected = [
+        compare_models(
+            pairs[a].scores, pairs[b].scores, pairs[a].genuine, first_id, second_id, 60, 4, strata, names=(a, b)
+        ).to_dict()
+        for a, b in (("m1", "m2"), ("m1", "m3"), ("m2", "m3"))
+    ]
+    assert [comparison.to_dict() for comparison in evaluation.comparisons] == expected
+    for embeddings in models:
+        # The group figures and bootstrap intervals are those of a pass of this model alone.
+        alone = group_report(
+            iter_pair_chunks(embeddings.vectors(common), identities, "cosine"),
+            labels[common],
+            identities,
+            "cosine",
+            options[embeddings.model],
+            failures=group_failures(labels, embeddings.embedded),
+        )
+        assert evaluation.groups[embeddings.model].to_dict() == alone.to_dict()
+        written = pq.read_table(tmp_path / embeddings.model / "scores.parquet")
+        np.testing.assert_array_equal(written["score"].to_numpy(), pairs[embeddings.model].scores)
 
 
 def test_prefetched_chunks_keep_order_pass_errors_and_stop_early():

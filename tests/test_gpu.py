@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from faceval.accumulators import update_counts
-from faceval.evaluation import score_pairs
+from faceval.accumulators import ModelFeed, update_counts
+from faceval.datasets import Dataset, ImageRecord
+from faceval.embedders import EmbeddingResult
+from faceval.evaluation import evaluate_embeddings, score_pairs
+from faceval.extraction import EmbeddingSet
 from faceval.gpu import (
     SCORE_TOLERANCE,
     DevicePairs,
@@ -25,6 +29,7 @@ from faceval.gpu import (
 from faceval.groups import GroupOptions, group_report
 from faceval.lattice import Lattice, LatticeCounts
 from faceval.metrics import ScoreCounts
+from faceval.results import Result
 from faceval.scoring import Similarity, all_pair_scores, iter_pair_chunks
 
 
@@ -45,9 +50,9 @@ def assert_same_table(actual, expected) -> None:
 @pytest.mark.parametrize("similarity", list(Similarity))
 def test_device_code_on_the_cpu_gives_the_cpu_counts_bit_for_bit(similarity):
     vectors, identities = synthetic()
-    feed = DevicePairs(vectors, identities, similarity, np)
+    feed = DevicePairs([(vectors, similarity)], identities, np)
     assert_same_table(
-        feed.accumulate(ScoreCounts, update_counts).compute(), score_pairs(vectors, identities, similarity)
+        feed.accumulate(ScoreCounts, ModelFeed(update_counts)).compute(), score_pairs(vectors, identities, similarity)
     )
 
 
@@ -56,9 +61,9 @@ def test_card_sized_tiles_change_scores_only_within_the_tolerance(similarity):
     vectors, identities = synthetic()
     expected = all_pair_scores(vectors, identities, similarity)
     # About 3 rows per tile: other matrix shapes, as on a card, round a few scores differently.
-    feed = DevicePairs(vectors, identities, similarity, np, max_bytes=64 * 3 * len(vectors))
+    feed = DevicePairs([(vectors, similarity)], identities, np, max_bytes=64 * 3 * len(vectors))
     assert feed.rows_per_tile == 3
-    pairs = feed.accumulate(list, list.append)
+    pairs = feed.accumulate(list, ModelFeed(list.append))
     scores = np.concatenate([chunk.scores for chunk in pairs])
     assert np.array_equal(np.concatenate([chunk.first for chunk in pairs]), expected.first)
     assert np.array_equal(np.concatenate([chunk.second for chunk in pairs]), expected.second)
@@ -71,7 +76,7 @@ def test_device_lattice_counts_are_the_scale_engines_bit_for_bit(similarity):
     # Lattice counts are placed and counted where the scores are (the path a GPU takes), with lattice.py's cells.
     vectors, identities = synthetic()
     new = functools.partial(LatticeCounts, Lattice.for_similarity(similarity))
-    counts = DevicePairs(vectors, identities, similarity, np).accumulate(new, update_counts)
+    counts = DevicePairs([(vectors, similarity)], identities, np).accumulate(new, ModelFeed(update_counts))
     table = counts.compute()
     assert_same_table(table, score_pairs(vectors, identities, similarity, exact=False))
     assert table.lattice == Lattice.for_similarity(similarity)
@@ -101,7 +106,7 @@ def test_group_report_from_the_device_feed_equals_the_cpu_one(intervals):
         target_fmr=0.01, n_resamples=20, intervals=intervals, exact=None if intervals == "bootstrap" else False
     )
     local = group_report(iter_pair_chunks(vectors, identities, "cosine"), labels, identities, "cosine", options)
-    device = group_report(DevicePairs(vectors, identities, "cosine", np), labels, identities, "cosine", options)
+    device = group_report(DevicePairs([(vectors, "cosine")], identities, np), labels, identities, "cosine", options)
     assert_same_report(device, local)
     assert bool(local.influences) == (intervals == "streaming")
 
@@ -114,9 +119,41 @@ def test_streaming_intervals_from_the_device_feed_place_their_bins_from_the_lead
     assert 2_000_000 < n_pairs < 4_000_000
     options = GroupOptions(target_fmr=0.01, n_resamples=20, intervals="streaming", exact=False)
     local = group_report(iter_pair_chunks(vectors, identities, "cosine"), None, identities, "cosine", options)
-    feed = DevicePairs(vectors, identities, "cosine", np, max_bytes=64 * 300 * len(vectors))
+    feed = DevicePairs([(vectors, "cosine")], identities, np, max_bytes=64 * 300 * len(vectors))
     assert feed.rows_per_tile == 300
     assert_same_report(group_report(feed, None, identities, "cosine", options), local)
+
+
+def two_models(n_identities: int = 40, per_identity: int = 4) -> tuple[Dataset, list[EmbeddingSet], np.ndarray]:
+    """A dataset of synthetic images with two models' embeddings of them, and a group per image."""
+    vectors, identities = synthetic(n_identities, per_identity)
+    records = tuple(ImageRecord(Path(f"{k}.png"), f"id{identity}") for k, identity in enumerate(identities))
+    noisy = vectors + np.random.default_rng(5).normal(scale=1.5, size=vectors.shape)
+    sets = [
+        EmbeddingSet(name, similarity, {}, tuple(EmbeddingResult(vector) for vector in model_vectors))
+        for name, model_vectors, similarity in (
+            ("sharp", vectors, Similarity.COSINE),
+            ("noisy", noisy, Similarity.EUCLIDEAN),
+        )
+    ]
+    return Dataset(Path("."), "folders", records), sets, np.where(identities % 2 == 0, "even", "odd").astype(object)
+
+
+@pytest.mark.parametrize("intervals", ["bootstrap", "streaming"])
+def test_a_two_model_pass_on_the_device_feed_gives_the_local_evaluation(intervals):
+    dataset, sets, labels = two_models()
+    options = {
+        embeddings.model: GroupOptions(target_fmr=0.01, n_resamples=20, intervals=intervals, exact=False)
+        for embeddings in sets
+    }
+
+    def on_device(models, identities, progress=False, label=""):
+        return DevicePairs(models, identities, np, progress, label)
+
+    local = evaluate_embeddings(dataset, sets, groups=labels, group_options=options)
+    device = evaluate_embeddings(dataset, sets, groups=labels, group_options=options, pair_feed=on_device)
+    assert Result(device).to_dict() == Result(local).to_dict()
+    assert len(local.comparisons) == 1 and local.comparisons[0].interval is not None
 
 
 def test_devices_that_are_not_there_say_how_to_get_them():
@@ -148,14 +185,14 @@ def test_on_the_gpu_scores_match_the_cpu_within_the_tolerance(similarity):
     cupy = cupy_or_none()
     vectors, identities = synthetic(400, 5)
     expected = all_pair_scores(vectors, identities, similarity)
-    pairs = DevicePairs(vectors, identities, similarity, cupy).accumulate(list, list.append)
+    pairs = DevicePairs([(vectors, similarity)], identities, cupy).accumulate(list, ModelFeed(list.append))
     # A list is a host state: the chunks come back as numpy arrays.
     scores = np.concatenate([chunk.scores for chunk in pairs])
     assert np.abs(scores - expected.scores).max() <= SCORE_TOLERANCE
     # Device counts on the lattice: identical except pairs whose CPU score is within the tolerance of a cell edge.
     lattice = Lattice.for_similarity(similarity)
-    on_gpu = DevicePairs(vectors, identities, similarity, cupy).accumulate(
-        functools.partial(LatticeCounts, lattice), update_counts
+    on_gpu = DevicePairs([(vectors, similarity)], identities, cupy).accumulate(
+        functools.partial(LatticeCounts, lattice), ModelFeed(update_counts)
     )
     on_cpu = LatticeCounts(lattice)
     on_cpu.update(expected.scores, expected.genuine)

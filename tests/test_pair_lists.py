@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
@@ -336,9 +337,18 @@ def test_two_models_on_a_pair_list_score_the_same_listed_pairs(tmp_path):
     ]
     (tmp_path / "pairs.csv").write_text("path1,path2\n0/0.png,0/3.png\n0/0.png,1/1.png\n1/4.png,2/5.png\n")
     options = {name: GroupOptions(n_resamples=0) for name in ("one", "two")}
-    evaluation = evaluate_embeddings(dataset, sets, group_options=options, pairs=read_pair_list(tmp_path / "pairs.csv"))
-    for name in ("one", "two"):
+    pairs = read_pair_list(tmp_path / "pairs.csv")
+    saved = tmp_path / "scores"
+    evaluation = evaluate_embeddings(dataset, sets, group_options=options, pairs=pairs, save_scores=saved)
+    for index, name in enumerate(("one", "two")):
         table = evaluation.models[name].table
         assert (table.n_genuine, table.n_impostor) == (1, 2)
+        # The one pass over the listed pairs wrote each model's own scores (oracle: the cosines, computed here).
+        written = pq.read_table(saved / name / "scores.parquet").to_pandas()
+        vectors = np.array([result.vector for result in sets[index].results])
+        first, second = [int(Path(key).stem) for key in pairs.first], [int(Path(key).stem) for key in pairs.second]
+        cosine = (normalize(vectors[first]) * normalize(vectors[second])).sum(axis=1)
+        assert written["path1"].tolist() == list(pairs.first) and written["path2"].tolist() == list(pairs.second)
+        np.testing.assert_allclose(written["score"], cosine, rtol=0, atol=1e-12)
     assert evaluation.comparisons == []
     assert "models not compared pairwise (DeLong, paired bootstrap) on a pair list" in evaluation.notes

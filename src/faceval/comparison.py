@@ -19,16 +19,13 @@ import numpy as np
 from faceval.bootstrap import (
     CONFIDENCE,
     DEFAULT_RESAMPLES,
-    MAX_BOOTSTRAP_PAIRS,
     Interval,
     SortedPairs,
     identity_multiplicities,
-    identity_strata,
     percentile_interval,
 )
 from faceval.influence import IdentityInfluences
 from faceval.metrics import ScoreTable, roc_auc, validated_scores
-from faceval.scoring import Similarity, all_pair_scores
 
 # DeLong's variance needs two placement values of each kind (a sample covariance of each).
 _DELONG_MINIMUM = 2
@@ -223,28 +220,9 @@ def compare_models(
     pairs_a = SortedPairs(scores_a, genuine, first_id, second_id)
     pairs_b = SortedPairs(scores_b, genuine, first_id, second_id)
     n_genuine, n_impostor = pairs_a.n_genuine, pairs_a.n_impostor
-    empty = ModelComparison(
-        name_a=names[0],
-        name_b=names[1],
-        auc_a=None,
-        auc_b=None,
-        difference=None,
-        ci_low=None,
-        ci_high=None,
-        delong_z=None,
-        delong_p=None,
-        n_resamples=int(n_resamples),
-        seed=int(seed),
-        interval=None,
-        n_genuine=n_genuine,
-        n_impostor=n_impostor,
-    )
+    empty = _unscored(names, n_genuine, n_impostor, n_resamples, seed)
     if n_genuine == 0 or n_impostor == 0:
-        return replace(
-            empty,
-            note=f"an AUC needs genuine and impostor pairs; the common pairs have {n_genuine} genuine and "
-            f"{n_impostor} impostor",
-        )
+        return empty
     auc_a = roc_auc(ScoreTable.from_scores(scores_a, genuine))
     auc_b = roc_auc(ScoreTable.from_scores(scores_b, genuine))
     delong, note = None, None
@@ -276,6 +254,49 @@ def compare_models(
     )
 
 
+def _unscored(names: tuple[str, str], n_genuine: int, n_impostor: int, n_resamples: int, seed: int) -> ModelComparison:
+    """The entry of two models before any figure, with the note that there is no AUC where a kind of pair is
+    missing."""
+    return ModelComparison(
+        name_a=names[0],
+        name_b=names[1],
+        auc_a=None,
+        auc_b=None,
+        difference=None,
+        ci_low=None,
+        ci_high=None,
+        delong_z=None,
+        delong_p=None,
+        n_resamples=int(n_resamples),
+        seed=int(seed),
+        interval=None,
+        n_genuine=n_genuine,
+        n_impostor=n_impostor,
+        note=None
+        if n_genuine and n_impostor
+        else f"an AUC needs genuine and impostor pairs; the common pairs have {n_genuine} genuine and "
+        f"{n_impostor} impostor",
+    )
+
+
+def unscorable_comparisons(
+    names: Sequence[str], n_genuine: int, n_impostor: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> list[ModelComparison]:
+    """Every pair of models on pairs without a genuine or without an impostor pair: entries that say why there is
+    no figure (as `compare_models` gives them), with no score needed.
+
+    >>> [entry.note for entry in unscorable_comparisons(["a", "b"], 0, 6)]
+    ['an AUC needs genuine and impostor pairs; the common pairs have 0 genuine and 6 impostor']
+    """
+    if n_genuine and n_impostor:
+        raise ValueError("these pairs have both kinds: compare the models' scores (compare_scores)")
+    return [
+        _unscored((name_a, name_b), n_genuine, n_impostor, n_resamples, seed)
+        for index, name_a in enumerate(names)
+        for name_b in names[index + 1 :]
+    ]
+
+
 def compare_influences(
     models: Sequence[tuple[str, IdentityInfluences]],
     strata: Any,
@@ -285,7 +306,7 @@ def compare_influences(
     seed: int = 0,
 ) -> list[ModelComparison]:
     """Every pair of models from their per-identity AUC influences on the same pairs (`faceval.influence`): the
-    streaming counterpart of `compare_model_vectors`, at any number of pairs.
+    streaming counterpart of `compare_scores`, at any number of pairs.
 
     The difference's influence is the difference of the influences, so its replicates use the same identity
     multiplicities for both models (paired); z and p come from the identity-clustered variance
@@ -331,52 +352,43 @@ def compare_influences(
     return comparisons
 
 
-def compare_model_vectors(
-    models: Sequence[tuple[str, np.ndarray, Similarity]],
-    identities: Any,
-    groups: Any = None,
+def compare_scores(
+    models: Sequence[tuple[str, np.ndarray]],
+    genuine: Any,
+    first_id: Any,
+    second_id: Any,
+    strata: Any = None,
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
-    max_pairs: int = MAX_BOOTSTRAP_PAIRS,
 ) -> list[ModelComparison]:
-    """Every pair of models, each given as ``(name, vectors of the same images, similarity)``, compared on all
-    pairs of those images; identities resampled within ``groups`` (one label per image) when given.
+    """Every pair of models, each given as ``(name, scores)``, all scores of the same pairs in the same order (the
+    scores one pass held, `faceval.accumulators.HeldPairs`), compared by `compare_models` with the same identity
+    multiplicities (``strata``: a stratum code per identity, e.g. its group, to resample within).
 
-    Empty when there are fewer than two models or more than ``max_pairs`` pairs (every model's scores are held in
-    memory at once). Never fails on thin data: a pair of models that cannot be compared (no genuine or no impostor
-    pair among the images, or too few for DeLong's test) still gets its entry, with None figures and a ``note``
-    saying why (`ModelComparison`).
+    Never fails on thin data: a pair of models that cannot be compared (no genuine or no impostor pair, or too few
+    for DeLong's test) still gets its entry, with None figures and a ``note`` saying why (`ModelComparison`).
 
     >>> rng = np.random.default_rng(1)
     >>> ids = np.repeat(np.arange(6), 3)
-    >>> good = rng.normal(size=(6, 4))[ids] + rng.normal(scale=0.3, size=(18, 4))
-    >>> poor = good + rng.normal(scale=1.5, size=(18, 4))
-    >>> [c.name_a + " vs " + c.name_b for c in compare_model_vectors(
-    ...     [("good", good, Similarity.COSINE), ("poor", poor, Similarity.COSINE)], ids, n_resamples=100)]
-    ['good vs poor']
+    >>> first, second = np.triu_indices(ids.size, k=1)
+    >>> genuine = ids[first] == ids[second]
+    >>> models = [("good", genuine + rng.normal(0, 0.5, first.size)), ("poor", genuine + rng.normal(0, 2, first.size))]
+    >>> results = compare_scores(models, genuine, ids[first], ids[second], n_resamples=100)
+    >>> [(c.name_a, c.name_b) for c in results], results[0].difference > 0
+    ([('good', 'poor')], True)
     """
-    identities = np.asarray(identities)
-    n_pairs = identities.size * (identities.size - 1) // 2
-    if len(models) < 2 or n_pairs > max_pairs:
-        return []
-    scored = [(name, all_pair_scores(vectors, identities, similarity)) for name, vectors, similarity in models]
-    first, second = scored[0][1].first, scored[0][1].second
-    strata = None
-    if groups is not None:
-        _, codes = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
-        strata = identity_strata(identities, codes.reshape(-1))
     return [
         compare_models(
-            pairs_a.scores,
-            pairs_b.scores,
-            pairs_a.genuine,
-            identities[first],
-            identities[second],
+            scores_a,
+            scores_b,
+            genuine,
+            first_id,
+            second_id,
             n_resamples=n_resamples,
             seed=seed,
             strata=strata,
             names=(name_a, name_b),
         )
-        for index, (name_a, pairs_a) in enumerate(scored)
-        for name_b, pairs_b in scored[index + 1 :]
+        for index, (name_a, scores_a) in enumerate(models)
+        for name_b, scores_b in models[index + 1 :]
     ]

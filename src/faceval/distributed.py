@@ -9,10 +9,10 @@
   cannot read a file the client can read stops the run with a `SharedPathError` naming the worker and the file.
   The client alone writes the embedding store, as batches come back, so an interrupted cluster run resumes
   exactly as a local one: only the images missing from the store are embedded again.
-- Scoring (`DaskPairs`): one task per share of whole scoring tiles (`faceval.scoring.tile_ranges`); each fills
-  a fresh state (`faceval.accumulators`) with its pairs, and the states are merged in a binary tree, in pair
-  order. A pair's score does not depend on the share it falls in, and merging only adds exact counts, so the
-  counts equal the single-process run's bit for bit.
+- Scoring (`DaskPairs`): one task per share of whole scoring tiles (`faceval.scoring.tile_ranges`); each scores
+  its pairs with every model of the pass and fills a fresh state (`faceval.accumulators`) with them, and the
+  states are merged in a binary tree, in pair order. A pair's score does not depend on the share it falls in,
+  and merging only adds exact counts, so the counts equal the single-process run's bit for bit.
 - Faults: Dask reruns the tasks of a worker that dies (they are pure functions of their inputs; the client
   records each batch once, so nothing is stored twice). A lost scheduler ends the run with a `ClusterError`;
   every batch received before is already in the store.
@@ -36,7 +36,7 @@ from faceval.accumulators import A, ChunkFeed, Feed, merged
 from faceval.embedders import Embedder, ModelSpec
 from faceval.errors import InputError
 from faceval.extraction import WorkerError, embed_files
-from faceval.scoring import PairChunk, Similarity, iter_pair_chunks, tile_ranges
+from faceval.scoring import ScoredPairs, Similarity, iter_scored_pairs, tile_ranges
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -182,20 +182,22 @@ class DaskWorkers:
 
 
 def _accumulate_share(
-    vectors: np.ndarray,
     identities: np.ndarray,
-    similarity: Similarity,
+    similarities: Sequence[Similarity],
     pair_range: tuple[int, int],
     new: Callable[[], A],
     feed: Feed[A],
+    *vectors: np.ndarray,
 ) -> A:
-    """A worker's task: one state filled with the pairs of one share of whole tiles."""
-    chunks = iter_pair_chunks(vectors, identities, similarity, pair_range=pair_range)
+    """A worker's task: one state filled with the pairs of one share of whole tiles, scored by every model (the
+    models' vectors come last, one argument each, so that Dask hands over the scattered arrays)."""
+    chunks = iter_scored_pairs(list(zip(vectors, similarities, strict=True)), identities, pair_range=pair_range)
     return ChunkFeed(chunks).accumulate(new, feed)
 
 
 class DaskPairs:
-    """All pairs of ``vectors``, scored and counted on a Dask cluster (a `faceval.accumulators.PairFeed`).
+    """All pairs of the images, scored by every model (``models``: one ``(vectors, similarity)`` each) and counted
+    on a Dask cluster (a `faceval.accumulators.PairFeed`).
 
     The vectors go once to every worker; each task scores one share of whole tiles into a fresh state; the
     states are merged pairwise in a tree on the workers, in pair order, and only the final state comes back.
@@ -204,26 +206,26 @@ class DaskPairs:
     def __init__(
         self,
         client: Client,
-        vectors: np.ndarray,
+        models: Sequence[tuple[np.ndarray, Similarity]],
         identities: np.ndarray,
-        similarity: Similarity,
         progress: bool = False,
         label: str = "",
         pairs_per_task: int | None = None,
     ) -> None:
         self.client = client
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float64)
+        self.models = [
+            (np.ascontiguousarray(vectors, dtype=np.float64), Similarity(similarity)) for vectors, similarity in models
+        ]
         self.identities = np.asarray(identities)
-        self.similarity = Similarity(similarity)
         self.progress = progress
         self.label = label
         self.pairs_per_task = pairs_per_task
 
-    def in_order(self) -> Iterator[PairChunk]:
-        return iter_pair_chunks(self.vectors, self.identities, self.similarity)
+    def in_order(self) -> Iterator[ScoredPairs]:
+        return iter_scored_pairs(self.models, self.identities)
 
     def accumulate(self, new: Callable[[], A], feed: Feed[A]) -> A:
-        n = len(self.vectors)
+        n = len(self.identities)
         total = n * (n - 1) // 2
         if total == 0:
             return new()
@@ -242,9 +244,12 @@ class DaskPairs:
         threads = max(1, sum(client.nthreads().values()))
         ranges = tile_ranges(n, self.pairs_per_task or max(1, total // (_TASKS_PER_THREAD * threads)))
         # On every worker, so that losing one loses no input (scattered data cannot be recomputed).
-        vectors, identities = client.scatter([self.vectors, self.identities], broadcast=True, hash=False)
+        identities, *vectors = client.scatter(
+            [self.identities, *(vectors for vectors, _ in self.models)], broadcast=True, hash=False
+        )
+        similarities = [similarity for _, similarity in self.models]
         leaves = [
-            client.submit(_accumulate_share, vectors, identities, self.similarity, pair_range, new, feed, pure=False)
+            client.submit(_accumulate_share, identities, similarities, pair_range, new, feed, *vectors, pure=False)
             for pair_range in ranges
         ]
         sizes = {leaf.key: stop - start for leaf, (start, stop) in zip(leaves, ranges, strict=True)}
@@ -263,8 +268,8 @@ def dask_pairs(client: Client) -> Callable[..., DaskPairs]:
     """A `faceval.evaluation.PairFeedFactory` scoring on ``client``'s cluster."""
 
     def factory(
-        vectors: np.ndarray, identities: np.ndarray, similarity: Similarity, progress: bool = False, label: str = ""
+        models: Sequence[tuple[np.ndarray, Similarity]], identities: np.ndarray, progress: bool = False, label: str = ""
     ) -> DaskPairs:
-        return DaskPairs(client, vectors, identities, similarity, progress, label)
+        return DaskPairs(client, models, identities, progress, label)
 
     return factory

@@ -1,7 +1,10 @@
 """The evaluation pipeline: dataset -> embeddings -> all pairs -> metrics, for one or several models.
 
 Models compared side by side are scored on the same pairs: the images that every model embedded. Each model's
-own failures are reported beside its figures, never hidden by dropping pairs silently.
+own failures are reported beside its figures, never hidden by dropping pairs silently. One pass over the pairs
+serves every model and every figure: each chunk of pairs is scored by all models and fed to every model's states
+(counts, group state, per-identity statistics) and, where the bootstrap needs them, to the held scores that the
+group intervals and the paired model comparisons share; no pair is scored twice.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Full, Queue
@@ -18,17 +21,26 @@ from typing import Any, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from faceval.accumulators import ChunkFeed, PairFeed, update_counts
+from faceval.accumulators import ChunkFeed, HeldPairs, HeldScores, ModelFeed, PairFeed, side_by_side, update_counts
 from faceval.bootstrap import identity_strata
-from faceval.comparison import ModelComparison, compare_influences, compare_model_vectors
+from faceval.comparison import ModelComparison, compare_influences, compare_scores, unscorable_comparisons
 from faceval.datasets import Dataset
 from faceval.extraction import EmbeddingSet
-from faceval.groups import ALL, ALL_PAIRS, GroupOptions, GroupReport, group_failures, group_report
+from faceval.groups import (
+    ALL,
+    ALL_PAIRS,
+    GroupOptions,
+    GroupPass,
+    GroupReport,
+    group_failures,
+    place_leading_edges,
+    prepare_groups,
+)
 from faceval.lattice import LatticeCounts, score_counts
 from faceval.metrics import ScoreCounts, ScoreTable
-from faceval.pair_lists import PairList, ResolvedPairs, listed_pair_chunks, resolve_for_models
+from faceval.pair_lists import PairList, ResolvedPairs, listed_scored_pairs, resolve_for_models
 from faceval.saved_scores import saving_scores, tee_to
-from faceval.scoring import PairChunk, Similarity, identity_codes, iter_pair_chunks
+from faceval.scoring import PairChunk, ScoredPairs, Similarity, identity_codes, iter_scored_pairs
 from faceval.ten_fold import ten_fold_figures
 
 
@@ -63,11 +75,15 @@ T = TypeVar("T")
 PROGRESS_MIN_PAIRS = 5_000_000
 
 
+# One (vectors, similarity) per model of a pass, the vectors of the same images in the same rows.
+Models = Sequence[tuple[np.ndarray, Similarity]]
+
+
 def pair_chunks(
-    vectors: np.ndarray, identities: np.ndarray, similarity: Similarity, progress: bool = False, label: str = ""
-) -> Iterator[PairChunk]:
-    """`iter_pair_chunks` with a progress bar when there are millions of pairs."""
-    total = len(vectors) * (len(vectors) - 1) // 2
+    models: Models, identities: np.ndarray, progress: bool = False, label: str = ""
+) -> Iterator[ScoredPairs]:
+    """`iter_scored_pairs` with a progress bar when there are millions of pairs (``label``: the models)."""
+    total = len(identities) * (len(identities) - 1) // 2
     with tqdm(
         total=total,
         desc=f"scoring pairs ({label})" if label else "scoring pairs",
@@ -75,7 +91,7 @@ def pair_chunks(
         unit_scale=True,
         disable=not progress or total < PROGRESS_MIN_PAIRS,
     ) as bar:
-        for chunk in prefetched(iter_pair_chunks(vectors, identities, similarity)):
+        for chunk in prefetched(iter_scored_pairs(models, identities)):
             yield chunk
             bar.update(len(chunk))
 
@@ -124,15 +140,14 @@ def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
         producer.join()
 
 
-def local_pairs(
-    vectors: np.ndarray, identities: np.ndarray, similarity: Similarity, progress: bool = False, label: str = ""
-) -> PairFeed:
-    """The pairs scored in this process (`pair_chunks`), as a `PairFeed`."""
-    return ChunkFeed(pair_chunks(vectors, identities, similarity, progress, label))
+def local_pairs(models: Models, identities: np.ndarray, progress: bool = False, label: str = "") -> PairFeed:
+    """The pairs scored by every model in this process (`pair_chunks`), as a `PairFeed`."""
+    return ChunkFeed(pair_chunks(models, identities, progress, label))
 
 
-# Makes the PairFeed of one model's vectors: local_pairs, or a Dask cluster's or a GPU's (faceval.engine).
-PairFeedFactory = Callable[[np.ndarray, np.ndarray, Similarity, bool, str], PairFeed]
+# Makes the PairFeed of the models' vectors (one pass for all): local_pairs, or a Dask cluster's or a GPU's
+# (faceval.engine).
+PairFeedFactory = Callable[[Models, np.ndarray, bool, str], PairFeed]
 
 
 def score_pairs(
@@ -149,7 +164,7 @@ def score_pairs(
     scores and counts them (this process, a Dask cluster, a GPU: the same counts)."""
     n_pairs = len(vectors) * (len(vectors) - 1) // 2
     return count_scores(
-        pair_feed(vectors, identities, similarity, progress, label),
+        pair_feed([(vectors, similarity)], identities, progress, label),
         functools.partial(score_counts, similarity, n_pairs, exact),
     )
 
@@ -157,10 +172,11 @@ def score_pairs(
 def count_scores(
     chunks: Iterable[PairChunk] | PairFeed, new_counts: Callable[[], ScoreCounts | LatticeCounts] = ScoreCounts
 ) -> ScoreTable:
-    """The `ScoreTable` of a stream of pair chunks, or of the pairs of a `PairFeed` (a cluster's, a GPU's), counted
-    in states made by ``new_counts`` (default: exact per distinct score; picklable where the feed runs elsewhere)."""
+    """The `ScoreTable` of a stream of one model's pair chunks, or of the pairs of a one-model `PairFeed` (a
+    cluster's, a GPU's), counted in states made by ``new_counts`` (default: exact per distinct score; picklable
+    where the feed runs elsewhere)."""
     feed = chunks if isinstance(chunks, PairFeed) else ChunkFeed(chunks)
-    return feed.accumulate(new_counts, update_counts).compute()
+    return feed.accumulate(new_counts, ModelFeed(update_counts)).compute()
 
 
 def pair_counts(identities: np.ndarray) -> tuple[int, int]:
@@ -259,38 +275,76 @@ def evaluate_embeddings(
     if listed is not None:
         evaluation.dataset["pairs"] = listed.summary()
         evaluation.notes.extend(listed.notes())
+        if len(embedding_sets) > 1:
+            # The listed pairs are not every pair of the images, which the identity resamples rebuild.
+            evaluation.notes.append("models not compared pairwise (DeLong, paired bootstrap) on a pair list")
     # Without groups every record is in the one group, so its failures (FTE) are still counted.
     record_groups = groups if groups is not None else np.full(dataset.n_images, ALL, dtype=object)
-    # The pairs each model is scored on: all pairs of the scored images, or the listed ones.
+    # The pairs every model is scored on: all pairs of the scored images, or the listed ones.
     n_pairs = len(indices) * (len(indices) - 1) // 2 if listed is None else int(listed.genuine.size)
-    for embeddings in embedding_sets:
+    image_groups = None if groups is None else groups[indices]
+    # Several models on all pairs are compared pairwise, with the first model's interval options.
+    comparing = listed is None and group_options and len(embedding_sets) > 1
+    compare_options = next(iter(group_options.values())) if group_options and comparing else None
+    if len(indices) < 2:
+        for embeddings in embedding_sets:
+            evaluation.models[embeddings.model] = ModelResult(
+                embeddings.model,
+                embeddings.similarity,
+                embeddings.description,
+                len(indices),
+                embeddings.n_failed,
+                ScoreCounts().compute(),
+            )
+        return evaluation
+    models = [(embeddings.vectors(indices), embeddings.similarity) for embeddings in embedding_sets]
+    plans: dict[int, GroupPass] = {}
+    for index, embeddings in enumerate(embedding_sets):
         options = (group_options or {}).get(embeddings.model)
-        vectors = embeddings.vectors(indices) if len(indices) else np.zeros((0, 0))
-        chunks = model_pair_chunks(
-            dataset, indices, vectors, identities, embeddings, listed, save_scores, progress, pair_feed
-        )
-        if len(indices) < 2:
-            table = ScoreCounts().compute()
-        elif options is None:
-            with chunks as pairs_of_model:
-                table = count_scores(pairs_of_model, functools.partial(score_counts, embeddings.similarity, n_pairs))
-        else:
-            # One pass over the pairs serves both: the group report's overall table is the model's table.
-            with chunks as pairs_of_model:
-                report = group_report(
-                    pairs_of_model,
-                    None if groups is None else groups[indices],
-                    identities,
-                    embeddings.similarity,
-                    options,
-                    failures=group_failures(record_groups, embeddings.embedded),
-                    group_by=group_by,
-                    n_pairs=n_pairs,
-                )
+        if options is not None:
+            plans[index] = prepare_groups(
+                image_groups,
+                identities,
+                embeddings.similarity,
+                options,
+                failures=group_failures(record_groups, embeddings.embedded),
+                group_by=group_by,
+                n_pairs=n_pairs,
+            )
+    streaming = len(plans) == len(models) and all(plan.method == "streaming" for plan in plans.values())
+    # The paired bootstrap compares the models on the scores the pass holds (as the group bootstrap does).
+    compare_held = compare_options is not None and not streaming and n_pairs <= compare_options.max_bootstrap_pairs
+    # A pair list's 10-fold accuracy needs its scores too: they are held beside the list itself.
+    ten_fold = listed is not None and listed.fold is not None
+    holding = compare_held or ten_fold or any(plan.holds_pairs for plan in plans.values())
+    with pass_feed(dataset, indices, models, identities, names, listed, save_scores, progress, pair_feed) as feed:
+        with_bins = {index: plan for index, plan in plans.items() if plan.new_statistics is not None}
+        leading = feed.in_order() if with_bins else None
+        if leading is not None:
+            # The feed counts parts of the pairs apart: each part's impostor bins must be those that one pass
+            # places from the leading pairs.
+            place_leading_edges(with_bins, leading)
+        parts: list[tuple[Callable[[], Any], Callable[[Any, ScoredPairs], None]]] = [
+            (plans[index].state_factory(), ModelFeed(plans[index].feed, index))
+            if index in plans
+            else (functools.partial(score_counts, similarity, n_pairs), ModelFeed(update_counts, index))
+            for index, (_, similarity) in enumerate(models)
+        ]
+        if holding:
+            parts.append((HeldPairs, HeldPairs.add))
+        states = feed.accumulate(*side_by_side(parts)).parts
+    held: list[HeldScores] | None = states[-1].take(len(models)) if holding else None
+    for index, embeddings in enumerate(embedding_sets):
+        if index in plans:
+            plan = plans[index]
+            report = plan.finish(states[index], held[index] if held is not None and plan.holds_pairs else None)
             evaluation.groups[embeddings.model] = report
             table = report.overall.table
-        if listed is not None and len(indices) >= 2:
-            figures = ten_fold_figures(listed, vectors, embeddings.similarity)
+        else:
+            table = states[index].compute()
+        if ten_fold:
+            assert listed is not None and held is not None
+            figures = ten_fold_figures(listed, models[index][0], embeddings.similarity, held[index].scores)
             if figures is not None:
                 evaluation.model_extras[embeddings.model] = {"ten_fold": figures}
         evaluation.models[embeddings.model] = ModelResult(
@@ -301,75 +355,101 @@ def evaluate_embeddings(
             embeddings.n_failed,
             table,
         )
-    if listed is not None and len(embedding_sets) > 1:
-        # compare_model_vectors pairs every image with every other; it has no form for a list of pairs yet.
-        evaluation.notes.append("models not compared pairwise (DeLong, paired bootstrap) on a pair list")
-    elif group_options and len(embedding_sets) > 1 and len(indices) >= 2:
-        options = next(iter(group_options.values()))
-        influences = [
-            (name, evaluation.groups[name].influences[ALL_PAIRS])
-            for name in names
-            if name in evaluation.groups and ALL_PAIRS in evaluation.groups[name].influences
-        ]
-        if len(influences) == len(names):
-            # Streaming intervals: the comparison needs only each model's per-identity influences.
-            codes = np.zeros(len(indices), dtype=np.int64) if groups is None else identity_codes(groups[indices])
-            table = evaluation.models[names[0]].table
-            evaluation.comparisons = compare_influences(
-                influences,
-                identity_strata(identities, codes),
-                table.n_genuine,
-                table.n_impostor,
-                n_resamples=options.n_resamples,
-                seed=options.seed,
-            )
-        else:
-            evaluation.comparisons = compare_model_vectors(
-                [
-                    (embeddings.model, embeddings.vectors(indices), embeddings.similarity)
-                    for embeddings in embedding_sets
-                ],
-                identities,
-                None if groups is None else groups[indices],
-                n_resamples=options.n_resamples,
-                seed=options.seed,
-                max_pairs=options.max_bootstrap_pairs,
-            )
-        if not evaluation.comparisons and options.n_resamples:
+    if compare_options is not None:
+        evaluation.comparisons = _comparisons(evaluation, names, identities, image_groups, held, compare_options)
+        if not evaluation.comparisons and compare_options.n_resamples:
             evaluation.notes.append(
-                f"models not compared pairwise: more than {options.max_bootstrap_pairs:,} pairs to hold in memory "
-                "for the paired bootstrap; --intervals streaming compares them at any size"
+                f"models not compared pairwise: more than {compare_options.max_bootstrap_pairs:,} pairs to hold in "
+                "memory for the paired bootstrap; --intervals streaming compares them at any size"
             )
     return evaluation
 
 
+def _comparisons(
+    evaluation: Evaluation,
+    names: Sequence[str],
+    identities: np.ndarray,
+    image_groups: np.ndarray | None,
+    held: Sequence[HeldScores] | None,
+    options: GroupOptions,
+) -> list[ModelComparison]:
+    """Every pair of models: from their per-identity influences (streaming intervals), else by the paired identity
+    bootstrap and DeLong's test on the scores the pass held; empty when neither is there (too many pairs)."""
+    table = evaluation.models[names[0]].table
+    influences = [
+        (name, evaluation.groups[name].influences[ALL_PAIRS])
+        for name in names
+        if name in evaluation.groups and ALL_PAIRS in evaluation.groups[name].influences
+    ]
+    codes = np.zeros(len(identities), dtype=np.int64) if image_groups is None else identity_codes(image_groups)
+    if len(influences) == len(names):
+        # Streaming intervals: the comparison needs only each model's per-identity influences.
+        return compare_influences(
+            influences,
+            identity_strata(identities, codes),
+            table.n_genuine,
+            table.n_impostor,
+            n_resamples=options.n_resamples,
+            seed=options.seed,
+        )
+    if held is None:
+        if all(
+            name in evaluation.groups and evaluation.groups[name].bootstrap["intervals"] == "streaming"
+            for name in names
+        ):
+            # Influences exist wherever there are both kinds of pair: these models have no AUC to compare.
+            return unscorable_comparisons(
+                names, table.n_genuine, table.n_impostor, n_resamples=options.n_resamples, seed=options.seed
+            )
+        return []
+    first_id, second_id = identities[held[0].first], identities[held[0].second]
+    strata = None if image_groups is None else identity_strata(identities, identity_codes(image_groups))
+    return compare_scores(
+        [(name, pairs.scores) for name, pairs in zip(names, held, strict=True)],
+        first_id == second_id,
+        first_id,
+        second_id,
+        strata=strata,
+        n_resamples=options.n_resamples,
+        seed=options.seed,
+    )
+
+
+def _write_each(writers: Sequence[Callable[[PairChunk], None]], pairs: ScoredPairs) -> None:
+    for index, write in enumerate(writers):
+        write(pairs.model(index))
+
+
 @contextmanager
-def model_pair_chunks(
+def pass_feed(
     dataset: Dataset,
     indices: np.ndarray,
-    vectors: np.ndarray,
+    models: Models,
     identities: np.ndarray,
-    embeddings: EmbeddingSet,
+    names: Sequence[str],
     listed: ResolvedPairs | None,
     save_scores: Path | None,
     progress: bool,
     pair_feed: PairFeedFactory = local_pairs,
-) -> Iterator[Iterator[PairChunk] | PairFeed]:
-    """The pairs one model is scored on: all pairs of the scored images (from ``pair_feed``), or the listed ones;
-    with ``save_scores`` each chunk is also appended to ``<save_scores>/<model>/scores.parquet``, which appears
-    once all are written."""
-    similarity = embeddings.similarity
+) -> Iterator[PairFeed]:
+    """The pairs every model is scored on, in one pass: all pairs of the scored images (from ``pair_feed``), or
+    the listed ones (in this process); with ``save_scores`` each chunk is also appended to
+    ``<save_scores>/<model>/scores.parquet`` for each model, which appear once all are written."""
+    label = ", ".join(names)
     if listed is None and save_scores is None:
-        yield pair_feed(vectors, identities, similarity, progress, embeddings.model)
+        yield pair_feed(models, identities, progress, label)
         return
-    if listed is not None:
-        chunks = listed_pair_chunks(vectors, listed, similarity)
-    else:
-        chunks = pair_chunks(vectors, identities, similarity, progress, embeddings.model)
+    chunks = (
+        listed_scored_pairs(models, listed) if listed is not None else pair_chunks(models, identities, progress, label)
+    )
     if save_scores is None:
-        yield chunks
+        yield ChunkFeed(chunks)
         return
     paths = [dataset.relative_path(dataset.records[index]) for index in indices]
     labels = [dataset.records[index].identity for index in indices]
-    with saving_scores(save_scores / embeddings.model / "scores.parquet", paths, labels, similarity) as write:
-        yield tee_to(chunks, write)
+    with ExitStack() as files:
+        writers = [
+            files.enter_context(saving_scores(save_scores / name / "scores.parquet", paths, labels, similarity))
+            for name, (_, similarity) in zip(names, models, strict=True)
+        ]
+        yield ChunkFeed(tee_to(chunks, functools.partial(_write_each, writers)))

@@ -6,7 +6,8 @@
   says when it was not (the ``dlib-bin`` wheels are CPU-only).
 - Pairs are scored and counted on the GPU with CuPy (`DevicePairs`, also in the ``gpu`` extra): the same tile
   code as the CPU (`faceval.scoring.block_scores` with CuPy as its array module), in tiles sized to the card's
-  free memory, feeding the same states (`faceval.accumulators`). The scale engine's lattice counts
+  free memory, feeding the same states (`faceval.accumulators`); each tile's pairs are worked out once and scored
+  by every model of the pass. The scale engine's lattice counts
   (`faceval.lattice.LatticeCounts`) place and count each tile's scores on the card, with the lattice's own cell
   rule, and take only the counts of the occupied cells to the host; any other state gets host copies of each
   tile's pairs. With numpy as the array module the same code runs on the CPU, which is how it is tested where no
@@ -19,23 +20,25 @@ the scores are, and otherwise differ only for pairs within that tolerance of a t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from faceval.accumulators import A, Feed, update_counts
+from faceval.accumulators import A, Feed, FeedEach, ModelFeed, States, update_counts
 from faceval.errors import InputError
 from faceval.lattice import LatticeCounts
-from faceval.scoring import PairChunk, Similarity, block_scores, iter_pair_chunks, prepare_rows, tile_rows
+from faceval.scoring import ScoredPairs, Similarity, block_scores, iter_scored_pairs, prepare_rows, tile_rows
 
 DEVICES = ("auto", "cpu", "cuda")
 # Largest difference between a GPU and a CPU float64 score of unit-scale vectors that the tests accept.
 SCORE_TOLERANCE = 1e-12
 # Bytes of device memory per element of a score tile: the tile, its masks, the pairs taken out of it, and a
-# lattice state's temporaries while it counts them.
+# lattice state's temporaries while it counts them; and per element for each further model of the pass (its
+# scores taken out of its tile, which is scored after the previous model's is let go).
 _BYTES_PER_TILE_ELEMENT = 64
+_BYTES_PER_MORE_MODEL_ELEMENT = 8
 # Share of the card's free memory a tile may use (the rest: vectors, the state, CuPy's pool slack).
 _FREE_MEMORY_SHARE = 0.5
 
@@ -103,53 +106,69 @@ def _host(array: Any) -> np.ndarray:
     return array.get() if hasattr(array, "get") else array
 
 
-def device_tile_rows(n: int, xp: Any, max_bytes: int | None = None) -> int:
+def device_tile_rows(n: int, xp: Any, max_bytes: int | None = None, n_models: int = 1) -> int:
     """Rows per tile: the CPU's tiles with numpy (same shapes, same scores to the last bit); on a GPU as many
-    rows as fit in ``max_bytes`` (default: half the card's free memory)."""
+    rows as fit in ``max_bytes`` (default: half the card's free memory) for ``n_models`` models' scores."""
     if xp is np and max_bytes is None:
         return tile_rows(n)
     if max_bytes is None:
         free, _ = xp.cuda.runtime.memGetInfo()
         max_bytes = int(free * _FREE_MEMORY_SHARE)
-    return max(1, int(max_bytes) // (_BYTES_PER_TILE_ELEMENT * max(n - 1, 1)))
+    per_element = _BYTES_PER_TILE_ELEMENT + _BYTES_PER_MORE_MODEL_ELEMENT * (n_models - 1)
+    return max(1, int(max_bytes) // (per_element * max(n - 1, 1)))
+
+
+def _parts(state: Any, feed: Feed[Any]) -> list[tuple[Any, Feed[Any]]]:
+    """The states of a pass with their own feeds (`States` taken apart)."""
+    if isinstance(state, States) and isinstance(feed, FeedEach):
+        return [part for inner in zip(state.parts, feed.feeds, strict=True) for part in _parts(*inner)]
+    return [(state, feed)]
+
+
+def _counts_on_device(state: Any, feed: Feed[Any]) -> bool:
+    """Lattice counts of one model: placed and counted where the scores are."""
+    return isinstance(state, LatticeCounts) and isinstance(feed, ModelFeed) and feed.feed is update_counts
 
 
 class DevicePairs:
-    """All pairs of ``vectors`` scored on a device in tiles, as a `faceval.accumulators.PairFeed`.
+    """All pairs of the images scored by every model (``models``: one ``(vectors, similarity)`` each) on a device
+    in tiles, as a `faceval.accumulators.PairFeed`.
 
     ``xp`` is CuPy (or numpy: the same code on the CPU); ``max_bytes`` bounds a tile's device memory.
-    Pairs reach the state in the order of `faceval.scoring.iter_pair_chunks`.
+    Pairs reach the state in the order of `faceval.scoring.iter_scored_pairs`.
     """
 
     def __init__(
         self,
-        vectors: np.ndarray,
+        models: Sequence[tuple[np.ndarray, Similarity]],
         identities: np.ndarray,
-        similarity: Similarity,
         xp: Any = np,
         progress: bool = False,
         label: str = "",
         max_bytes: int | None = None,
     ) -> None:
-        self.similarity = Similarity(similarity)
-        self.vectors = np.asarray(vectors, dtype=np.float64)
-        self.prepared, self.squared_norms = prepare_rows(self.vectors, self.similarity, "vectors")
+        self.models = [
+            (np.asarray(vectors, dtype=np.float64), Similarity(similarity)) for vectors, similarity in models
+        ]
+        self.prepared = [prepare_rows(vectors, similarity, "vectors") for vectors, similarity in self.models]
         self.identities = np.asarray(identities)
         self.xp = xp
         self.progress = progress
         self.label = label
-        self.rows_per_tile = device_tile_rows(len(self.prepared), xp, max_bytes)
+        self.rows_per_tile = device_tile_rows(len(self.identities), xp, max_bytes, len(self.models))
 
-    def in_order(self) -> Iterator[PairChunk]:
-        return iter_pair_chunks(self.vectors, self.identities, self.similarity)
+    def in_order(self) -> Iterator[ScoredPairs]:
+        return iter_scored_pairs(self.models, self.identities)
 
     def accumulate(self, new: Callable[[], A], feed: Feed[A]) -> A:
         xp = self.xp
         state = new()
+        parts = _parts(state, feed)
         # Lattice counts are placed and counted where the scores are; other states get the pairs on the host.
-        on_device = isinstance(state, LatticeCounts) and feed is update_counts
-        n = len(self.prepared)
-        prepared, squared_norms = xp.asarray(self.prepared), xp.asarray(self.squared_norms)
+        on_device = [part for part in parts if _counts_on_device(*part)]
+        on_host = [part for part in parts if not _counts_on_device(*part)]
+        n = len(self.identities)
+        prepared = [(xp.asarray(rows), xp.asarray(squared_norms)) for rows, squared_norms in self.prepared]
         identities = xp.asarray(self.identities)
         columns = xp.arange(n, dtype=xp.int64)
         where = "CPU" if xp is np else "GPU"
@@ -158,27 +177,32 @@ class DevicePairs:
             total=n * (n - 1) // 2, desc=description, unit="pair", unit_scale=True, disable=not self.progress
         ) as bar:
             for lo in range(0, max(n - 1, 0), self.rows_per_tile):
-                # Same tiles as iter_pair_chunks: rows [lo, hi) against every row after lo.
+                # Same tiles as iter_scored_pairs: rows [lo, hi) against every row after lo; the pairs once.
                 hi = min(lo + self.rows_per_tile, n)
-                tile = block_scores(
-                    prepared[lo:hi], squared_norms[lo:hi], prepared[lo + 1 :], squared_norms[lo + 1 :],
-                    self.similarity, xp,
-                )  # fmt: skip
                 first = columns[lo:hi, None]
                 second = columns[None, lo + 1 :]
                 upper = second > first
-                chunk = PairChunk(
-                    first=xp.broadcast_to(first, tile.shape)[upper],
-                    second=xp.broadcast_to(second, tile.shape)[upper],
-                    scores=tile[upper],
-                    genuine=(identities[lo:hi, None] == identities[None, lo + 1 :])[upper],
-                )
-                del tile, upper
-                if on_device:
-                    state.update(chunk.scores, chunk.genuine, xp)
-                else:
-                    feed(state, PairChunk(*map(_host, (chunk.first, chunk.second, chunk.scores, chunk.genuine))))
-                bar.update(len(chunk))
+                scores = []
+                for (rows, squared_norms), (_, similarity) in zip(prepared, self.models, strict=True):
+                    tile = block_scores(
+                        rows[lo:hi], squared_norms[lo:hi], rows[lo + 1 :], squared_norms[lo + 1 :], similarity, xp
+                    )
+                    scores.append(tile[upper])
+                    del tile
+                genuine = (identities[lo:hi, None] == identities[None, lo + 1 :])[upper]
+                for counts, model_feed in on_device:
+                    counts.update(scores[model_feed.index], genuine, xp)
+                if on_host:
+                    pairs = ScoredPairs(
+                        _host(xp.broadcast_to(first, upper.shape)[upper]),
+                        _host(xp.broadcast_to(second, upper.shape)[upper]),
+                        _host(genuine),
+                        tuple(_host(model_scores) for model_scores in scores),
+                    )
+                    for part_state, part_feed in on_host:
+                        part_feed(part_state, pairs)
+                del upper, scores
+                bar.update(int(genuine.shape[0]))
         return state
 
 
@@ -187,8 +211,8 @@ def device_pairs(device: str) -> Callable[..., DevicePairs]:
     xp = scoring_array_module(device)
 
     def factory(
-        vectors: np.ndarray, identities: np.ndarray, similarity: Similarity, progress: bool = False, label: str = ""
+        models: Sequence[tuple[np.ndarray, Similarity]], identities: np.ndarray, progress: bool = False, label: str = ""
     ) -> DevicePairs:
-        return DevicePairs(vectors, identities, similarity, xp, progress, label)
+        return DevicePairs(models, identities, xp, progress, label)
 
     return factory

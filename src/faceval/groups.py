@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from faceval.accumulators import ChunkFeed, PairFeed
+from faceval.accumulators import ChunkFeed, HeldPairs, HeldScores, ModelFeed, PairFeed, side_by_side
 from faceval.bootstrap import (
     CONFIDENCE,
     DEFAULT_RESAMPLES,
@@ -65,7 +65,7 @@ from faceval.metrics import (
     threshold_sweep,
     verification_summary,
 )
-from faceval.scoring import PairChunk, Similarity
+from faceval.scoring import PairChunk, ScoredPairs, Similarity
 
 MISSING = "(missing)"
 # The attribute `faceval.datasets.combine_datasets` gives each record: its dataset folder, the prefix of its identity.
@@ -410,14 +410,12 @@ def _count(
 
 @dataclass
 class _Pairs:
-    """Every scored pair, streamed once into exact per-class counts, and kept in memory for the bootstrap."""
+    """Every scored pair, streamed once into exact per-class counts (the pairs themselves, where the bootstrap
+    needs them, are held once for all models by `faceval.accumulators.HeldPairs`)."""
 
     n_groups: int
     new_counts: Callable[[], ScoreCounts | LatticeCounts] = ScoreCounts
     counts: dict[int, ScoreCounts | LatticeCounts] = field(default_factory=dict)
-    scores: list[np.ndarray] = field(default_factory=list)
-    first: list[np.ndarray] = field(default_factory=list)
-    second: list[np.ndarray] = field(default_factory=list)
     _tables: dict[tuple[int | None, int | None, int | None], ScoreTable] = field(default_factory=dict)
 
     def key(self, low: int, high: int, split: int) -> int:
@@ -428,16 +426,11 @@ class _Pairs:
         chunk: PairChunk,
         codes: np.ndarray,
         splits: np.ndarray,
-        keep: bool,
         uniform: bool = False,
         cells: np.ndarray | None = None,
     ) -> None:
         """Count a chunk's pairs by (group pair, split) class; ``uniform``: every image is in one group and split,
         so every pair is in class 0 and needs no sorting; ``cells``: the pairs' lattice cells, placed once."""
-        if keep:
-            self.scores.append(chunk.scores)
-            self.first.append(chunk.first.astype(np.int32))
-            self.second.append(chunk.second.astype(np.int32))
         if uniform:
             _count(self.counts.setdefault(0, self.new_counts()), chunk.scores, chunk.genuine, cells)
             return
@@ -461,9 +454,6 @@ class _Pairs:
         """Add the pairs of ``other`` (left unchanged) after this state's own, as if fed after them."""
         for key, counts in other.counts.items():
             self.counts.setdefault(key, self.new_counts()).merge(counts)
-        self.scores += other.scores
-        self.first += other.first
-        self.second += other.second
         self._tables.clear()
 
     def table(
@@ -487,44 +477,40 @@ class _Pairs:
             self._tables[request] = table
         return table
 
-    def resample(
-        self,
-        identities: np.ndarray,
-        strata: np.ndarray,
-        codes: np.ndarray,
-        names: list[str],
-        options: GroupOptions,
-        thresholds: list[float],
-    ) -> dict[str, ResampledFigures]:
-        """Bootstrap figures of all pairs and of each group's pairs, from one set of identity multiplicities drawn
-        within ``strata`` (`identity_strata`), so that the figures of one resample, and the FDR built from them,
-        belong together."""
-        scores = np.concatenate(self.scores)
-        first, second = np.concatenate(self.first), np.concatenate(self.second)
-        # The pairs are held once, not twice.
-        for kept in (self.scores, self.first, self.second):
-            kept.clear()
-        group = codes.astype(np.int32)
-        group_of_pair = np.where(group[first] == group[second], group[first], -1)
-        first_identity, second_identity = identities.astype(np.intp)[first], identities.astype(np.intp)[second]
-        del first, second
-        genuine = first_identity == second_identity
-        multiplicities = identity_multiplicities(strata, options.n_resamples, options.seed)
-        figures = {"fars": (options.target_fmr,), "thresholds": tuple(thresholds)}
-        resampled = {
-            ALL_PAIRS: SortedPairs(scores, genuine, first_identity, second_identity).resampled_figures(
-                multiplicities, **figures
-            )
-        }
-        for code, name in enumerate(names):
-            inside = group_of_pair == code
-            if inside.all():
-                # One group holds every pair: its resamples are those of all pairs, drawn from the same multiplicities.
-                resampled[name] = resampled[ALL_PAIRS]
-                continue
-            pairs = SortedPairs(scores[inside], genuine[inside], first_identity[inside], second_identity[inside])
-            resampled[name] = pairs.resampled_figures(multiplicities, **figures)
-        return resampled
+
+def _resampled(
+    held: HeldScores,
+    identities: np.ndarray,
+    strata: np.ndarray,
+    codes: np.ndarray,
+    names: list[str],
+    options: GroupOptions,
+    thresholds: list[float],
+) -> dict[str, ResampledFigures]:
+    """Bootstrap figures of all pairs and of each group's pairs, from one set of identity multiplicities drawn
+    within ``strata`` (`identity_strata`), so that the figures of one resample, and the FDR built from them,
+    belong together."""
+    scores, first, second = held.scores, held.first, held.second
+    group = codes.astype(np.int32)
+    group_of_pair = np.where(group[first] == group[second], group[first], -1)
+    first_identity, second_identity = identities.astype(np.intp)[first], identities.astype(np.intp)[second]
+    genuine = first_identity == second_identity
+    multiplicities = identity_multiplicities(strata, options.n_resamples, options.seed)
+    figures = {"fars": (options.target_fmr,), "thresholds": tuple(thresholds)}
+    resampled = {
+        ALL_PAIRS: SortedPairs(scores, genuine, first_identity, second_identity).resampled_figures(
+            multiplicities, **figures
+        )
+    }
+    for code, name in enumerate(names):
+        inside = group_of_pair == code
+        if inside.all():
+            # One group holds every pair: its resamples are those of all pairs, drawn from the same multiplicities.
+            resampled[name] = resampled[ALL_PAIRS]
+            continue
+        pairs = SortedPairs(scores[inside], genuine[inside], first_identity[inside], second_identity[inside])
+        resampled[name] = pairs.resampled_figures(multiplicities, **figures)
+    return resampled
 
 
 INTERVAL_METHODS = {
@@ -603,22 +589,27 @@ def _identity_statistics(
     }
 
 
-def _leading_edges(
-    chunks: Iterable[PairChunk],
-    statistics: dict[int, IdentityStatistics],
-    identities: np.ndarray,
-    codes: np.ndarray,
-    lattice: Lattice | None,
-) -> dict[int, np.ndarray]:
-    """The impostor bins' edges of each state as one pass over ``chunks`` places them (from the leading pairs):
-    fed until every state has placed them, or to the end."""
-    for chunk in chunks:
-        if all(state.edges is not None for state in statistics.values()):
+def place_leading_edges(passes: Mapping[int, GroupPass], chunks: Iterable[ScoredPairs]) -> None:
+    """Give each streaming pass (by its model's index in ``chunks``) the impostor bins' edges that one pass over
+    ``chunks`` places from the leading pairs: every model is fed until each of its states has placed them, or to
+    the end, in one walk over the chunks for all models."""
+    waiting = {index: (plan, plan.new_statistics()) for index, plan in passes.items() if plan.new_statistics}
+    for pairs in chunks:
+        waiting_models = {
+            index: (plan, statistics)
+            for index, (plan, statistics) in waiting.items()
+            if not all(state.edges is not None for state in statistics.values())
+        }
+        if not waiting_models:
             break
-        _add_identity_statistics(
-            statistics, chunk, identities, codes, None if lattice is None else lattice.cells(chunk.scores)
-        )
-    return {code: state.place_edges() for code, state in statistics.items()}
+        for index, (plan, statistics) in waiting_models.items():
+            chunk = pairs.model(index)
+            cells = None if plan.lattice is None else plan.lattice.cells(chunk.scores)
+            _add_identity_statistics(statistics, chunk, plan.identities, plan.codes, cells)
+    for plan, statistics in waiting.values():
+        assert plan.new_statistics is not None
+        edges = {code: state.place_edges() for code, state in statistics.items()}
+        plan.new_statistics = functools.partial(plan.new_statistics, edges=edges)
 
 
 @dataclass
@@ -644,13 +635,12 @@ class _GroupState:
         codes: np.ndarray,
         splits: np.ndarray,
         identities: np.ndarray,
-        keep: bool,
         uniform: bool,
         lattice: Lattice | None,
     ) -> None:
         # On a lattice each score is placed in its cell once, for every state that counts it.
         cells = None if lattice is None else lattice.cells(chunk.scores)
-        self.pairs.add(chunk, codes, splits, keep=keep, uniform=uniform, cells=cells)
+        self.pairs.add(chunk, codes, splits, uniform=uniform, cells=cells)
         if self.statistics:
             _add_identity_statistics(self.statistics, chunk, identities, codes, cells)
 
@@ -714,7 +704,9 @@ def group_report(
     n_pairs: int | None = None,
 ) -> GroupReport:
     """Group figures of one model from its pairs (``chunks``, e.g. `faceval.scoring.iter_pair_chunks`, whose
-    indices refer to the scored images), each scored image's group label and identity code.
+    indices refer to the scored images, or a one-model `PairFeed`), each scored image's group label and identity
+    code: `prepare_groups`, one pass over the pairs, `GroupPass.finish`. (`faceval.evaluation` fills the group
+    states of several models in one pass.)
 
     ``groups`` None puts every image in one group ``all`` (intervals for the whole set). ``failures`` maps a
     group to ``(images failed, images)`` for its FTE (`group_failures`); a group whose every image failed is
@@ -730,6 +722,70 @@ def group_report(
     >>> sorted(report.groups), report.groups["A"].table.n_genuine, report.groups["A"].table.n_impostor
     (['A', 'B'], 36, 240)
     """
+    plan = prepare_groups(groups, identities, similarity, options, failures, group_by, n_pairs)
+    # A PairFeed (a Dask cluster, a GPU) fills group states wherever it runs and merges them in pair order.
+    feed = chunks if isinstance(chunks, PairFeed) else ChunkFeed(chunks)
+    leading = feed.in_order() if plan.new_statistics is not None else None
+    if leading is not None:
+        place_leading_edges({0: plan}, leading)
+    parts = [(plan.state_factory(), ModelFeed(plan.feed))]
+    if plan.holds_pairs:
+        parts.append((HeldPairs, HeldPairs.add))
+    states = feed.accumulate(*side_by_side(parts))
+    return plan.finish(states.parts[0], states.parts[1].take(1)[0] if plan.holds_pairs else None)
+
+
+@dataclass
+class GroupPass:
+    """The group analysis of one model around the pass over the pairs (`prepare_groups`): ``state_factory`` and
+    ``feed`` fill a group state with the model's pairs (in a pass shared with other models), `finish` turns the
+    merged state into the `GroupReport`. ``holds_pairs``: the bootstrap needs the model's scores of every pair,
+    held by the pass (`faceval.accumulators.HeldPairs`)."""
+
+    options: GroupOptions
+    similarity: Similarity
+    identities: np.ndarray
+    names: list[str]
+    codes: np.ndarray
+    n_pairs: int
+    failures: Mapping[str, tuple[int, int]] | None
+    group_by: tuple[str, ...]
+    calibrating: bool
+    identity_split: np.ndarray
+    method: str
+    thresholds: dict[str, float | None]
+    lattice: Lattice | None
+    notes: list[str]
+    feed: Callable[[_GroupState, PairChunk], None]
+    # Fresh per-identity states of the streaming intervals (None without them); `place_leading_edges` fixes their
+    # impostor bins where the pass runs in parts.
+    new_statistics: Callable[..., dict[int, IdentityStatistics]] | None
+
+    @property
+    def holds_pairs(self) -> bool:
+        return self.method == "bootstrap"
+
+    def state_factory(self) -> Callable[[], _GroupState]:
+        """Makes the empty group state that the pass fills (picklable, for a pass that runs elsewhere)."""
+        new_counts = functools.partial(score_counts, self.similarity, self.n_pairs, self.options.exact)
+        return functools.partial(_GroupState.new, len(self.names), new_counts, self.new_statistics)
+
+    def finish(self, state: _GroupState, held: HeldScores | None) -> GroupReport:
+        """The `GroupReport` from the merged state of the pass and, where `holds_pairs`, the model's held scores."""
+        return _finish(self, state, held)
+
+
+def prepare_groups(
+    groups: Sequence[str] | np.ndarray | None,
+    identities: Any,
+    similarity: Similarity,
+    options: GroupOptions | None = None,
+    failures: Mapping[str, tuple[int, int]] | None = None,
+    group_by: Sequence[str] = (),
+    n_pairs: int | None = None,
+) -> GroupPass:
+    """What `group_report` needs before the pass over the pairs: groups, calibration split, interval method,
+    thresholds, counting states (arguments as `group_report`)."""
     options = options or GroupOptions()
     similarity = Similarity(similarity)
     identities = np.asarray(identities)
@@ -755,15 +811,12 @@ def group_report(
     )
     method = interval_method(options, n_pairs)
     notes.append(f"intervals: {INTERVAL_METHODS[method]} ({_chosen(options, n_pairs)})")
-    resampling = method == "bootstrap"
     thresholds: dict[str, float | None] = {"global": None}
     if options.threshold is not None:
         thresholds["threshold"] = float(similarity.from_model_units(options.threshold))
     if options.threshold_from is not None and options.threshold_from.global_threshold is not None:
         thresholds["applied"] = float(similarity.from_model_units(options.threshold_from.global_threshold))
     lattice = lattice_for(similarity, n_pairs, options.exact)
-    # A PairFeed (a Dask cluster, a GPU) fills group states wherever it runs and merges them in pair order.
-    feed = chunks if isinstance(chunks, PairFeed) else ChunkFeed(chunks)
     new_statistics = None
     if method == "streaming":
         fixed = [value for value in thresholds.values() if value is not None]
@@ -772,25 +825,50 @@ def group_report(
         new_statistics = functools.partial(
             _identity_statistics, range(-1, len(names) if len(names) > 1 else 0), n_identity_codes, lattice, fixed
         )
-        leading = feed.in_order()
-        if leading is not None:
-            # The feed counts parts of the pairs apart: each part's impostor bins must be those that one pass
-            # places from the leading pairs.
-            new_statistics = functools.partial(
-                new_statistics, edges=_leading_edges(leading, new_statistics(), identities, codes, lattice)
-            )
     # One group and no calibration split: every pair is of one class (group 0 with itself, split 0).
     uniform = len(names) == 1 and not calibrating
-    state = feed.accumulate(
-        functools.partial(
-            _GroupState.new, len(names), functools.partial(score_counts, similarity, n_pairs, options.exact),
-            new_statistics,
-        ),
-        functools.partial(
-            _GroupState.add, codes=codes, splits=image_split, identities=identities, keep=resampling,
-            uniform=uniform, lattice=lattice,
-        ),
-    )  # fmt: skip
+    feed = functools.partial(
+        _GroupState.add, codes=codes, splits=image_split, identities=identities, uniform=uniform, lattice=lattice
+    )
+    return GroupPass(
+        options=options,
+        similarity=similarity,
+        identities=identities,
+        names=names,
+        codes=codes,
+        n_pairs=n_pairs,
+        failures=failures,
+        group_by=tuple(group_by),
+        calibrating=calibrating,
+        identity_split=identity_split,
+        method=method,
+        thresholds=thresholds,
+        lattice=lattice,
+        notes=notes,
+        feed=feed,
+        new_statistics=new_statistics,
+    )
+
+
+def _finish(plan: GroupPass, state: _GroupState, held: HeldScores | None) -> GroupReport:
+    """`GroupPass.finish`: the figures, intervals and notes from the merged state."""
+    options, similarity, identities, names, codes = (
+        plan.options,
+        plan.similarity,
+        plan.identities,
+        plan.names,
+        plan.codes,
+    )
+    n_images, n_pairs, failures, group_by, method = (
+        identities.size,
+        plan.n_pairs,
+        plan.failures,
+        plan.group_by,
+        plan.method,
+    )
+    calibrating, identity_split = plan.calibrating, plan.identity_split
+    # Copies: finishing twice (or after another model's finish) starts from the same prepared values.
+    thresholds, notes = dict(plan.thresholds), list(plan.notes)
     pairs, statistics = state.pairs, state.statistics
 
     # Point figures: each group's own pairs, and every pair.
@@ -805,8 +883,8 @@ def group_report(
 
     strata = identity_strata(identities, codes)
     influences: dict[str, IdentityInfluences] = {}
-    if resampling and n_pairs:
-        resampled = pairs.resample(identities, strata, codes, names, options, defined_thresholds)
+    if held is not None and n_pairs:
+        resampled = _resampled(held, identities, strata, codes, names, options, defined_thresholds)
     elif statistics:
         multiplicities = identity_multiplicities(strata, options.n_resamples, options.seed)
         resampled = {}

@@ -27,7 +27,7 @@ import numpy as np
 
 from faceval.datasets import Dataset, DatasetError
 from faceval.extraction import EmbeddingSet
-from faceval.scoring import PairChunk, Similarity, pair_scores_block
+from faceval.scoring import ScoredPairs, Similarity, pair_scores_block
 
 # Pairs scored per matrix product: the diagonal of a block of this size is kept (fast enough, little memory).
 _PAIRS_PER_BLOCK = 256
@@ -331,10 +331,11 @@ def _failed_labels(pair_list: PairList, identity_of: Mapping[str, str], reasons:
     return counts
 
 
-def listed_pair_chunks(
-    vectors: np.ndarray, pairs: ResolvedPairs, similarity: Similarity, chunk_size: int = 1 << 20
-) -> Iterator[PairChunk]:
-    """The scores of the listed pairs, in list order, as `PairChunk` objects (indices into ``vectors``).
+def listed_scored_pairs(
+    models: Sequence[tuple[np.ndarray, Similarity]], pairs: ResolvedPairs, chunk_size: int = 1 << 20
+) -> Iterator[ScoredPairs]:
+    """The scores of the listed pairs by every model (``(vectors, similarity)`` each, indices into the vectors), in
+    list order, as `ScoredPairs` chunks.
 
     Each score is the diagonal of `pair_scores_block` over a small block, so that a listed pair scores exactly
     as faceval's all-pairs scoring defines it.
@@ -342,11 +343,13 @@ def listed_pair_chunks(
     for start in range(0, pairs.first.size, chunk_size):
         first = pairs.first[start : start + chunk_size]
         second = pairs.second[start : start + chunk_size]
-        scores = np.empty(first.size)
-        for lo in range(0, first.size, _PAIRS_PER_BLOCK):
-            hi = lo + _PAIRS_PER_BLOCK
-            scores[lo:hi] = np.diagonal(pair_scores_block(vectors[first[lo:hi]], vectors[second[lo:hi]], similarity))
-        yield PairChunk(first, second, scores, pairs.genuine[start : start + chunk_size])
+        scores = tuple(np.empty(first.size) for _ in models)
+        for (vectors, similarity), model_scores in zip(models, scores, strict=True):
+            for lo in range(0, first.size, _PAIRS_PER_BLOCK):
+                hi = lo + _PAIRS_PER_BLOCK
+                block = pair_scores_block(vectors[first[lo:hi]], vectors[second[lo:hi]], similarity)
+                model_scores[lo:hi] = np.diagonal(block)
+        yield ScoredPairs(first, second, pairs.genuine[start : start + chunk_size], scores)
 
 
 def resolve_for_models(

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from faceval.scoring import PairChunk, Similarity
+
+T = TypeVar("T")
 
 # Parquet metadata key: how the saved scores compare (a distance is lower-is-better).
 SIMILARITY_KEY = b"faceval.similarity"
@@ -65,8 +68,9 @@ def saving_scores(
         temporary.unlink(missing_ok=True)
 
 
-def tee_to(chunks: Iterator[PairChunk], write: Callable[[PairChunk], None]) -> Iterator[PairChunk]:
-    """Pass ``chunks`` on, handing each to ``write`` first."""
+def tee_to(chunks: Iterable[T], write: Callable[[T], None]) -> Iterator[T]:
+    """Pass ``chunks`` on (one model's `PairChunk` objects, or a pass's `faceval.scoring.ScoredPairs`), handing
+    each to ``write`` first."""
     for chunk in chunks:
         write(chunk)
         yield chunk

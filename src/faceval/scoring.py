@@ -93,6 +93,29 @@ class PairChunk:
         return int(self.scores.shape[0])
 
 
+@dataclass(frozen=True)
+class ScoredPairs:
+    """Consecutive pairs scored by every model of a pass: the pairs and their genuine flags once, one score array
+    per model (in the order the models were given). `model` is one model's `PairChunk`, sharing the arrays."""
+
+    first: np.ndarray
+    second: np.ndarray
+    genuine: np.ndarray
+    scores: tuple[np.ndarray, ...]
+
+    def __len__(self) -> int:
+        return int(self.genuine.shape[0])
+
+    def model(self, index: int) -> PairChunk:
+        """The pairs as model ``index`` scored them (a view: no array is copied)."""
+        return PairChunk(self.first, self.second, self.scores[index], self.genuine)
+
+    @classmethod
+    def of(cls, chunk: PairChunk) -> ScoredPairs:
+        """One model's chunk as the pairs of a one-model pass."""
+        return cls(chunk.first, chunk.second, chunk.genuine, (chunk.scores,))
+
+
 def identity_codes(labels: Sequence[str]) -> np.ndarray:
     """Number identity labels: equal labels get equal codes (codes follow the sorted order of the labels).
 
@@ -216,38 +239,69 @@ def iter_pair_chunks(
     max_pairs_per_chunk: int = 2_000_000,
     pair_range: tuple[int, int] | None = None,
 ) -> Iterator[PairChunk]:
-    """Yield all pairs ``i < j`` of ``vectors`` in row-major upper-triangle order, in chunks.
+    """Yield all pairs ``i < j`` of ``vectors`` in row-major upper-triangle order, in chunks: `iter_scored_pairs`
+    of one model.
+
+    >>> chunks = iter_pair_chunks(np.eye(3), np.array([0, 0, 1]), Similarity.COSINE, max_pairs_per_chunk=2)
+    >>> [(c.first.tolist(), c.second.tolist(), c.genuine.tolist()) for c in chunks]
+    [([0, 0], [1, 2], [True, False]), ([1], [2], [False])]
+    """
+    return (
+        pairs.model(0)
+        for pairs in iter_scored_pairs([(vectors, similarity)], identities, max_pairs_per_chunk, pair_range)
+    )
+
+
+def iter_scored_pairs(
+    models: Sequence[tuple[np.ndarray, Similarity]],
+    identities: np.ndarray,
+    max_pairs_per_chunk: int = 2_000_000,
+    pair_range: tuple[int, int] | None = None,
+) -> Iterator[ScoredPairs]:
+    """Yield all pairs ``i < j`` of the images in row-major upper-triangle order, in chunks, each scored by every
+    model: ``models`` holds one ``(vectors, similarity)`` per model, the vectors of the same images in the same
+    rows. The pairs and genuine flags of a chunk are worked out once for all models.
 
     ``pair_range=(start, stop)`` yields only the pairs of those positions in that order (a share of the work for
     one task of `faceval.distributed`; `tile_ranges` gives shares that cost no repeated work).
 
     Every chunk but the last holds exactly ``max_pairs_per_chunk`` pairs; a chunk may start or end inside a
     row. ``identities`` holds one integer identity code per row (see `identity_codes`); a pair is genuine
-    when its codes are equal. Memory: the chunk plus one tile of about a million scores. A pair's
-    score does not depend on ``max_pairs_per_chunk``.
+    when its codes are equal. Memory: the chunk plus one tile of about a million scores per model. A pair's
+    score does not depend on ``max_pairs_per_chunk`` nor on the other models.
 
-    >>> chunks = iter_pair_chunks(np.eye(3), np.array([0, 0, 1]), Similarity.COSINE, max_pairs_per_chunk=2)
-    >>> [(c.first.tolist(), c.second.tolist(), c.genuine.tolist()) for c in chunks]
-    [([0, 0], [1, 2], [True, False]), ([1], [2], [False])]
+    >>> pairs = next(iter_scored_pairs([(np.eye(2), "cosine"), (np.eye(2), "euclidean")], np.array([0, 1])))
+    >>> pairs.first.tolist(), pairs.second.tolist(), [scores.tolist() for scores in pairs.scores]
+    ([0], [1], [[0.0], [-1.4142135623730951]])
     """
-    similarity = Similarity(similarity)
-    vectors = _as_vectors(vectors, "vectors")
+    if not models:
+        raise ValueError("iter_scored_pairs needs at least one model's vectors")
+    prepared = []
+    for index, (vectors, similarity) in enumerate(models):
+        name = "vectors" if len(models) == 1 else f"vectors of model {index}"
+        similarity = Similarity(similarity)
+        vectors = _as_vectors(vectors, name)
+        if prepared and vectors.shape[0] != prepared[0][0].shape[0]:
+            raise ValueError(
+                f"every model needs vectors of the same images: {prepared[0][0].shape[0]} and {vectors.shape[0]} rows"
+            )
+        rows, squared_norms = prepare_rows(vectors, similarity, name)
+        prepared.append((rows, squared_norms, similarity))
+    n = prepared[0][0].shape[0]
     identities = np.asarray(identities)
-    if identities.ndim != 1 or identities.shape[0] != vectors.shape[0]:
+    if identities.ndim != 1 or identities.shape[0] != n:
         raise ValueError(
-            f"identities must be 1-D with one code per vector: got shape {identities.shape} "
-            f"for {vectors.shape[0]} vectors"
+            f"identities must be 1-D with one code per vector: got shape {identities.shape} for {n} vectors"
         )
     if identities.size and not np.issubdtype(identities.dtype, np.integer):
         raise ValueError(f"identities must be integer codes (see identity_codes), got dtype {identities.dtype}")
     if int(max_pairs_per_chunk) < 1:
         raise ValueError(f"max_pairs_per_chunk must be at least 1, got {max_pairs_per_chunk}")
-    total = vectors.shape[0] * (vectors.shape[0] - 1) // 2
+    total = n * (n - 1) // 2
     start, stop = (0, total) if pair_range is None else (int(pair_range[0]), int(pair_range[1]))
     if not 0 <= start <= stop <= total:
         raise ValueError(f"pair_range must lie within [0, {total}] with start <= stop, got {pair_range}")
-    prepared, squared_norms = prepare_rows(vectors, similarity, "vectors")
-    return _generate_chunks(prepared, squared_norms, identities, similarity, int(max_pairs_per_chunk), start, stop)
+    return _generate_chunks(prepared, identities, int(max_pairs_per_chunk), start, stop)
 
 
 def tile_rows(n: int) -> int:
@@ -283,21 +337,19 @@ def tile_ranges(n: int, pairs_per_range: int) -> list[tuple[int, int]]:
 
 
 def _generate_chunks(
-    prepared: np.ndarray,
-    squared_norms: np.ndarray,
+    prepared: list[tuple[np.ndarray, np.ndarray, Similarity]],
     identities: np.ndarray,
-    similarity: Similarity,
     chunk: int,
     first_pair: int,
     end_pair: int,
-) -> Iterator[PairChunk]:
-    # Kept apart from iter_pair_chunks so that bad arguments raise at the call, not at the first next().
-    n = prepared.shape[0]
+) -> Iterator[ScoredPairs]:
+    # Kept apart from iter_scored_pairs so that bad arguments raise at the call, not at the first next().
+    n = prepared[0][0].shape[0]
     rows = np.arange(n, dtype=np.int64)
     offsets = pair_offsets(n)
-    # Scores come from fixed tiles (see tile_rows), never from chunk-shaped products.
+    # Scores come from fixed tiles (see tile_rows), never from chunk-shaped products; one tile per model is kept.
     n_tile_rows = tile_rows(n)
-    cached_index, cached_tile = -1, np.zeros((0, 0))
+    cached_index, cached_tiles = -1, [np.zeros((0, 0))] * len(prepared)
     for start in range(first_pair, end_pair, chunk):
         stop = min(start + chunk, end_pair)
         row_lo = int(np.searchsorted(offsets, start, side="right")) - 1
@@ -308,24 +360,28 @@ def _generate_chunks(
         row_stop = np.minimum(offsets[chunk_rows] + (n - 1 - chunk_rows), stop)
         first = np.repeat(chunk_rows, row_stop - row_start)
         second = np.arange(start, stop, dtype=np.int64) - offsets[first] + first + 1
-        scores = np.empty(stop - start, dtype=np.float64)
+        scores = tuple(np.empty(stop - start, dtype=np.float64) for _ in prepared)
         for tile_index in range(row_lo // n_tile_rows, row_hi // n_tile_rows + 1):
             tile_lo = tile_index * n_tile_rows
             if tile_index != cached_index:
                 tile_hi = min(tile_lo + n_tile_rows, n)
-                cached_tile = block_scores(
-                    prepared[tile_lo:tile_hi],
-                    squared_norms[tile_lo:tile_hi],
-                    prepared[tile_lo + 1 :],
-                    squared_norms[tile_lo + 1 :],
-                    similarity,
-                )
+                cached_tiles = [
+                    block_scores(
+                        vectors[tile_lo:tile_hi],
+                        squared_norms[tile_lo:tile_hi],
+                        vectors[tile_lo + 1 :],
+                        squared_norms[tile_lo + 1 :],
+                        similarity,
+                    )
+                    for vectors, squared_norms, similarity in prepared
+                ]
                 cached_index = tile_index
             lo, hi = np.searchsorted(first, [tile_lo, tile_lo + n_tile_rows])
-            flat = (first[lo:hi] - tile_lo) * cached_tile.shape[1] + (second[lo:hi] - tile_lo - 1)
-            scores[lo:hi] = cached_tile.ravel()[flat]
+            flat = (first[lo:hi] - tile_lo) * (n - tile_lo - 1) + (second[lo:hi] - tile_lo - 1)
+            for model_scores, tile in zip(scores, cached_tiles, strict=True):
+                model_scores[lo:hi] = tile.ravel()[flat]
         genuine = identities[first] == identities[second]
-        yield PairChunk(first=first, second=second, scores=scores, genuine=genuine)
+        yield ScoredPairs(first=first, second=second, genuine=genuine, scores=scores)
 
 
 def all_pair_scores(vectors: np.ndarray, identities: np.ndarray, similarity: Similarity) -> PairChunk:

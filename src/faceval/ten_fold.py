@@ -21,7 +21,7 @@ import numpy as np
 
 from faceval.errors import InputError
 from faceval.metrics import ScoreTable, threshold_sweep
-from faceval.pair_lists import ResolvedPairs, listed_pair_chunks
+from faceval.pair_lists import ResolvedPairs
 from faceval.scoring import Similarity
 
 # insightface's threshold grid, built exactly as its verification.py builds it (float steps included).
@@ -121,16 +121,16 @@ def native_ten_fold(scores: np.ndarray, same: np.ndarray, folds: np.ndarray, sim
 
 
 def ten_fold_figures(
-    pairs: ResolvedPairs, vectors: np.ndarray, similarity: Similarity
+    pairs: ResolvedPairs, vectors: np.ndarray, similarity: Similarity, scores: np.ndarray
 ) -> dict[str, dict[str, Any]] | None:
-    """Both forms for the scored pairs of a list with folds (``models.<name>.ten_fold``); None without folds.
+    """Both forms for the scored pairs of a list with folds (``models.<name>.ten_fold``), from the model's
+    ``scores`` of the listed pairs in list order (`faceval.pair_lists.listed_scored_pairs`); None without folds.
 
     Failed pairs are not in any fold's accuracy; each form's ``fold_sizes`` shows how many pairs each fold kept.
     """
     folds = pairs.fold
     if folds is None or np.unique(folds).size < 2:
         return None
-    scores = np.concatenate([chunk.scores for chunk in listed_pair_chunks(vectors, pairs, similarity)])
     return {
         "native": native_ten_fold(scores, pairs.genuine, folds, similarity).to_dict(),
         "insightface": insightface_ten_fold(
