@@ -516,13 +516,16 @@ def _resampled(
 INTERVAL_METHODS = {
     "bootstrap": "identity bootstrap: identities resampled with replacement within each group (an identity whose "
     "images span groups within the group holding most of them), pairs rebuilt",
-    "streaming": "streaming identity influences: the identity bootstrap linearised (Hoeffding projections clustered "
-    "by identity), per-identity sums accumulated with the pairs, replicates from the same identity multiplicities",
+    "streaming": "streaming identity influences: per-identity (and, with a few hundred identities or fewer, "
+    "identity-pair) counts accumulated with the pairs; replicates from the same identity multiplicities, recomputed "
+    "from those counts where they suffice, else the identity bootstrap linearised (Hoeffding projections clustered "
+    "by identity)",
     "none": "no intervals",
 }
 # Above this many pairs the automatic choice is the streaming intervals (the bootstrap holds every pair).
 STREAMING_MIN_PAIRS = EXACT_MAX_PAIRS
-# Below this many identities the streaming (first-order) intervals are flagged: coverage fell to 90 % at 30.
+# Below this many identities the streaming intervals are flagged: without the identity-pair table (many identities
+# in all) they are first-order, and their coverage fell to 90 % at 30 identities.
 STREAMING_MIN_IDENTITIES = 100
 
 
@@ -906,8 +909,11 @@ def _finish(plan: GroupPass, state: _GroupState, held: HeldScores | None) -> Gro
         ]
         if few:
             notes.append(
-                f"streaming intervals are first-order in 1/identities and want about {STREAMING_MIN_IDENTITIES} "
-                f"identities or more; fewer in {', '.join(few)}: read those intervals with care, or use --intervals "
+                f"streaming intervals want about {STREAMING_MIN_IDENTITIES} identities or more; fewer in "
+                f"{', '.join(few)}: their figures are recomputed per resample from identity-pair counts only where "
+                "that table fits (a few hundred identities in all), else first-order in 1/identities (FNMR at a "
+                "fixed threshold is exact either way); under about 10 identities no identity-level interval, the "
+                "exact bootstrap's included, is reliable. Read those intervals with care, or use --intervals "
                 "bootstrap where the pairs fit in memory (docs/metrics.md)"
             )
     if resampled:

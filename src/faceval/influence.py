@@ -11,9 +11,16 @@ turns them, with the score table of the same pairs, into the influences of the A
 rates at fixed thresholds, and `IdentityInfluences.resampled` into bootstrap replicates with the very
 multiplicities of the exact bootstrap, so every interval, FDR and comparison downstream works unchanged.
 
-Exact: genuine pairs (per identity scores). Approximated within one bin: an identity's impostor pairs between
-two bin edges are assumed spread like all impostor pairs there (edges are lattice thresholds, so the global counts
-at them are exact). First order: the intervals need enough identities (coverage is tested at 60 identities).
+Not every replicate needs the expansion. FNMR at a fixed threshold is a ratio of per-identity genuine counts, so
+its replicate ``sum_k m_k e_k / sum_k m_k g_k`` is the bootstrap's exactly. With few identities
+(`PAIR_TABLE_ENTRIES`) the impostors are also counted per identity pair and bin (`BinnedImpostors`), and FMR,
+TAR@FAR and the EER (thresholds re-chosen per resample) and the AUC are recomputed under each resample's weights
+``m_k m_l``.
+
+Exact: genuine pairs (per identity scores). Approximated within one bin: an identity's (or identity pair's)
+impostor pairs between two bin edges are assumed spread like all impostor pairs there (edges are lattice
+thresholds, so the global counts at them are exact). First order, without the identity-pair table: all but FNMR;
+these want enough identities (coverage is tested at 100 identities).
 """
 
 from __future__ import annotations
@@ -30,11 +37,15 @@ from faceval.metrics import ScoreTable, equal_error_rate, roc_auc, sweep_at, tar
 # Impostor-score bins: edges at these false match rates (8 a decade down to 1e-8, and every 5 % in the bulk).
 EDGE_FMRS = np.unique(np.concatenate((np.logspace(0, -8, 65), np.arange(0.05, 1.0, 0.05))))
 # Impostor scores held back to place the edges before the histograms start (then replayed into them).
-SAMPLE_IMPOSTORS = 1 << 20
+SAMPLE_IMPOSTORS = 1 << 22
 # The largest cell lookup (int16 bins): 32 MB.
 _MAX_LOOKUP = 1 << 24
 # Resamples are formed this many at a time, to bound the memory of the (resamples x identities) multipliers.
 _RESAMPLE_BLOCK = 100
+# The identity-pair table (impostors per pair of identities and bin) is kept while it has at most this many
+# entries (int64: 32 MB a state; about 300 identities at 90 bins): with it, FMR, TAR@FAR, EER and AUC of a
+# resample are computed from the resample's weights m_k m_l themselves, not linearised (`BinnedImpostors`).
+PAIR_TABLE_ENTRIES = 1 << 22
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,25 +67,142 @@ class IdentityInfluences:
     fnmr: np.ndarray
     fars: tuple[float, ...]
     thresholds: tuple[float, ...]
+    # Genuine pairs per identity, and those rejected at each threshold (identities x thresholds): a resample's
+    # FNMR at a fixed threshold is their ratio under the weights m_k, exactly.
+    genuine_count: np.ndarray
+    genuine_rejected: np.ndarray
+    # With few identities, the impostors per identity pair and bin: FMR, TAR@FAR, EER and AUC of each resample.
+    impostors: BinnedImpostors | None = None
 
     def resampled(self, multiplicities: np.ndarray) -> ResampledFigures:
-        """Linearised bootstrap replicates: figure + (m - 1) . influence for each row of identity multiplicities
-        (`faceval.bootstrap.identity_multiplicities`)."""
+        """Bootstrap replicates for each row of identity multiplicities (`faceval.bootstrap.identity_multiplicities`):
+        FNMR at fixed thresholds as the exact ratio of weighted per-identity counts; FMR, TAR@FAR, EER and AUC
+        from the identity-pair table where it is kept, else linearised, figure + (m - 1) . influence."""
         rows = []
         for start in range(0, multiplicities.shape[0], _RESAMPLE_BLOCK):
-            d = multiplicities[start : start + _RESAMPLE_BLOCK].astype(np.float64) - 1.0
-            rows.append(
-                (
-                    self.point_auc + d @ self.auc,
-                    self.point_eer + d @ self.eer,
-                    self.point_tar + d @ self.tar,
-                    self.point_fmr + d @ self.fmr,
-                    self.point_fnmr + d @ self.fnmr,
-                )
+            m = multiplicities[start : start + _RESAMPLE_BLOCK, : self.auc.size].astype(np.float64)
+            d = m - 1.0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                fnmr = (m @ self.genuine_rejected) / (m @ self.genuine_count)[:, None]
+            linear = (
+                self.point_auc + d @ self.auc,
+                self.point_eer + d @ self.eer,
+                self.point_tar + d @ self.tar,
+                self.point_fmr + d @ self.fmr,
             )
-        # A linear step can leave [0, 1] where a figure sits near its bound; every figure here is a rate.
-        auc, eer, tar, fmr, fnmr = (np.clip(np.concatenate(column), 0.0, 1.0) for column in zip(*rows, strict=True))
+            # A linear step can leave [0, 1] where a figure sits near its bound; every figure here is a rate.
+            auc, eer, tar, fmr = (np.clip(value, 0.0, 1.0) for value in linear)
+            if self.impostors is not None:
+                auc, eer, tar, fmr = self.impostors.figures(m)
+            rows.append((auc, eer, tar, fmr, fnmr))
+        auc, eer, tar, fmr, fnmr = (np.concatenate(column) for column in zip(*rows, strict=True))
         return ResampledFigures(auc, eer, tar, fmr, fnmr, self.fars, self.thresholds)
+
+
+@dataclass(frozen=True, eq=False)
+class BinnedImpostors:
+    """The impostor pairs of each pair of identities (cells ``first < second``) counted in the impostor bins, with
+    what is needed to recompute FMR, TAR@FAR, the EER and the AUC under any resample's weights ``m_k m_l``.
+
+    Exact at the bin edges (fixed thresholds are edges); inside a bin the impostors of every identity pair are
+    taken to be spread like all impostors of that bin (``docs/metrics.md``, "Streaming intervals").
+    """
+
+    first: np.ndarray  # identity of each cell (the lower code) ...
+    second: np.ndarray  # ... and the higher code
+    counts: np.ndarray  # (cells, bins) impostor pairs; bins ascend in score
+    accepted: np.ndarray  # (cells, thresholds) impostor pairs accepted at each fixed threshold
+    genuine_count: np.ndarray  # (identities,) genuine pairs
+    genuine_below: np.ndarray  # (identities, bins) genuine pairs' AUC placements among each bin's impostors
+    genuine_keys: np.ndarray  # identity x (table rows + 1) + table row of each genuine pair, ascending
+    in_bin: np.ndarray  # (bins,) impostors of each bin over all cells
+    accepted_to: np.ndarray  # (bins,) impostors at or above each bin's upper edge
+    table_thresholds: np.ndarray  # the score table's thresholds (descending) ...
+    table_accepted: np.ndarray  # ... and the impostors accepted at each
+    edges: np.ndarray  # the bins' edges (ascending)
+    fars: tuple[float, ...]
+
+    def figures(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """AUC, EER, TAR at each FAR and FMR at each fixed threshold of the resamples with multiplicities ``m``
+        (resamples x identities, float); NaN where a resample has no genuine or no impostor weight."""
+        weights = m[:, self.first] * m[:, self.second]
+        mass = weights @ self.counts  # (resamples, bins): the resample's impostor weight in each bin
+        total = mass.sum(axis=1)
+        genuine_total = m @ self.genuine_count
+        live = (total > 0) & (genuine_total > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fmr = (weights @ self.accepted) / total[:, None]
+            auc = np.einsum("rb,rb->r", mass, m @ self.genuine_below) / (total * genuine_total)
+            tar = np.stack([self._tar(m, mass, total, genuine_total, far) for far in self.fars], axis=1)
+            eer = self._eer(m, mass, total, genuine_total)
+        tar = np.where(live[:, None], tar.reshape(m.shape[0], len(self.fars)), np.nan)
+        return np.where(live, auc, np.nan), np.where(live, eer, np.nan), tar, fmr
+
+    def _genuine_accepted(self, m: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """Each resample's genuine weight accepted at the table threshold of its own ``row`` (-1: none),
+        ``sum_k m_k G_k``: a genuine pair is accepted at every row from its own on (thresholds descend)."""
+        identities = np.flatnonzero(self.genuine_count)
+        span = self.table_thresholds.size + 1
+        start = np.searchsorted(self.genuine_keys, identities * span)
+        through = np.searchsorted(self.genuine_keys, identities[None, :] * span + row[:, None], side="right")
+        return np.einsum("ri,ri->r", m[:, identities], through - start)
+
+    def _impostor_accepted(self, mass: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """Each resample's impostor weight at or above the table threshold of its own ``row``: the bins above it in
+        full, its own bin by the share the global spread puts at or above it."""
+        threshold = self.table_thresholds[row]
+        bins = np.searchsorted(self.edges, threshold, side="right")
+        share = np.divide(
+            self.table_accepted[row] - self.accepted_to[bins],
+            self.in_bin[bins],
+            out=np.zeros(row.size),
+            where=self.in_bin[bins] > 0,
+        )
+        resamples = np.arange(mass.shape[0])
+        above = np.cumsum(mass[:, ::-1], axis=1)[:, ::-1] - mass
+        return above[resamples, bins] + share * mass[resamples, bins]
+
+    def _tar(
+        self, m: np.ndarray, mass: np.ndarray, total: np.ndarray, genuine_total: np.ndarray, far: float
+    ) -> np.ndarray:
+        """TAR at the lowest threshold whose resampled FMR is ``<= far``: the bin where the impostor weight from the
+        top reaches ``far``, the share of it taken by the global spread in that bin, its threshold in the table."""
+        from_top = np.cumsum(mass[:, ::-1], axis=1)[:, ::-1]  # weight at or above each bin's lower edge
+        above = from_top - mass  # weight at or above each bin's upper edge
+        allowed = far * total
+        # The highest bin whose lower edge lets more than far through (bin 0's lower edge is -inf: FMR 1 there).
+        crossing = np.where(from_top > allowed[:, None] * (1 + 1e-12), np.arange(mass.shape[1]), -1).max(axis=1)
+        crossing = np.maximum(crossing, 0)
+        rows = np.arange(m.shape[0])
+        share = np.clip((allowed - above[rows, crossing]) / mass[rows, crossing], 0.0, 1.0)
+        share = np.nan_to_num(share)
+        reachable = self.accepted_to[crossing] + share * self.in_bin[crossing]
+        # Rows of the table (accepted counts ascend) accepting no more than that: the last one's threshold.
+        index = np.searchsorted(self.table_accepted, reachable * (1 + 1e-12), side="right") - 1
+        return self._genuine_accepted(m, index) / genuine_total
+
+    def _eer(self, m: np.ndarray, mass: np.ndarray, total: np.ndarray, genuine_total: np.ndarray) -> np.ndarray:
+        """The EER as `faceval.metrics.equal_error_rate` on the table's thresholds (level 0: +inf), with each
+        resample's FMR and FNMR: the first level where FMR - FNMR >= 0 by binary search (it never decreases),
+        interpolated linearly with the level above."""
+
+        def rates(level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            fmr = np.where(level > 0, self._impostor_accepted(mass, np.maximum(level - 1, 0)) / total, 0.0)
+            return fmr, 1.0 - self._genuine_accepted(m, level - 1) / genuine_total
+
+        low = np.ones(m.shape[0], dtype=np.int64)
+        high = np.full(m.shape[0], self.table_thresholds.size, dtype=np.int64)
+        while np.any(low < high):
+            middle = (low + high) // 2
+            fmr, fnmr = rates(middle)
+            crossed = fmr - fnmr >= 0
+            high = np.where(crossed, middle, high)
+            low = np.where(crossed, low, middle + 1)
+        fmr_below, fnmr_below = rates(low)
+        fmr_above, fnmr_above = rates(low - 1)
+        difference_below, difference_above = fmr_below - fnmr_below, fmr_above - fnmr_above
+        share = -difference_above / (difference_below - difference_above)
+        return np.where(difference_below == 0, fmr_below, fmr_above + share * (fmr_below - fmr_above))
 
 
 class IdentityStatistics:
@@ -100,6 +228,9 @@ class IdentityStatistics:
         self._held_size = 0
         self.edges: np.ndarray | None = None
         self._histogram: np.ndarray | None = None
+        # Impostors per identity pair (k < l, cells in the order of numpy.triu_indices) and bin, while few
+        # identities keep it small.
+        self._pair_histogram: np.ndarray | None = None
         # On a lattice: the bin of every cell from the lowest to the highest edge's (one gather, no search).
         self._lookup: tuple[int, np.ndarray] | None = None
         if edges is not None:
@@ -142,7 +273,10 @@ class IdentityStatistics:
 
     def _start_histograms(self) -> None:
         sample = np.concatenate([part[0] for part in self._held]) if self._held else np.zeros(0)
-        edges = np.quantile(sample, 1.0 - EDGE_FMRS[EDGE_FMRS * sample.size >= 1]) if sample.size else np.zeros(0)
+        # The sample is a copy: the quantiles may reorder it rather than copy it again.
+        fmrs = EDGE_FMRS[EDGE_FMRS * sample.size >= 1]
+        edges = np.quantile(sample, 1.0 - fmrs, overwrite_input=True) if sample.size else np.zeros(0)
+        del sample
         edges = np.concatenate((edges, self._fixed))
         if self.lattice is not None and edges.size:
             # On a lattice the edges are lattice thresholds, so the table's counts at them are exact.
@@ -152,9 +286,12 @@ class IdentityStatistics:
     def _use_edges(self, edges: np.ndarray) -> None:
         self.edges = edges
         self._histogram = np.zeros((self.n_identities, self.edges.size + 1), dtype=np.int64)
+        cells = self.n_identities * (self.n_identities - 1) // 2
+        if cells * (self.edges.size + 1) <= PAIR_TABLE_ENTRIES:
+            self._pair_histogram = np.zeros((cells, self.edges.size + 1), dtype=np.int64)
         held, self._held = self._held, []
-        for part in held:
-            self._count(*part)
+        while held:  # each held part freed once counted
+            self._count(*held.pop())
         self._lookup = self._cell_lookup()
 
     def _cell_lookup(self) -> tuple[int, np.ndarray] | None:
@@ -185,6 +322,13 @@ class IdentityStatistics:
         bins = self._bins(scores)
         codes = np.concatenate((first * width + bins, second * width + bins))
         self._histogram += np.bincount(codes, minlength=self._histogram.size).reshape(self._histogram.shape)
+        if self._pair_histogram is not None:
+            low, high = np.minimum(first, second).astype(np.int64), np.maximum(first, second).astype(np.int64)
+            cell = low * (2 * self.n_identities - low - 1) // 2 + high - low - 1  # numpy.triu_indices' order
+            codes = cell * width + bins
+            self._pair_histogram += np.bincount(codes, minlength=self._pair_histogram.size).reshape(
+                self._pair_histogram.shape
+            )
 
     def merge(self, other: IdentityStatistics) -> None:
         """Add the pairs of ``other`` (same identities; its edges placed from its own sample are replayed here)."""
@@ -199,6 +343,8 @@ class IdentityStatistics:
         if not np.array_equal(self.edges, other.edges):
             raise ValueError("can only merge IdentityStatistics whose impostor bins have the same edges")
         self._histogram += other._histogram
+        if self._pair_histogram is not None:
+            self._pair_histogram += other._pair_histogram
 
     def influences(
         self, table: ScoreTable, fars: Sequence[float] = (), thresholds: Sequence[float] = ()
@@ -215,9 +361,12 @@ class IdentityStatistics:
         genuine_per_identity = np.bincount(genuine_identity, minlength=self.n_identities)
         impostor_per_identity = self._histogram.sum(axis=1)
 
+        def genuine_rejected(threshold: float) -> np.ndarray:
+            return np.bincount(genuine_identity[genuine_scores < threshold], minlength=self.n_identities)
+
         def fnmr_influence(threshold: float) -> tuple[float, np.ndarray]:
-            rate = float(np.count_nonzero(genuine_scores < threshold)) / n_genuine
-            below = np.bincount(genuine_identity[genuine_scores < threshold], minlength=self.n_identities)
+            below = genuine_rejected(threshold)
+            rate = float(below.sum()) / n_genuine
             return rate, (below - rate * genuine_per_identity) / n_genuine
 
         accepted_at_edges = sweep_at(table, self.edges).fp
@@ -225,12 +374,16 @@ class IdentityStatistics:
         accepted_from = np.concatenate(([n_impostor], accepted_at_edges))
         accepted_to = np.concatenate((accepted_at_edges, [0]))
 
-        def fmr_influence(threshold: float) -> tuple[float, np.ndarray]:
+        def accepted_by_row(histogram: np.ndarray, threshold: float) -> tuple[int, np.ndarray]:
+            """Impostors accepted at a threshold: in all, and in each row of a (rows x bins) histogram."""
             accepted = int(sweep_at(table, [threshold]).fp[0])
             bin_of = int(np.searchsorted(self.edges, threshold, side="right"))
             in_bin = accepted_from[bin_of] - accepted_to[bin_of]
             share = (accepted - accepted_to[bin_of]) / in_bin if in_bin else 0.0
-            above = self._histogram[:, bin_of + 1 :].sum(axis=1) + share * self._histogram[:, bin_of]
+            return accepted, histogram[:, bin_of + 1 :].sum(axis=1) + share * histogram[:, bin_of]
+
+        def fmr_influence(threshold: float) -> tuple[float, np.ndarray]:
+            accepted, above = accepted_by_row(self._histogram, threshold)
             rate = accepted / n_impostor
             return rate, (above - rate * impostor_per_identity) / n_impostor
 
@@ -272,6 +425,43 @@ class IdentityStatistics:
             for result in tars
         ]
         rates = [(fmr_influence(t), fnmr_influence(t)) for t in thresholds]
+        impostors = None
+        if self._pair_histogram is not None:
+            cells = np.flatnonzero(self._pair_histogram.any(axis=1))
+            counts = self._pair_histogram[cells].astype(np.float64)
+            first, second = (side[cells] for side in np.triu_indices(self.n_identities, k=1))
+            # Genuine pairs' placements among each bin's impostors (ties half), the bin containing the score in
+            # part, every bin wholly below it in full: per identity, by bin.
+            genuine_bin = np.searchsorted(self.edges, genuine_scores, side="right")
+            in_bin = accepted_from - accepted_to
+            below_in_bin = np.clip(
+                impostor_below[rows] - (n_impostor - accepted_from[genuine_bin]), 0.0, in_bin[genuine_bin]
+            )
+            partial = np.divide(
+                below_in_bin, in_bin[genuine_bin], out=np.zeros(rows.size), where=in_bin[genuine_bin] > 0
+            )
+            at = genuine_identity * width + genuine_bin
+            full = np.bincount(at, minlength=self.n_identities * width).reshape(self.n_identities, width)
+            # Bins wholly below a genuine pair's bin place it in full: counts of genuine pairs in higher bins.
+            genuine_below = np.cumsum(full[:, ::-1], axis=1)[:, ::-1] - full
+            genuine_below = genuine_below + np.bincount(
+                at, weights=partial, minlength=self.n_identities * width
+            ).reshape(self.n_identities, width)
+            impostors = BinnedImpostors(
+                first=first,
+                second=second,
+                counts=counts,
+                accepted=_columns([accepted_by_row(counts, t)[1] for t in thresholds], cells.size),
+                genuine_count=genuine_per_identity.astype(np.float64),
+                genuine_below=genuine_below,
+                genuine_keys=np.sort(genuine_identity.astype(np.int64) * (table.thresholds.size + 1) + rows),
+                in_bin=in_bin.astype(np.float64),
+                accepted_to=accepted_to.astype(np.float64),
+                table_thresholds=table.thresholds,
+                table_accepted=table.impostor_accepted,
+                edges=self.edges,
+                fars=tuple(float(far) for far in fars),
+            )
         return IdentityInfluences(
             point_auc=auc,
             point_eer=eer.value,
@@ -285,6 +475,9 @@ class IdentityStatistics:
             fnmr=_columns([fnmr[1] for _, fnmr in rates], self.n_identities),
             fars=tuple(float(far) for far in fars),
             thresholds=tuple(float(t) for t in thresholds),
+            genuine_count=genuine_per_identity.astype(np.float64),
+            genuine_rejected=_columns([genuine_rejected(t) for t in thresholds], self.n_identities).astype(np.float64),
+            impostors=impostors,
         )
 
 
