@@ -37,8 +37,9 @@ import time
 import numpy as np
 
 from faceval.accumulators import ModelFeed, update_counts
-from faceval.gpu import DevicePairs, cupy_or_none, onnx_providers
+from faceval.gpu import DevicePairs, cupy_or_none
 from faceval.lattice import Lattice, LatticeCounts
+from faceval.onnx_embedder import onnx_providers
 from faceval.scoring import Similarity
 
 

@@ -13,9 +13,10 @@ from faceval.bootstrap import identity_strata
 from faceval.comparison import compare_models
 from faceval.datasets import Dataset, ImageRecord
 from faceval.embedders import EmbeddingResult
-from faceval.evaluation import evaluate_embeddings, prefetched, score_pairs
+from faceval.evaluation import evaluate_embeddings, score_pairs
 from faceval.extraction import EmbeddingSet
 from faceval.groups import GroupOptions, group_failures, group_report
+from faceval.local import prefetched
 from faceval.results import Result
 from faceval.scoring import Similarity, all_pair_scores, identity_codes, iter_pair_chunks
 

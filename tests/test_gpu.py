@@ -23,12 +23,12 @@ from faceval.gpu import (
     DevicePairs,
     cupy_or_none,
     dlib_cuda_note,
-    onnx_providers,
     scoring_array_module,
 )
 from faceval.groups import GroupOptions, group_report
 from faceval.lattice import Lattice, LatticeCounts
 from faceval.metrics import ScoreCounts
+from faceval.onnx_embedder import onnx_providers
 from faceval.results import Result
 from faceval.scoring import Similarity, all_pair_scores, iter_pair_chunks
 

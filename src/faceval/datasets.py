@@ -20,7 +20,7 @@ import csv
 import os
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -292,3 +292,34 @@ def _common_parts(paths: Sequence[Path]) -> tuple[str, ...]:
             length += 1
         parts = parts[:length]
     return parts or (Path(paths[0].anchor).as_posix(),)
+
+
+def csv_records(
+    source: Path, required: Sequence[str], optional: Sequence[str], error: type[DatasetError]
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line number, {column: stripped cell})`` for each non-empty row of a UTF-8 CSV whose header holds the
+    ``required`` columns; a missing column, a row of the wrong length or an empty cell raises ``error`` naming the
+    file, the line and what was expected."""
+    with open(source, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = [name.strip() for name in next(reader, [])]
+        missing = [name for name in required if name not in header]
+        if missing:
+            expected = ",".join(required) + "".join(f"[,{name}]" for name in optional)
+            raise error(
+                f"{source}, line 1: expected a header with the columns {expected} (missing {', '.join(missing)}); "
+                f"got {','.join(header) or 'an empty line'}"
+            )
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise error(
+                    f"{source}, line {reader.line_num}: expected {len(header)} comma-separated fields "
+                    f"({','.join(header)}), got {len(row)}"
+                )
+            values = {name: cell.strip() for name, cell in zip(header, row, strict=True)}
+            empty = [name for name in (*required, *optional) if name in values and not values[name]]
+            if empty:
+                raise error(f"{source}, line {reader.line_num}: {' and '.join(empty)} must not be empty")
+            yield reader.line_num, values

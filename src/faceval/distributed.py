@@ -265,7 +265,7 @@ class DaskPairs:
 
 
 def dask_pairs(client: Client) -> Callable[..., DaskPairs]:
-    """A `faceval.evaluation.PairFeedFactory` scoring on ``client``'s cluster."""
+    """A `faceval.local.PairFeedFactory` scoring on ``client``'s cluster."""
 
     def factory(
         models: Sequence[tuple[np.ndarray, Similarity]], identities: np.ndarray, progress: bool = False, label: str = ""

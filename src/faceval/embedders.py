@@ -17,6 +17,9 @@ from faceval.errors import InputError
 from faceval.hashing import fingerprint
 from faceval.scoring import Similarity
 
+# Where models run and pairs are scored (--device): ``auto`` uses a GPU where one is there.
+DEVICES = ("auto", "cpu", "cuda")
+
 
 @dataclass(frozen=True)
 class Detection:

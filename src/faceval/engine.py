@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from faceval.evaluation import PairFeedFactory, local_pairs
 from faceval.extraction import RemoteWorkers
+from faceval.local import PairFeedFactory, local_pairs
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,12 @@ group intervals and the paired model comparisons share; no pair is scored twice.
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from queue import Full, Queue
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from faceval.accumulators import ChunkFeed, HeldPairs, HeldScores, ModelFeed, PairFeed, side_by_side, update_counts
 from faceval.bootstrap import identity_strata
@@ -31,123 +27,18 @@ from faceval.groups import (
     ALL_PAIRS,
     GroupOptions,
     GroupPass,
-    GroupReport,
     group_failures,
     place_leading_edges,
     prepare_groups,
 )
 from faceval.lattice import LatticeCounts, score_counts
+from faceval.local import Models, PairFeedFactory, local_pairs, pair_chunks
 from faceval.metrics import ScoreCounts, ScoreTable
 from faceval.pair_lists import PairList, ResolvedPairs, listed_scored_pairs, resolve_for_models
+from faceval.results import Evaluation, ModelResult
 from faceval.saved_scores import saving_scores, tee_to
-from faceval.scoring import PairChunk, ScoredPairs, Similarity, identity_codes, iter_scored_pairs
+from faceval.scoring import PairChunk, ScoredPairs, Similarity, identity_codes
 from faceval.ten_fold import ten_fold_figures
-
-
-@dataclass(frozen=True)
-class ModelResult:
-    """One model's scores on the evaluated pairs, kept as exact per-score counts."""
-
-    name: str
-    similarity: Similarity
-    description: dict[str, Any]
-    n_images: int
-    n_failed: int
-    table: ScoreTable
-
-
-@dataclass
-class Evaluation:
-    """Everything a report needs: the dataset's shape, each model's result, and what the user should know."""
-
-    dataset: dict[str, Any]
-    models: dict[str, ModelResult]
-    notes: list[str] = field(default_factory=list)
-    groups: dict[str, GroupReport] = field(default_factory=dict)
-    comparisons: list[ModelComparison] = field(default_factory=list)
-    # Extra entries of models.<name> in metrics.json (a pair list's 10-fold accuracy, a score file's groups).
-    model_extras: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-T = TypeVar("T")
-
-# Below this many pairs scoring takes a few seconds at most: no progress bar.
-PROGRESS_MIN_PAIRS = 5_000_000
-
-
-# One (vectors, similarity) per model of a pass, the vectors of the same images in the same rows.
-Models = Sequence[tuple[np.ndarray, Similarity]]
-
-
-def pair_chunks(
-    models: Models, identities: np.ndarray, progress: bool = False, label: str = ""
-) -> Iterator[ScoredPairs]:
-    """`iter_scored_pairs` with a progress bar when there are millions of pairs (``label``: the models)."""
-    total = len(identities) * (len(identities) - 1) // 2
-    with tqdm(
-        total=total,
-        desc=f"scoring pairs ({label})" if label else "scoring pairs",
-        unit="pair",
-        unit_scale=True,
-        disable=not progress or total < PROGRESS_MIN_PAIRS,
-    ) as bar:
-        for chunk in prefetched(iter_scored_pairs(models, identities)):
-            yield chunk
-            bar.update(len(chunk))
-
-
-_DONE = object()
-
-
-def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """The items of ``items``, produced by a background thread up to ``depth`` ahead: the next chunk is scored (BLAS
-    and numpy release the GIL) while the caller accounts for this one, so both cores work. An exception in the
-    producer is raised here; stopping early stops the producer.
-
-    >>> list(prefetched(iter(range(5))))
-    [0, 1, 2, 3, 4]
-    """
-    queue: Queue[Any] = Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                queue.put(item, timeout=0.1)
-                return True
-            except Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(_DONE)
-        except BaseException as error:  # handed to the consumer, which raises it
-            put(error)
-
-    producer = threading.Thread(target=produce, name="faceval-scoring", daemon=True)
-    producer.start()
-    try:
-        while (item := queue.get()) is not _DONE:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        producer.join()
-
-
-def local_pairs(models: Models, identities: np.ndarray, progress: bool = False, label: str = "") -> PairFeed:
-    """The pairs scored by every model in this process (`pair_chunks`), as a `PairFeed`."""
-    return ChunkFeed(pair_chunks(models, identities, progress, label))
-
-
-# Makes the PairFeed of the models' vectors (one pass for all): local_pairs, or a Dask cluster's or a GPU's
-# (faceval.engine).
-PairFeedFactory = Callable[[Models, np.ndarray, bool, str], PairFeed]
 
 
 def score_pairs(

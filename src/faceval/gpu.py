@@ -27,11 +27,11 @@ import numpy as np
 from tqdm import tqdm
 
 from faceval.accumulators import A, Feed, FeedEach, ModelFeed, States, update_counts
+from faceval.embedders import DEVICES
 from faceval.errors import InputError
 from faceval.lattice import LatticeCounts
 from faceval.scoring import ScoredPairs, Similarity, block_scores, iter_scored_pairs, prepare_rows, tile_rows
 
-DEVICES = ("auto", "cpu", "cuda")
 # Largest difference between a GPU and a CPU float64 score of unit-scale vectors that the tests accept.
 SCORE_TOLERANCE = 1e-12
 # Bytes of device memory per element of a score tile: the tile, its masks, the pairs taken out of it, and a
@@ -69,21 +69,6 @@ def scoring_array_module(device: str) -> Any:
             "nvidia-smi); use --device cpu or auto"
         )
     return cupy or np
-
-
-def onnx_providers(device: str) -> list[str]:
-    """ONNX Runtime execution providers for ``device``: CUDA first where asked for (``auto``: where there)."""
-    import onnxruntime as ort
-
-    if device not in DEVICES:
-        raise InputError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
-    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    if device == "cuda" and not cuda:
-        raise InputError(
-            f"--device cuda: this ONNX Runtime ({ort.__version__}) has no CUDA execution provider; install the "
-            "GPU build: pip install 'faceval[gpu]' (onnxruntime-gpu, in place of onnxruntime)"
-        )
-    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if device != "cpu" and cuda else ["CPUExecutionProvider"]
 
 
 def dlib_cuda_note(device: str) -> str | None:
@@ -207,7 +192,7 @@ class DevicePairs:
 
 
 def device_pairs(device: str) -> Callable[..., DevicePairs]:
-    """A `faceval.evaluation.PairFeedFactory` scoring on ``device`` (``cuda``, or ``auto`` resolved to it)."""
+    """A `faceval.local.PairFeedFactory` scoring on ``device`` (``cuda``, or ``auto`` resolved to it)."""
     xp = scoring_array_module(device)
 
     def factory(

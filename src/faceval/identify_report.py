@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,9 +23,11 @@ from faceval.atomic import write_csv, write_json
 from faceval.bootstrap import CONFIDENCE, Interval
 from faceval.gallery import GALLERY, PROBE, write_roles_csv
 from faceval.identification import ALL_SEARCHES, CMC_RANKS, GroupFigures
-from faceval.identify_run import IdentificationRun, ModelSearch
 from faceval.report import _safe_name, environment
 from faceval.scoring import Similarity
+
+if TYPE_CHECKING:  # annotations only: identify_run builds the run and calls this module
+    from faceval.identify_run import IdentificationRun, ModelSearch
 
 SCHEMA_VERSION = 1
 _FIGURES = ("rank1", "fnir", "fpir")

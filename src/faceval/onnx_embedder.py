@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from faceval.alignment import INTERPOLATIONS, DlibLandmarks, YuNetLandmarks, align_arcface, resize_whole
-from faceval.embedders import Detection, EmbeddingResult, model_fingerprint
+from faceval.embedders import DEVICES, Detection, EmbeddingResult, model_fingerprint
 from faceval.errors import InputError
 from faceval.hashing import sha256_file_cached
 from faceval.model_files import ModelError, locate_model
@@ -44,6 +44,21 @@ _KEYS_USED_ONLY_BY = {
     "yunet_top_k": "yunet",
     "dlib_upsample": "dlib",
 }
+
+
+def onnx_providers(device: str) -> list[str]:
+    """ONNX Runtime execution providers for ``device``: CUDA first where asked for (``auto``: where there)."""
+    import onnxruntime as ort
+
+    if device not in DEVICES:
+        raise InputError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if device == "cuda" and not cuda:
+        raise InputError(
+            f"--device cuda: this ONNX Runtime ({ort.__version__}) has no CUDA execution provider; install the "
+            "GPU build: pip install 'faceval[gpu]' (onnxruntime-gpu, in place of onnxruntime)"
+        )
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if device != "cpu" and cuda else ["CPUExecutionProvider"]
 
 
 @dataclass(frozen=True)
@@ -248,8 +263,6 @@ class OnnxEmbedder:
         device: str = "cpu",
     ) -> None:
         import onnxruntime as ort
-
-        from faceval.gpu import onnx_providers
 
         self.spec = spec
         self.name = spec.name

@@ -15,7 +15,6 @@ the line number and what was expected.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from faceval.datasets import Dataset, DatasetError
+from faceval.datasets import Dataset, DatasetError, csv_records
 from faceval.extraction import EmbeddingSet
 from faceval.scoring import ScoredPairs, Similarity, pair_scores_block
 
@@ -123,37 +122,6 @@ def _read_lfw(source: Path, lines: list[str]) -> PairList:
             f"{len(lines)} after {len(first)} pairs"
         )
     return PairList(source, "lfw", tuple(first), tuple(second), np.array(same), np.array(fold), np.array(numbers))
-
-
-def csv_records(
-    source: Path, required: Sequence[str], optional: Sequence[str], error: type[DatasetError]
-) -> Iterator[tuple[int, dict[str, str]]]:
-    """``(line number, {column: stripped cell})`` for each non-empty row of a UTF-8 CSV whose header holds the
-    ``required`` columns; a missing column, a row of the wrong length or an empty cell raises ``error`` naming the
-    file, the line and what was expected."""
-    with open(source, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = [name.strip() for name in next(reader, [])]
-        missing = [name for name in required if name not in header]
-        if missing:
-            expected = ",".join(required) + "".join(f"[,{name}]" for name in optional)
-            raise error(
-                f"{source}, line 1: expected a header with the columns {expected} (missing {', '.join(missing)}); "
-                f"got {','.join(header) or 'an empty line'}"
-            )
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise error(
-                    f"{source}, line {reader.line_num}: expected {len(header)} comma-separated fields "
-                    f"({','.join(header)}), got {len(row)}"
-                )
-            values = {name: cell.strip() for name, cell in zip(header, row, strict=True)}
-            empty = [name for name in (*required, *optional) if name in values and not values[name]]
-            if empty:
-                raise error(f"{source}, line {reader.line_num}: {' and '.join(empty)} must not be empty")
-            yield reader.line_num, values
 
 
 def _read_csv(source: Path, columns: tuple[str, str]) -> PairList:

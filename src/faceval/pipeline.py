@@ -23,17 +23,14 @@ from faceval.datasets import Dataset, ImageRecord, combine_datasets, load_datase
 from faceval.embedders import Embedder, EmbeddingResult, ModelSpec, parse_model_argument
 from faceval.engine import EngineOptions, open_engine
 from faceval.errors import InputError
-from faceval.evaluation import (
-    Evaluation,
-    evaluate_embeddings,
-)
+from faceval.evaluation import evaluate_embeddings
 from faceval.extraction import EmbeddingSet, RemoteWorkers, extract_embeddings
 from faceval.figure_process import FigureProcess
 from faceval.gpu import dlib_cuda_note
 from faceval.groups import GroupOptions, group_labels, load_thresholds
 from faceval.onnx_embedder import available_cores
 from faceval.protocols import ProtocolRequest, evaluate_protocol, load_protocol
-from faceval.results import Result, model_figures, reference_threshold
+from faceval.results import Evaluation, Result, model_figures, reference_threshold
 from faceval.scoring import Similarity
 from faceval.store import EmbeddingStore
 
@@ -114,7 +111,7 @@ def model_specs(
     device: str = "cpu",
 ) -> list[ModelSpec]:
     """`ModelSpec` for each ``--model`` value; ONNX Runtime gets an equal share of the cores per worker, and
-    the ``device`` (`faceval.gpu.onnx_providers`)."""
+    the ``device`` (`faceval.onnx_embedder.onnx_providers`)."""
     workers = jobs or available_cores()
     threads = max(1, available_cores() // workers)
     onnx_options: dict[str, Any] = {"threads": threads} | ({"device": device} if device != "cpu" else {})

@@ -16,10 +16,12 @@ import numpy as np
 
 from faceval.datasets import Dataset
 from faceval.errors import InputError
-from faceval.evaluation import Evaluation, PairFeedFactory, evaluate_embeddings, local_pairs
+from faceval.evaluation import evaluate_embeddings
 from faceval.extraction import EmbeddingSet
 from faceval.groups import GroupOptions
+from faceval.local import PairFeedFactory, local_pairs
 from faceval.pair_lists import PairList, read_pair_list, restrict_to_listed
+from faceval.results import Evaluation
 from faceval.templates import TemplateList, read_templates, template_view
 
 

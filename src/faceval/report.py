@@ -27,12 +27,11 @@ import numpy as np
 from faceval import __version__, plots
 from faceval.atomic import atomic_write, write_csv, write_json
 from faceval.datasets import Dataset
-from faceval.evaluation import ModelResult
 from faceval.extraction import EmbeddingSet
 from faceval.figure_process import FigureProcess
 from faceval.group_presentation import write_group_files
 from faceval.metrics import Sweep, readable_sweep, roc_curve, seed_grid, sweep_at, threshold_sweep
-from faceval.results import ModelFigures, Result, model_table
+from faceval.results import ModelFigures, ModelResult, Result, model_table
 from faceval.scoring import Similarity
 
 SCHEMA_VERSION = 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,10 +36,10 @@ if TYPE_CHECKING:
     from faceval.audit import Audit
     from faceval.comparison import ModelComparison
     from faceval.datasets import Dataset
-    from faceval.evaluation import Evaluation, ModelResult
     from faceval.extraction import EmbeddingSet
     from faceval.figure_process import FigureProcess
     from faceval.groups import GroupReport
+    from faceval.metrics import ScoreTable
 
 # Thresholds users already apply, to show what their current setting does on their people: dlib's 0.6
 # (face_recognition's default tolerance), a Euclidean distance.
@@ -53,6 +53,31 @@ def reference_threshold(model: str, similarity: Similarity) -> float | None:
     (0.6, None)
     """
     return REFERENCE_THRESHOLDS.get((model, similarity))
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """One model's scores on the evaluated pairs, kept as exact per-score counts."""
+
+    name: str
+    similarity: Similarity
+    description: dict[str, Any]
+    n_images: int
+    n_failed: int
+    table: ScoreTable
+
+
+@dataclass
+class Evaluation:
+    """Everything a report needs: the dataset's shape, each model's result, and what the user should know."""
+
+    dataset: dict[str, Any]
+    models: dict[str, ModelResult]
+    notes: list[str] = field(default_factory=list)
+    groups: dict[str, GroupReport] = field(default_factory=dict)
+    comparisons: list[ModelComparison] = field(default_factory=list)
+    # Extra entries of models.<name> in metrics.json (a pair list's 10-fold accuracy, a score file's groups).
+    model_extras: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

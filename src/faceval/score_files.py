@@ -36,11 +36,10 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from faceval.datasets import DatasetError
-from faceval.evaluation import Evaluation, ModelResult
 from faceval.lattice import Lattice, LatticeCounts, lattice_for
 from faceval.metrics import ScoreCounts, ScoreTable
 from faceval.pair_lists import FALSE_LABELS, TRUE_LABELS
-from faceval.results import Result, model_figures
+from faceval.results import Evaluation, ModelResult, Result, model_figures
 from faceval.saved_scores import SIMILARITY_KEY
 from faceval.scoring import Similarity
 

@@ -20,10 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from faceval.datasets import Dataset, DatasetError, ImageRecord
+from faceval.datasets import Dataset, DatasetError, ImageRecord, csv_records
 from faceval.embedders import EmbeddingResult
 from faceval.extraction import EmbeddingSet
-from faceval.pair_lists import csv_records
 from faceval.scoring import Similarity
 
 
