@@ -2,12 +2,12 @@
 
 On synthetic dlib-like embeddings (those of ``bench_metrics.py``: 128-d, Euclidean distance):
 
-1. `faceval.bootstrap`: the pairs sorted once, 1,000 resamples of identities as multiplicities, AUC, EER,
+1. `faceval.stats.bootstrap`: the pairs sorted once, 1,000 resamples of identities as multiplicities, AUC, EER,
    TAR@FAR=1e-3 and FNMR/FMR at dlib's distance 0.6 for every resample, 95 % percentile intervals;
 2. the same resamples built literally (copies of the drawn identities' images, all their pairs scored again
    except pairs between two copies of one identity): a few of them, timed and extrapolated to 1,000, and
    checked to give exactly the same figures;
-3. `faceval.groups.group_report` end to end on the same set split into two groups (pairs scored, per-group and
+3. `faceval.stats.groups.group_report` end to end on the same set split into two groups (pairs scored, per-group and
    overall figures, global threshold, 1,000 resamples within each group).
 
     .venv/bin/python benchmarks/bench_bootstrap.py            # 1,000 images, 1,000 resamples
@@ -23,10 +23,10 @@ import time
 import numpy as np
 from bench_metrics import IMAGES_PER_IDENTITY, synthetic_embeddings
 
-from faceval.bootstrap import SortedPairs, identity_multiplicities, percentile_interval
-from faceval.groups import GroupOptions, group_report
-from faceval.metrics import ScoreTable, equal_error_rate, roc_auc, sweep_at, tar_at_far
-from faceval.scoring import Similarity, all_pair_scores, identity_codes, iter_pair_chunks
+from faceval.models.scoring import Similarity, all_pair_scores, identity_codes, iter_pair_chunks
+from faceval.stats.bootstrap import SortedPairs, identity_multiplicities, percentile_interval
+from faceval.stats.groups import GroupOptions, group_report
+from faceval.stats.metrics import ScoreTable, equal_error_rate, roc_auc, sweep_at, tar_at_far
 
 SIMILARITY = Similarity.EUCLIDEAN
 THRESHOLD = SIMILARITY.from_model_units(0.6)

@@ -3,7 +3,7 @@
     python benchmarks/bench_dask.py                     # defaults below
     python benchmarks/bench_dask.py --pairs 1e9         # the size (minutes per run on 2 cores)
 
-1. Pair scoring + counting (`faceval.lattice.LatticeCounts`, cosine cells of 2^-21; the fixed-memory state that
+1. Pair scoring + counting (`faceval.stats.lattice.LatticeCounts`, cosine cells of 2^-21; the fixed-memory state that
    makes 10^9 pairs possible): one process (numpy, BLAS on every core) vs `--scheduler local:2` (`DaskPairs`, one
    thread each).
 2. The whole `faceval metrics EMB.npz --resamples 0` command (exact `ScoreCounts`) with and without
@@ -52,13 +52,13 @@ from pathlib import Path
 
 import numpy as np
 
-from faceval.accumulators import ChunkFeed, ModelFeed, update_counts
-from faceval.datasets import load_dataset
-from faceval.distributed import DaskPairs, DaskWorkers, connect
-from faceval.embedders import ModelSpec
-from faceval.extraction import extract_embeddings
-from faceval.lattice import Lattice, LatticeCounts
-from faceval.scoring import Similarity, iter_pair_chunks
+from faceval.compute.distributed import DaskPairs, DaskWorkers, connect
+from faceval.models.embedders import ModelSpec
+from faceval.models.extraction import extract_embeddings
+from faceval.models.scoring import Similarity, iter_pair_chunks
+from faceval.sources.datasets import load_dataset
+from faceval.stats.accumulators import ChunkFeed, ModelFeed, update_counts
+from faceval.stats.lattice import Lattice, LatticeCounts
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "faces" / "glint360k_celeb24_sample"
 

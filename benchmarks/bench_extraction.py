@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from faceval.datasets import Dataset, load_dataset
-from faceval.embedders import ModelSpec
-from faceval.extraction import extract_embeddings
-from faceval.store import EmbeddingStore
+from faceval.models.embedders import ModelSpec
+from faceval.models.extraction import extract_embeddings
+from faceval.models.store import EmbeddingStore
+from faceval.sources.datasets import Dataset, load_dataset
 
 SHARED = Path(os.environ.get("FACEVAL_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 DLIB = ModelSpec("dlib", "dlib")

@@ -5,8 +5,8 @@ Run on a machine with an NVIDIA GPU and CuPy (``pip install 'faceval[gpu]'``):
     python benchmarks/bench_gpu.py                    # 10^10 pairs on the GPU, 5*10^7 on the CPU
     python benchmarks/bench_gpu.py --sface MODEL.onnx # also SFace throughput, CUDA vs CPU provider
 
-Both paths run the same code (`faceval.gpu.DevicePairs`), CuPy or numpy as the array module, into the scale
-engine's `faceval.lattice.LatticeCounts` (cosine cells of 2^-21: memory does not grow with the pairs), each
+Both paths run the same code (`faceval.compute.gpu.DevicePairs`), CuPy or numpy as the array module, into the scale
+engine's `faceval.stats.lattice.LatticeCounts` (cosine cells of 2^-21: memory does not grow with the pairs), each
 tile's scores placed and counted on the card and only the occupied cells' counts taken to the host. The
 CPU path uses every core for the matrix products (BLAS), one for the counting. Synthetic unit-scale
 embeddings, 10 images per identity, seed 0.
@@ -36,11 +36,11 @@ import time
 
 import numpy as np
 
-from faceval.accumulators import ModelFeed, update_counts
-from faceval.gpu import DevicePairs, cupy_or_none
-from faceval.lattice import Lattice, LatticeCounts
-from faceval.onnx_embedder import onnx_providers
-from faceval.scoring import Similarity
+from faceval.compute.gpu import DevicePairs, cupy_or_none
+from faceval.models.onnx_embedder import onnx_providers
+from faceval.models.scoring import Similarity
+from faceval.stats.accumulators import ModelFeed, update_counts
+from faceval.stats.lattice import Lattice, LatticeCounts
 
 
 def synthetic(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

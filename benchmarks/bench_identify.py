@@ -4,7 +4,7 @@ plain numpy baseline (one matrix product per probe block, then ``argsort`` of ev
     python benchmarks/bench_identify.py                    # 10^6 x 10^4, 128-d cosine; baseline on 500 probes
     python benchmarks/bench_identify.py --gallery 100000 --probes 2000 --baseline-probes 500    # a quick look
 
-1. faceval's search (`faceval.search.search`) and the numpy ``argsort`` baseline on the same
+1. faceval's search (`faceval.stats.search.search`) and the numpy ``argsort`` baseline on the same
    ``--baseline-probes`` probes (a full sort of a million scores per probe makes the baseline too slow for all
    10^4 on two shared cores): time, scores per second, peak traced memory, and the mates' ranks compared one by one.
 2. The whole command as a user runs it, with its defaults (exact search, CMC to rank 50, 10 candidates per
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from faceval.scoring import Similarity
-from faceval.search import build_gallery, search
+from faceval.models.scoring import Similarity
+from faceval.stats.search import build_gallery, search
 
 DIM = 128
 

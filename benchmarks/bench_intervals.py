@@ -11,7 +11,7 @@ Intervals that appear twice in ``metrics.json`` (the groups' rates at a threshol
 ``global_threshold`` / ``at_threshold``: same model, same group, same values) are counted once. A bootstrap interval
 of zero width (a rate of 0 or 1 in every resample) has no criterion: it is listed apart, with whether the streaming
 interval equals it. Groups with fewer identities
-than ``faceval.groups.STREAMING_MIN_IDENTITIES`` are marked ``*``: the streaming run flags them in its notes.
+than ``faceval.stats.groups.STREAMING_MIN_IDENTITIES`` are marked ``*``: the streaming run flags them in its notes.
 
     FACEVAL_MODELS_DIR=../shared/models PYTHONPATH=src nice python benchmarks/bench_intervals.py
     python benchmarks/bench_intervals.py --model dlib --model sface     # several models (and their comparison)
@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from faceval.groups import STREAMING_MIN_IDENTITIES
+from faceval.stats.groups import STREAMING_MIN_IDENTITIES
 
 MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "faces" / "manifest.csv"
 CRITERION = 0.3

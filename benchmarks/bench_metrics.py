@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, auc, f1_score, precision_score, recall_score, roc_curve
 
-from faceval import metrics
-from faceval.metrics import ScoreCounts, seed_grid, sweep_at, threshold_sweep, verification_summary
-from faceval.scoring import Similarity, identity_codes, iter_pair_chunks
+from faceval.models.scoring import Similarity, identity_codes, iter_pair_chunks
+from faceval.stats import metrics
+from faceval.stats.metrics import ScoreCounts, seed_grid, sweep_at, threshold_sweep, verification_summary
 
 IMAGES_PER_IDENTITY = 874 / 60
 

@@ -5,9 +5,9 @@
 
 Runs `faceval.evaluation.evaluate_embeddings` on two models' synthetic embeddings (128-d, 10 images per identity,
 two groups, seed 0) with group intervals and the paired model comparison, and counts the scores the run computes
-(the elements of the scoring tiles, `faceval.scoring.block_scores`, over the number of pairs: a tile scores its rows
-against every later row, so one model's pass computes about 2 scores a pair, a second scoring pass would double it).
-Beside it, in its own process, the numpy + scikit-learn peer: each model's scores of all pairs from one matrix
+(the elements of the scoring tiles, `faceval.models.scoring.block_scores`, over the number of pairs: a tile scores its
+rows against every later row, so one model's pass computes about 2 scores a pair, a second scoring pass would double
+it). Beside it, in its own process, the numpy + scikit-learn peer: each model's scores of all pairs from one matrix
 product and ``roc_auc_score`` of each (no intervals, no comparison). Peak memory is each process's maximum RSS.
 
 Printed on the 2-core development machine (shared with other work, so times vary by some 20 %), 2026-11-28,
@@ -53,13 +53,13 @@ def peer(n_images: int) -> None:
 
 
 def faceval_run(n_images: int, intervals: str, resamples: int) -> str:
-    import faceval.scoring as scoring
-    from faceval.datasets import Dataset, ImageRecord
-    from faceval.embedders import EmbeddingResult
+    import faceval.models.scoring as scoring
     from faceval.evaluation import evaluate_embeddings
-    from faceval.extraction import EmbeddingSet
-    from faceval.groups import GroupOptions
-    from faceval.scoring import Similarity
+    from faceval.models.embedders import EmbeddingResult
+    from faceval.models.extraction import EmbeddingSet
+    from faceval.models.scoring import Similarity
+    from faceval.sources.datasets import Dataset, ImageRecord
+    from faceval.stats.groups import GroupOptions
 
     identities, models = embeddings(n_images)
     dataset = Dataset(

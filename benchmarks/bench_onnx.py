@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from faceval.embedders import EmbeddingResult
-from faceval.images import load_rgb
-from faceval.onnx_embedder import OnnxEmbedder, load_onnx_embedder
+from faceval.models.embedders import EmbeddingResult
+from faceval.models.onnx_embedder import OnnxEmbedder, load_onnx_embedder
+from faceval.sources.images import load_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 # The tiny stand-in model is built by the test suite's helper.

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceval.images import load_rgb
+from faceval.sources.images import load_rgb
 
 # A few faces YuNet and dlib both find, from three sets: 160 px crops, 112 px aligned crops, a 640x400 photo.
 SAMPLE_FACES = (

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceval.alignment import (
+from faceval.models.alignment import (
     ARCFACE_TEMPLATE,
     DLIB_ARCFACE_TEMPLATE,
     DlibLandmarks,
@@ -18,7 +18,7 @@ from faceval.alignment import (
     resize_whole,
     similarity_transform,
 )
-from faceval.model_files import locate_model
+from faceval.models.model_files import locate_model
 
 from shared_data import sample_faces, shared_file
 

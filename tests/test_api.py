@@ -107,13 +107,13 @@ def test_compare_reads_either_way_and_names_unknown_models():
     rng = np.random.default_rng(5)
     labels = np.repeat([f"id{k}" for k in range(12)], 3)
     centres = rng.normal(size=(12, 6)).repeat(3, axis=0)
-    from faceval.datasets import Dataset, ImageRecord
-    from faceval.embedders import EmbeddingResult
     from faceval.evaluation import evaluate_embeddings
-    from faceval.extraction import EmbeddingSet
-    from faceval.groups import GroupOptions
-    from faceval.results import Result
-    from faceval.scoring import Similarity
+    from faceval.models.embedders import EmbeddingResult
+    from faceval.models.extraction import EmbeddingSet
+    from faceval.models.scoring import Similarity
+    from faceval.output.results import Result
+    from faceval.sources.datasets import Dataset, ImageRecord
+    from faceval.stats.groups import GroupOptions
 
     records = tuple(ImageRecord(Path(f"{k}.png"), label) for k, label in enumerate(labels))
     sets = [

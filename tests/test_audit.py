@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceval.audit import AuditOptions, _scan_pairs, audit_embeddings, paths_to_exclude, write_audit
+from faceval.models.scoring import Similarity, identity_codes
 from faceval.pipeline import EmbeddingOptions, embed_dataset, load_sources, model_specs
-from faceval.scoring import Similarity, identity_codes
+from faceval.stats.audit import AuditOptions, _scan_pairs, audit_embeddings, paths_to_exclude, write_audit
 
 from shared_data import shared_dir
 

@@ -1,4 +1,4 @@
-"""The identity bootstrap engine against independent oracles: faceval.metrics (unit weights), the pairs literally
+"""The identity bootstrap engine against independent oracles: faceval.stats.metrics (unit weights), the pairs literally
 repeated or rebuilt (weighted pairs, resamples), scikit-learn (weighted AUC), and coverage by simulation."""
 
 from __future__ import annotations
@@ -8,15 +8,15 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from faceval import bootstrap
-from faceval.bootstrap import (
+from faceval.stats import bootstrap
+from faceval.stats.bootstrap import (
     SortedPairs,
     identity_multiplicities,
     identity_strata,
     percentile_interval,
     stratum_sizes,
 )
-from faceval.metrics import ScoreTable, equal_error_rate, roc_auc, sweep_at, tar_at_far
+from faceval.stats.metrics import ScoreTable, equal_error_rate, roc_auc, sweep_at, tar_at_far
 
 FARS = (1e-3, 0.01, 0.1, 0.3, 1.0)
 
@@ -39,7 +39,7 @@ def pairs_of(identity, matrix, first, second) -> SortedPairs:
 
 
 def reference(scores, genuine, thresholds):
-    """Every figure from faceval.metrics on a plain table."""
+    """Every figure from faceval.stats.metrics on a plain table."""
     table = ScoreTable.from_scores(scores, genuine)
     sweep = sweep_at(table, thresholds)
     return {

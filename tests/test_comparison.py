@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from faceval.bootstrap import identity_multiplicities, percentile_interval
-from faceval.comparison import (
+from faceval.models.scoring import Similarity, all_pair_scores
+from faceval.stats.bootstrap import identity_multiplicities, percentile_interval
+from faceval.stats.comparison import (
     compare_models,
     compare_scores,
     comparison_summary_line,
     delong_test,
     unscorable_comparisons,
 )
-from faceval.metrics import ScoreTable, roc_auc
-from faceval.scoring import Similarity, all_pair_scores
+from faceval.stats.metrics import ScoreTable, roc_auc
 
 from test_bootstrap import rebuilt_pairs
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceval.datasets import DatasetError, combine_datasets, identity_from_file_name, load_dataset
+from faceval.sources.datasets import DatasetError, combine_datasets, identity_from_file_name, load_dataset
 
 
 def draw(path, value=128):

@@ -12,8 +12,8 @@ import threading
 import pytest
 
 from faceval import demo
-from faceval.datasets import load_dataset
-from faceval.hashing import sha256_file
+from faceval.sources.datasets import load_dataset
+from faceval.sources.hashing import sha256_file
 
 from shared_data import shared_file
 

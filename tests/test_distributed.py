@@ -1,6 +1,6 @@
 """Dask as the engine: a real LocalCluster and real `dask scheduler` + `dask worker` processes, on 127.0.0.1 only.
 
-Oracles: the single-process run (`faceval.evaluate.score_pairs` exact and on the lattice, `group_report` over
+Oracles: the single-process run (`faceval.evaluation.score_pairs` exact and on the lattice, `group_report` over
 `iter_pair_chunks` with the bootstrap and with the streaming intervals, an in-process `extract_embeddings` without a
 store), and the store file read with plain sqlite3.
 """
@@ -24,12 +24,9 @@ from click.testing import CliRunner
 
 pytest.importorskip("distributed")
 
-from faceval import distributed as faceval_distributed
-from faceval import extraction
-from faceval.accumulators import ModelFeed, update_counts
 from faceval.cli import main
-from faceval.datasets import Dataset, ImageRecord, load_dataset
-from faceval.distributed import (
+from faceval.compute import distributed as faceval_distributed
+from faceval.compute.distributed import (
     ClusterError,
     DaskPairs,
     DaskWorkers,
@@ -38,15 +35,18 @@ from faceval.distributed import (
     connect,
     dask_pairs,
 )
-from faceval.embedders import EmbeddingResult, ModelSpec
 from faceval.evaluation import evaluate_embeddings, score_pairs
-from faceval.extraction import EmbeddingSet, WorkerError, extract_embeddings
-from faceval.groups import GroupOptions, group_report
-from faceval.lattice import Lattice, LatticeCounts
-from faceval.metrics import ScoreCounts
-from faceval.results import Result
-from faceval.scoring import Similarity, iter_pair_chunks
-from faceval.store import EmbeddingStore
+from faceval.models import extraction
+from faceval.models.embedders import EmbeddingResult, ModelSpec
+from faceval.models.extraction import EmbeddingSet, WorkerError, extract_embeddings
+from faceval.models.scoring import Similarity, iter_pair_chunks
+from faceval.models.store import EmbeddingStore
+from faceval.output.results import Result
+from faceval.sources.datasets import Dataset, ImageRecord, load_dataset
+from faceval.stats.accumulators import ModelFeed, update_counts
+from faceval.stats.groups import GroupOptions, group_report
+from faceval.stats.lattice import Lattice, LatticeCounts
+from faceval.stats.metrics import ScoreCounts
 
 from onnx_fixtures import write_pooled_matmul_model
 from shared_data import shared_file

@@ -8,17 +8,17 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-import faceval.scoring
-from faceval.bootstrap import identity_strata
-from faceval.comparison import compare_models
-from faceval.datasets import Dataset, ImageRecord
-from faceval.embedders import EmbeddingResult
+import faceval.models.scoring
+from faceval.compute.local import prefetched
 from faceval.evaluation import evaluate_embeddings, score_pairs
-from faceval.extraction import EmbeddingSet
-from faceval.groups import GroupOptions, group_failures, group_report
-from faceval.local import prefetched
-from faceval.results import Result
-from faceval.scoring import Similarity, all_pair_scores, identity_codes, iter_pair_chunks
+from faceval.models.embedders import EmbeddingResult
+from faceval.models.extraction import EmbeddingSet
+from faceval.models.scoring import Similarity, all_pair_scores, identity_codes, iter_pair_chunks
+from faceval.output.results import Result
+from faceval.sources.datasets import Dataset, ImageRecord
+from faceval.stats.bootstrap import identity_strata
+from faceval.stats.comparison import compare_models
+from faceval.stats.groups import GroupOptions, group_failures, group_report
 
 
 def population(failed: set[int], seed: int, dim: int = 8) -> tuple[Dataset, EmbeddingSet]:
@@ -116,10 +116,10 @@ def test_one_pass_scores_each_pair_once_for_every_model_and_compares_them_on_the
     def second_pass(*args, **kwargs):
         raise AssertionError("the pairs were scored a second time")
 
-    real = faceval.scoring.block_scores
+    real = faceval.models.scoring.block_scores
     with monkeypatch.context() as patch:
-        patch.setattr(faceval.scoring, "block_scores", counted)
-        patch.setattr(faceval.scoring, "all_pair_scores", second_pass)
+        patch.setattr(faceval.models.scoring, "block_scores", counted)
+        patch.setattr(faceval.models.scoring, "all_pair_scores", second_pass)
         evaluation = evaluate_embeddings(
             dataset, models, groups=labels, group_options=options, save_scores=tmp_path, progress=False
         )

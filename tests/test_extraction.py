@@ -22,15 +22,15 @@ import psutil
 import pytest
 from PIL import Image
 
-from faceval.datasets import Dataset, ImageRecord, load_dataset
-from faceval.dlib_embedder import DlibEmbedder, DlibSettings
-from faceval.embedders import Embedder, EmbeddingResult, ModelSpec
-from faceval.extraction import EmbeddingSet, embed_record, extract_embeddings, save_embeddings_npz
-from faceval.hashing import sha256_file
-from faceval.onnx_embedder import load_onnx_embedder
+from faceval.models.dlib_embedder import DlibEmbedder, DlibSettings
+from faceval.models.embedders import Embedder, EmbeddingResult, ModelSpec
+from faceval.models.extraction import EmbeddingSet, embed_record, extract_embeddings, save_embeddings_npz
+from faceval.models.onnx_embedder import load_onnx_embedder
+from faceval.models.store import EmbeddingStore
 from faceval.pipeline import load_embeddings_file
-from faceval.store import EmbeddingStore
-from faceval.thermal import ThermalGuard
+from faceval.sources.datasets import Dataset, ImageRecord, load_dataset
+from faceval.sources.hashing import sha256_file
+from faceval.sources.thermal import ThermalGuard
 
 from onnx_fixtures import write_pooled_matmul_model
 from shared_data import shared_file
@@ -198,11 +198,11 @@ RUNNER = textwrap.dedent(
     import sys
     import time
 
-    from faceval.datasets import load_dataset
-    from faceval.embedders import ModelSpec
-    from faceval.extraction import extract_embeddings
-    from faceval.scoring import Similarity
-    from faceval.store import EmbeddingStore
+    from faceval.sources.datasets import load_dataset
+    from faceval.models.embedders import ModelSpec
+    from faceval.models.extraction import extract_embeddings
+    from faceval.models.scoring import Similarity
+    from faceval.models.store import EmbeddingStore
 
 
     class Reporting(EmbeddingStore):
@@ -423,10 +423,10 @@ ENVIRONMENT_RUNNER = textwrap.dedent(
     """
     import multiprocessing.forkserver, os, sys
     import numpy as np
-    from faceval.datasets import load_dataset
-    from faceval.embedders import EmbeddingResult
-    from faceval.extraction import extract_embeddings
-    from faceval.scoring import Similarity
+    from faceval.sources.datasets import load_dataset
+    from faceval.models.embedders import EmbeddingResult
+    from faceval.models.extraction import extract_embeddings
+    from faceval.models.scoring import Similarity
 
 
     class Marked:

@@ -33,15 +33,16 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from faceval import cli, pipeline, plots
+from faceval import cli, pipeline
 from faceval.atomic import output_folder, write_json
-from faceval.datasets import load_dataset
-from faceval.embedders import ModelSpec
-from faceval.extraction import EmbeddingSet, extract_embeddings
-from faceval.hashing import sha256_file
-from faceval.images import load_rgb
-from faceval.scoring import Similarity
-from faceval.store import EmbeddingStore, set_aside_if_damaged
+from faceval.models.embedders import ModelSpec
+from faceval.models.extraction import EmbeddingSet, extract_embeddings
+from faceval.models.scoring import Similarity
+from faceval.models.store import EmbeddingStore, set_aside_if_damaged
+from faceval.output import plots
+from faceval.sources.datasets import load_dataset
+from faceval.sources.hashing import sha256_file
+from faceval.sources.images import load_rgb
 
 from onnx_fixtures import write_pooled_matmul_model
 from shared_data import shared_file
@@ -88,7 +89,7 @@ def matplotlib_cache(tmp_path_factory):
     """One font cache for every run (built by the first): a run under a file-size limit must not build it."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MPLCONFIGDIR", str(tmp_path_factory.mktemp("matplotlib")))
-        subprocess.run([sys.executable, "-c", "import faceval.plots"], check=True)
+        subprocess.run([sys.executable, "-c", "import faceval.output.plots"], check=True)
         yield
 
 

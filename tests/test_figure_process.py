@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceval import plots
 from faceval.atomic import atomic_write
 from faceval.errors import ResultWriteError
-from faceval.figure_process import FigureProcess
+from faceval.output import plots
+from faceval.output.figure_process import FigureProcess
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the figure process forks on Linux only")
 
@@ -98,7 +98,7 @@ def ended(pid: int) -> bool:
 
 def test_the_child_ends_when_the_parent_is_killed(tmp_path):
     parent = subprocess.run(
-        [sys.executable, "-c", "import os; from faceval.figure_process import FigureProcess; "
+        [sys.executable, "-c", "import os; from faceval.output.figure_process import FigureProcess; "
          "f = FigureProcess(); p = f.submit(os.getpid); f.wait(); print(p.result(), flush=True); os._exit(9)"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip

@@ -13,24 +13,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceval.accumulators import ModelFeed, update_counts
-from faceval.datasets import Dataset, ImageRecord
-from faceval.embedders import EmbeddingResult
-from faceval.evaluation import evaluate_embeddings, score_pairs
-from faceval.extraction import EmbeddingSet
-from faceval.gpu import (
+from faceval.compute.gpu import (
     SCORE_TOLERANCE,
     DevicePairs,
     cupy_or_none,
     dlib_cuda_note,
     scoring_array_module,
 )
-from faceval.groups import GroupOptions, group_report
-from faceval.lattice import Lattice, LatticeCounts
-from faceval.metrics import ScoreCounts
-from faceval.onnx_embedder import onnx_providers
-from faceval.results import Result
-from faceval.scoring import Similarity, all_pair_scores, iter_pair_chunks
+from faceval.evaluation import evaluate_embeddings, score_pairs
+from faceval.models.embedders import EmbeddingResult
+from faceval.models.extraction import EmbeddingSet
+from faceval.models.onnx_embedder import onnx_providers
+from faceval.models.scoring import Similarity, all_pair_scores, iter_pair_chunks
+from faceval.output.results import Result
+from faceval.sources.datasets import Dataset, ImageRecord
+from faceval.stats.accumulators import ModelFeed, update_counts
+from faceval.stats.groups import GroupOptions, group_report
+from faceval.stats.lattice import Lattice, LatticeCounts
+from faceval.stats.metrics import ScoreCounts
 
 
 def synthetic(n_identities: int = 90, per_identity: int = 5, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceval.bootstrap import identity_multiplicities, identity_strata, percentile_interval
-from faceval.datasets import Dataset, DatasetError, ImageRecord, combine_datasets, load_dataset
-from faceval.group_presentation import write_group_files
-from faceval.groups import (
+from faceval.models.scoring import Similarity, all_pair_scores, iter_pair_chunks
+from faceval.output.group_presentation import write_group_files
+from faceval.sources.datasets import Dataset, DatasetError, ImageRecord, combine_datasets, load_dataset
+from faceval.stats.bootstrap import identity_multiplicities, identity_strata, percentile_interval
+from faceval.stats.groups import (
     ALL_PAIRS,
     GroupOptions,
     group_failures,
@@ -23,8 +24,7 @@ from faceval.groups import (
     group_report,
     load_thresholds,
 )
-from faceval.metrics import ScoreTable, equal_error_rate, roc_auc, tar_at_far, verification_summary
-from faceval.scoring import Similarity, all_pair_scores, iter_pair_chunks
+from faceval.stats.metrics import ScoreTable, equal_error_rate, roc_auc, tar_at_far, verification_summary
 
 from shared_data import shared_file
 from test_bootstrap import rebuilt_pairs
@@ -462,9 +462,9 @@ def test_dlib_fails_young_east_asian_women_with_intervals_on_real_faces():
     """The seed's finding on real faces, 8 images per identity of three sets: dlib's AUC interval for the young
     East-Asian women's sets lies below the Western celebrities', and at the one global threshold their FMR is many
     times the target."""
-    from faceval.dlib_embedder import DlibEmbedder
-    from faceval.extraction import extract_embeddings
-    from faceval.scoring import identity_codes
+    from faceval.models.dlib_embedder import DlibEmbedder
+    from faceval.models.extraction import extract_embeddings
+    from faceval.models.scoring import identity_codes
 
     full = load_dataset(shared_file("faces/manifest.csv"))
     sets = ("nogizaka46_shozend", "kpop_idols15", "glint360k_celeb24_sample")

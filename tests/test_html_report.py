@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceval import plots
+from faceval.output import plots
 
 from browser import chromium, inspect_page
 from test_groups_cli import evaluate, textures

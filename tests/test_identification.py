@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from faceval import search
-from faceval.bootstrap import identity_multiplicities, identity_strata, percentile_interval
-from faceval.identification import identify_figures
-from faceval.scoring import Similarity, identity_codes
-from faceval.search import build_gallery
+from faceval.models.scoring import Similarity, identity_codes
+from faceval.stats import search
+from faceval.stats.bootstrap import identity_multiplicities, identity_strata, percentile_interval
+from faceval.stats.identification import identify_figures
+from faceval.stats.search import build_gallery
 
 from identification_oracle import Oracle
 

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from faceval.cli import main
-from faceval.datasets import Dataset, DatasetError, ImageRecord
-from faceval.gallery import RoleOptions, assign_roles, generate_roles
+from faceval.sources.datasets import Dataset, DatasetError, ImageRecord
+from faceval.stats.gallery import RoleOptions, assign_roles, generate_roles
 
 from identification_oracle import Oracle
 from shared_data import shared_file

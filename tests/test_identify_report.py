@@ -17,7 +17,7 @@ from test_identify_cli import write_npz
 import faceval
 from faceval.cli import main
 from faceval.errors import InputError
-from faceval.html_report import number
+from faceval.output.html_report import number
 
 from browser import chromium, inspect_page
 from test_groups_cli import textures

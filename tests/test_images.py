@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceval.images import ImageLoadError, load_rgb
+from faceval.sources.images import ImageLoadError, load_rgb
 
 
 def gradient(width: int = 40, height: int = 30) -> np.ndarray:

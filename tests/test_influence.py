@@ -7,11 +7,11 @@ import pytest
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-from faceval.bootstrap import identity_multiplicities, percentile_interval
-from faceval.comparison import compare_influences, compare_models
-from faceval.influence import IdentityStatistics
-from faceval.lattice import Lattice, LatticeCounts
-from faceval.metrics import ScoreTable
+from faceval.stats.bootstrap import identity_multiplicities, percentile_interval
+from faceval.stats.comparison import compare_influences, compare_models
+from faceval.stats.influence import IdentityStatistics
+from faceval.stats.lattice import Lattice, LatticeCounts
+from faceval.stats.metrics import ScoreTable
 
 from test_bootstrap import simulated_set
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from faceval.lattice import EXACT_MAX_PAIRS, Lattice, LatticeCounts, LatticeTable, resolution, score_counts
-from faceval.metrics import (
+from faceval.models.scoring import Similarity, iter_pair_chunks
+from faceval.stats.lattice import EXACT_MAX_PAIRS, Lattice, LatticeCounts, LatticeTable, resolution, score_counts
+from faceval.stats.metrics import (
     ScoreCounts,
     ScoreTable,
     best_f1,
@@ -15,7 +16,6 @@ from faceval.metrics import (
     tar_at_far,
     threshold_sweep,
 )
-from faceval.scoring import Similarity, iter_pair_chunks
 
 
 def _synthetic_pairs(similarity: Similarity, n_identities: int = 60, per_identity: int = 10, seed: int = 0):

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from faceval import metrics
-from faceval.metrics import (
+from faceval.models.scoring import Similarity
+from faceval.stats import metrics
+from faceval.stats.metrics import (
     ScoreCounts,
     ScoreTable,
     best_f1,
@@ -23,7 +24,6 @@ from faceval.metrics import (
     threshold_sweep,
     verification_summary,
 )
-from faceval.scoring import Similarity
 
 # (number of pairs, share of genuine pairs): small to medium, balanced to face-recognition-like imbalance.
 SIZES = [(2, 0.5), (5, 0.4), (40, 0.3), (300, 0.1), (2_000, 0.03), (20_000, 0.02)]

@@ -13,8 +13,8 @@ from pathlib import Path
 import face_recognition_models
 import pytest
 
-from faceval import model_files
-from faceval.model_files import DownloadError, ModelError, ModelFile, download_file, list_models, locate_model
+from faceval.models import model_files
+from faceval.models.model_files import DownloadError, ModelError, ModelFile, download_file, list_models, locate_model
 
 PAYLOAD = b"not really a model, but bytes with a known checksum\n" * 1000
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from faceval.cli import main
-from faceval.embedders import ModelSpec, parse_model_argument
+from faceval.models.embedders import ModelSpec, parse_model_argument
 
 from onnx_fixtures import SIGNATURE, write_pooled_matmul_model
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceval.embedders import Embedder
-from faceval.model_files import ModelError
-from faceval.onnx_embedder import OnnxEmbedder, OnnxSpec, load_onnx_embedder, presets
-from faceval.scoring import Similarity
+from faceval.models.embedders import Embedder
+from faceval.models.model_files import ModelError
+from faceval.models.onnx_embedder import OnnxEmbedder, OnnxSpec, load_onnx_embedder, presets
+from faceval.models.scoring import Similarity
 
 from onnx_fixtures import SIGNATURE, pooled_matmul, write_pooled_matmul_model, write_rank3_model
 from shared_data import sample_faces, shared_file

@@ -15,9 +15,9 @@ from sklearn.model_selection import KFold
 from sklearn.preprocessing import normalize
 
 from faceval.cli import main
-from faceval.pair_lists import PairListError, read_pair_list
-from faceval.scoring import Similarity
-from faceval.ten_fold import insightface_ten_fold, native_ten_fold
+from faceval.models.scoring import Similarity
+from faceval.stats.pair_lists import PairListError, read_pair_list
+from faceval.stats.ten_fold import insightface_ten_fold, native_ten_fold
 
 from shared_data import shared_file
 
@@ -322,11 +322,11 @@ def test_groups_apply_to_the_listed_pairs_only(tmp_path):
 
 
 def test_two_models_on_a_pair_list_score_the_same_listed_pairs(tmp_path):
-    from faceval.datasets import Dataset, ImageRecord
-    from faceval.embedders import EmbeddingResult
     from faceval.evaluation import evaluate_embeddings
-    from faceval.extraction import EmbeddingSet
-    from faceval.groups import GroupOptions
+    from faceval.models.embedders import EmbeddingResult
+    from faceval.models.extraction import EmbeddingSet
+    from faceval.sources.datasets import Dataset, ImageRecord
+    from faceval.stats.groups import GroupOptions
 
     rng = np.random.default_rng(9)
     records = tuple(ImageRecord(tmp_path / f"{k % 3}" / f"{k}.png", f"id{k % 3}") for k in range(9))

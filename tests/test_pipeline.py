@@ -243,7 +243,7 @@ def test_missing_or_empty_dataset_is_a_clear_error(tmp_path, make, message):
 def test_the_cli_leaves_other_commands_modules_unimported():
     """`faceval metrics` on a few hundred images takes about a second: the CLI imports identification and the demo
     only in their commands."""
-    code = "import sys, faceval.cli; print(sorted(m for m in ('faceval.identify', 'faceval.identify_report', "
+    code = "import sys, faceval.cli; print(sorted(m for m in ('faceval.identify', 'faceval.output.identify_report', "
     code += "'faceval.demo') if m in sys.modules))"
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"

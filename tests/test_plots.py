@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.special import ndtr
 
-from faceval import plots
+from faceval.output import plots
 
 
 @pytest.mark.parametrize("draw", ["roc_log", "det"])

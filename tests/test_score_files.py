@@ -170,7 +170,7 @@ def test_files_above_the_exact_limit_count_on_a_lattice_spanning_their_scores(tm
             f"{float(s)!r},{int(g)},{'AB'[k % 2]}\n" for k, (s, g) in enumerate(zip(scores, genuine, strict=True))
         )
     monkeypatch.setattr(score_files, "_BLOCK_BYTES", 8192)
-    monkeypatch.setattr("faceval.lattice.EXACT_MAX_PAIRS", n - 1)
+    monkeypatch.setattr("faceval.stats.lattice.EXACT_MAX_PAIRS", n - 1)
     counts = read_score_file(path, group_by=["site"])
     assert counts.n_lines == n and counts.lattice is not None
     lattice = counts.lattice
@@ -197,7 +197,7 @@ def test_files_above_the_exact_limit_count_on_a_lattice_spanning_their_scores(tm
     assert abs(model["auc"] - roc_auc_score(genuine, scores)) <= bracket + 1e-12
 
     # At the limit itself the counts stay exact, one threshold per distinct score.
-    monkeypatch.setattr("faceval.lattice.EXACT_MAX_PAIRS", n)
+    monkeypatch.setattr("faceval.stats.lattice.EXACT_MAX_PAIRS", n)
     exact = read_score_file(path)
     assert exact.lattice is None and exact.tables()[0].thresholds.size == np.unique(scores).size
 

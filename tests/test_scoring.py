@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from faceval import scoring
-from faceval.scoring import (
+from faceval.models import scoring
+from faceval.models.scoring import (
     PairChunk,
     Similarity,
     all_pair_scores,

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceval.embedders import Detection, EmbeddingResult
-from faceval.store import SCHEMA_VERSION, EmbeddingStore, StoreError, default_store_path
+from faceval.models.embedders import Detection, EmbeddingResult
+from faceval.models.store import SCHEMA_VERSION, EmbeddingStore, StoreError, default_store_path
 
 FACE = EmbeddingResult(
     np.array([0.1, -2.5, 1e-300, np.pi]),
@@ -115,8 +115,8 @@ WRITER = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from faceval.embedders import EmbeddingResult
-    from faceval.store import EmbeddingStore
+    from faceval.models.embedders import EmbeddingResult
+    from faceval.models.store import EmbeddingStore
 
     path, first, last, commit_every = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     store = EmbeddingStore(path, commit_every=commit_every, commit_seconds=3600)
@@ -184,7 +184,7 @@ def test_many_runs_opening_a_new_store_at_once(tmp_path):
     # Switching a new file to WAL takes an exclusive lock that SQLite does not wait for by itself. The runs
     # start together at a set moment, after their imports, so that they really do collide.
     opener = (
-        "import sys, time; from faceval.store import EmbeddingStore\n"
+        "import sys, time; from faceval.models.store import EmbeddingStore\n"
         "while time.time() < float(sys.argv[2]): pass\n"
         "EmbeddingStore(sys.argv[1]).close()"
     )

@@ -12,7 +12,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from faceval.cli import main
-from faceval.templates import TemplateError, read_templates
+from faceval.models.templates import TemplateError, read_templates
 
 
 def run_cli(*args: str) -> tuple[int, str]:

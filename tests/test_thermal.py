@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from faceval import thermal
-from faceval.thermal import ThermalGuard, read_cpu_temperature
+from faceval.sources import thermal
+from faceval.sources.thermal import ThermalGuard, read_cpu_temperature
 
 
 class FakeSensor:
@@ -64,7 +64,7 @@ def test_the_sensor_is_read_at_most_every_poll_seconds():
 def test_an_unreadable_temperature_warns_once_and_never_pauses(caplog):
     sensor = FakeSensor(None)
     guard, sleeps = guard_with(sensor)
-    with caplog.at_level(logging.WARNING, logger="faceval.thermal"):
+    with caplog.at_level(logging.WARNING, logger="faceval.sources.thermal"):
         assert [guard.too_hot() for _ in range(5)] == [False] * 5
         assert guard.wait_until_cool() == 0.0
     assert sleeps == [] and sensor.reads == 6
@@ -75,7 +75,7 @@ def test_an_unreadable_temperature_warns_once_and_never_pauses(caplog):
 
 def test_a_sensor_that_fails_while_hot_lets_the_run_go_on(caplog):
     guard, sleeps = guard_with(FakeSensor(90, None))
-    with caplog.at_level(logging.WARNING, logger="faceval.thermal"):
+    with caplog.at_level(logging.WARNING, logger="faceval.sources.thermal"):
         assert guard.wait_until_cool() == 0.0
     assert len(sleeps) == 1 and len(caplog.records) == 1
 

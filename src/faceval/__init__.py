@@ -15,7 +15,7 @@ The public API is four calls and the typed objects they return::
 
     run = faceval.identify_embeddings(vectors, labels, metric="cosine", roles=roles)
 
-Everything else (``faceval.metrics`` for scores made elsewhere aside) is internal and may change.
+Everything else (``faceval.stats.metrics`` for scores made elsewhere aside) is internal and may change.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from faceval.identification import DEFAULT_TARGET_FPIR
-from faceval.results import ModelFigures, Result
-from faceval.search import DEFAULT_CANDIDATES, DEFAULT_MAX_RANK
+from faceval.output.results import ModelFigures, Result
+from faceval.stats.identification import DEFAULT_TARGET_FPIR
+from faceval.stats.search import DEFAULT_CANDIDATES, DEFAULT_MAX_RANK
 
 if TYPE_CHECKING:
     from faceval.identify_run import IdentificationRun
@@ -92,7 +92,7 @@ def evaluate(
     >>> dlib.n_images, dlib.n_genuine, dlib.n_impostor, dlib.units
     (6, 6, 9, 'distance')
     """
-    from faceval.engine import EngineOptions
+    from faceval.compute.engine import EngineOptions
     from faceval.pipeline import EmbeddingOptions, EvaluationRequest, GroupRequest, evaluate_sources
     from faceval.protocols import ProtocolRequest
 
@@ -145,7 +145,7 @@ def evaluate_embeddings(
     >>> figures.auc, figures.n_genuine, figures.n_impostor, figures.best_f1.threshold
     (1.0, 2, 4, 0.1)
     """
-    from faceval.engine import EngineOptions
+    from faceval.compute.engine import EngineOptions
     from faceval.pipeline import GroupRequest, evaluate_vectors
 
     thresholds = {} if threshold is None else {name: threshold}
@@ -203,9 +203,9 @@ def identify(
     >>> dlib.figures.n_mated, dlib.figures.n_nonmated, dlib.gallery.n_identities
     (4, 3, 2)
     """
-    from faceval.gallery import RoleOptions
     from faceval.identify_run import IdentifyRequest, SearchOptions, run_identification
     from faceval.pipeline import EmbeddingOptions
+    from faceval.stats.gallery import RoleOptions
 
     if isinstance(sources, str | Path):
         sources = [sources]
@@ -260,8 +260,8 @@ def identify_embeddings(
     >>> round(point.threshold, 4), point.fnir, point.fpir, point.supported  # 2 non-mated searches < 3 / 0.1
     (0.2, 0.0, 0.0, False)
     """
-    from faceval.gallery import RoleOptions
     from faceval.identify_run import SearchOptions, identify_vectors
+    from faceval.stats.gallery import RoleOptions
 
     options = SearchOptions(
         fusion,

@@ -16,14 +16,14 @@ import click
 
 from faceval import __version__
 from faceval.atomic import output_folder
-from faceval.audit import audit_embeddings, audit_summary_lines, write_audit
-from faceval.engine import EngineOptions, open_engine
+from faceval.compute.engine import EngineOptions, open_engine
 from faceval.errors import FacevalError
-from faceval.extraction import save_embeddings_npz
-from faceval.gallery import RoleOptions
-from faceval.html_report import LANGUAGES
-from faceval.identification import DEFAULT_TARGET_FPIR
-from faceval.model_files import list_models
+from faceval.models.extraction import save_embeddings_npz
+from faceval.models.model_files import list_models
+from faceval.models.store import default_store_path, set_aside_if_damaged
+from faceval.output.html_report import LANGUAGES
+from faceval.output.results import Result
+from faceval.output.summary import summary_lines
 from faceval.pipeline import (
     EmbeddingOptions,
     EvaluationRequest,
@@ -37,11 +37,11 @@ from faceval.pipeline import (
     run_evaluation,
 )
 from faceval.protocols import ProtocolRequest
-from faceval.results import Result
 from faceval.score_files import FORMATS, evaluate_score_file
-from faceval.search import DEFAULT_CANDIDATES, DEFAULT_MAX_RANK, FUSIONS
-from faceval.store import default_store_path, set_aside_if_damaged
-from faceval.summary import summary_lines
+from faceval.stats.audit import audit_embeddings, audit_summary_lines, write_audit
+from faceval.stats.gallery import RoleOptions
+from faceval.stats.identification import DEFAULT_TARGET_FPIR
+from faceval.stats.search import DEFAULT_CANDIDATES, DEFAULT_MAX_RANK, FUSIONS
 
 
 def option_group(*decorators: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[..., Any]:
@@ -60,7 +60,7 @@ def _fail(message: str) -> None:
 
 
 def print_summary(result: Result, out_dir: Path) -> None:
-    """The terminal summary of a run (`faceval.summary.summary_lines`)."""
+    """The terminal summary of a run (`faceval.output.summary.summary_lines`)."""
     for line in summary_lines(result, out_dir):
         click.echo(line)
 
@@ -865,8 +865,8 @@ def identify(
     Thresholds are reported in the model's units; roles.csv repeats the same roles (--manifest roles.csv).
     """
     # Imported here: every other command (faceval metrics on a few hundred images above all) spares their import.
-    from faceval.identify_report import identification_summary_lines
     from faceval.identify_run import IdentifyRequest, SearchOptions, identify_from_embeddings_file, run_identification
+    from faceval.output.identify_report import identification_summary_lines
 
     with _reported_errors(), output_folder(out):
         _rebuild_cache(rebuild_cache, cache, no_cache)

@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from faceval.atomic import atomic_write
 from faceval.errors import FacevalError
-from faceval.hashing import sha256_file
-from faceval.model_files import DownloadError, cache_dir, download_file
+from faceval.models.model_files import DownloadError, cache_dir, download_file
+from faceval.sources.hashing import sha256_file
 
 SOURCE = "https://raw.githubusercontent.com/ChiTatZhang/server_graduate/0493bc9ab41f854477d891d1553ffce41918e8ae"
 OFFICIAL = "https://cam-orl.co.uk/facedatabase.html"

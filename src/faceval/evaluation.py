@@ -17,12 +17,24 @@ from typing import Any
 
 import numpy as np
 
-from faceval.accumulators import ChunkFeed, HeldPairs, HeldScores, ModelFeed, PairFeed, side_by_side, update_counts
-from faceval.bootstrap import identity_strata
-from faceval.comparison import ModelComparison, compare_influences, compare_scores, unscorable_comparisons
-from faceval.datasets import Dataset
-from faceval.extraction import EmbeddingSet
-from faceval.groups import (
+from faceval.compute.local import Models, PairFeedFactory, local_pairs, pair_chunks
+from faceval.models.extraction import EmbeddingSet
+from faceval.models.scoring import PairChunk, ScoredPairs, Similarity, identity_codes
+from faceval.output.results import Evaluation, ModelResult
+from faceval.output.saved_scores import saving_scores, tee_to
+from faceval.sources.datasets import Dataset
+from faceval.stats.accumulators import (
+    ChunkFeed,
+    HeldPairs,
+    HeldScores,
+    ModelFeed,
+    PairFeed,
+    side_by_side,
+    update_counts,
+)
+from faceval.stats.bootstrap import identity_strata
+from faceval.stats.comparison import ModelComparison, compare_influences, compare_scores, unscorable_comparisons
+from faceval.stats.groups import (
     ALL,
     ALL_PAIRS,
     GroupOptions,
@@ -31,14 +43,10 @@ from faceval.groups import (
     place_leading_edges,
     prepare_groups,
 )
-from faceval.lattice import LatticeCounts, score_counts
-from faceval.local import Models, PairFeedFactory, local_pairs, pair_chunks
-from faceval.metrics import ScoreCounts, ScoreTable
-from faceval.pair_lists import PairList, ResolvedPairs, listed_scored_pairs, resolve_for_models
-from faceval.results import Evaluation, ModelResult
-from faceval.saved_scores import saving_scores, tee_to
-from faceval.scoring import PairChunk, ScoredPairs, Similarity, identity_codes
-from faceval.ten_fold import ten_fold_figures
+from faceval.stats.lattice import LatticeCounts, score_counts
+from faceval.stats.metrics import ScoreCounts, ScoreTable
+from faceval.stats.pair_lists import PairList, ResolvedPairs, listed_scored_pairs, resolve_for_models
+from faceval.stats.ten_fold import ten_fold_figures
 
 
 def score_pairs(
@@ -51,7 +59,7 @@ def score_pairs(
     pair_feed: PairFeedFactory = local_pairs,
 ) -> ScoreTable:
     """Genuine/impostor counts over all pairs of ``vectors``, streamed in bounded chunks: exact per distinct score
-    on small sets, on a lattice above `faceval.lattice.EXACT_MAX_PAIRS` (``exact`` forces one); ``pair_feed``
+    on small sets, on a lattice above `faceval.stats.lattice.EXACT_MAX_PAIRS` (``exact`` forces one); ``pair_feed``
     scores and counts them (this process, a Dask cluster, a GPU: the same counts)."""
     n_pairs = len(vectors) * (len(vectors) - 1) // 2
     return count_scores(
@@ -127,7 +135,7 @@ def evaluate_embeddings(
     pairs, and pairs whose scores are saved, are scored in this process.
 
     With ``group_options`` (per model) each model also gets a `GroupReport`: per-group figures when ``groups``
-    holds one label per dataset record (`faceval.groups.group_labels`), identity-bootstrap intervals in any case;
+    holds one label per dataset record (`faceval.stats.groups.group_labels`), identity-bootstrap intervals in any case;
     several models are then compared pairwise (AUC difference, paired bootstrap, DeLong).
     """
     if not embedding_sets:

@@ -17,13 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from faceval.datasets import Dataset, ImageRecord, load_dataset
-from faceval.embedders import EmbeddingResult
 from faceval.errors import InputError
-from faceval.extraction import EmbeddingSet
-from faceval.gallery import GALLERY, PROBE, RoleOptions, Roles, assign_roles, with_distractors
-from faceval.groups import group_labels
-from faceval.identification import DEFAULT_TARGET_FPIR, FnirAtFpir, Identification, identify_figures
+from faceval.models.embedders import EmbeddingResult
+from faceval.models.extraction import EmbeddingSet
+from faceval.models.scoring import Similarity, identity_codes
 from faceval.pipeline import (
     SourcesRequest,
     embed_dataset,
@@ -32,8 +29,19 @@ from faceval.pipeline import (
     load_sources,
     model_specs,
 )
-from faceval.scoring import Similarity, identity_codes
-from faceval.search import DEFAULT_CANDIDATES, DEFAULT_MAX_RANK, FUSIONS, Gallery, SearchResult, build_gallery, search
+from faceval.sources.datasets import Dataset, ImageRecord, load_dataset
+from faceval.stats.gallery import GALLERY, PROBE, RoleOptions, Roles, assign_roles, with_distractors
+from faceval.stats.groups import group_labels
+from faceval.stats.identification import DEFAULT_TARGET_FPIR, FnirAtFpir, Identification, identify_figures
+from faceval.stats.search import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_MAX_RANK,
+    FUSIONS,
+    Gallery,
+    SearchResult,
+    build_gallery,
+    search,
+)
 
 
 @dataclass(frozen=True)
@@ -119,7 +127,7 @@ class IdentificationRun:
 
     def to_dict(self, command: Iterable[str] | None = None) -> dict[str, Any]:
         """The ``identification.json`` document (strict JSON values, thresholds in each model's units)."""
-        from faceval.identify_report import identification_document
+        from faceval.output.identify_report import identification_document
 
         return identification_document(self, command)
 
@@ -128,9 +136,9 @@ class IdentificationRun:
     ) -> Path:
         """Write ``identification.json``, ``candidates.csv``, ``roles.csv``, the plots and ``report.html`` (``lang``
         en | ja; ``html=False`` to skip it) into ``out_dir``. Returns the path of ``identification.json``."""
-        from faceval.html_report import LANGUAGES, write_page
-        from faceval.identify_html import render_identification_report
-        from faceval.identify_report import write_identification
+        from faceval.output.html_report import LANGUAGES, write_page
+        from faceval.output.identify_html import render_identification_report
+        from faceval.output.identify_report import write_identification
 
         if lang not in LANGUAGES:  # before anything is written
             raise InputError(f"lang must be one of {', '.join(LANGUAGES)}, got {lang!r}")

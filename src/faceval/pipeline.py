@@ -12,27 +12,27 @@ from typing import Any
 import numpy as np
 
 from faceval.atomic import output_folder
-from faceval.audit import (
+from faceval.compute.engine import EngineOptions, open_engine
+from faceval.compute.gpu import dlib_cuda_note
+from faceval.errors import InputError
+from faceval.evaluation import evaluate_embeddings
+from faceval.models.embedders import Embedder, EmbeddingResult, ModelSpec, parse_model_argument
+from faceval.models.extraction import EmbeddingSet, RemoteWorkers, extract_embeddings
+from faceval.models.onnx_embedder import available_cores
+from faceval.models.scoring import Similarity
+from faceval.models.store import EmbeddingStore
+from faceval.output.figure_process import FigureProcess
+from faceval.output.results import Evaluation, Result, model_figures, reference_threshold
+from faceval.protocols import ProtocolRequest, evaluate_protocol, load_protocol
+from faceval.sources.datasets import Dataset, ImageRecord, combine_datasets, load_dataset
+from faceval.stats.audit import (
     Audit,
     AuditOptions,
     audit_embeddings,
     duplicate_paths_to_exclude,
     paths_to_exclude,
 )
-from faceval.datasets import Dataset, ImageRecord, combine_datasets, load_dataset
-from faceval.embedders import Embedder, EmbeddingResult, ModelSpec, parse_model_argument
-from faceval.engine import EngineOptions, open_engine
-from faceval.errors import InputError
-from faceval.evaluation import evaluate_embeddings
-from faceval.extraction import EmbeddingSet, RemoteWorkers, extract_embeddings
-from faceval.figure_process import FigureProcess
-from faceval.gpu import dlib_cuda_note
-from faceval.groups import GroupOptions, group_labels, load_thresholds
-from faceval.onnx_embedder import available_cores
-from faceval.protocols import ProtocolRequest, evaluate_protocol, load_protocol
-from faceval.results import Evaluation, Result, model_figures, reference_threshold
-from faceval.scoring import Similarity
-from faceval.store import EmbeddingStore
+from faceval.stats.groups import GroupOptions, group_labels, load_thresholds
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def model_specs(
     device: str = "cpu",
 ) -> list[ModelSpec]:
     """`ModelSpec` for each ``--model`` value; ONNX Runtime gets an equal share of the cores per worker, and
-    the ``device`` (`faceval.onnx_embedder.onnx_providers`)."""
+    the ``device`` (`faceval.models.onnx_embedder.onnx_providers`)."""
     workers = jobs or available_cores()
     threads = max(1, available_cores() // workers)
     onnx_options: dict[str, Any] = {"threads": threads} | ({"device": device} if device != "cpu" else {})

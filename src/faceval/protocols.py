@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from faceval.datasets import Dataset
+from faceval.compute.local import PairFeedFactory, local_pairs
 from faceval.errors import InputError
 from faceval.evaluation import evaluate_embeddings
-from faceval.extraction import EmbeddingSet
-from faceval.groups import GroupOptions
-from faceval.local import PairFeedFactory, local_pairs
-from faceval.pair_lists import PairList, read_pair_list, restrict_to_listed
-from faceval.results import Evaluation
-from faceval.templates import TemplateList, read_templates, template_view
+from faceval.models.extraction import EmbeddingSet
+from faceval.models.templates import TemplateList, read_templates, template_view
+from faceval.output.results import Evaluation
+from faceval.sources.datasets import Dataset
+from faceval.stats.groups import GroupOptions
+from faceval.stats.pair_lists import PairList, read_pair_list, restrict_to_listed
 
 
 @dataclass(frozen=True)

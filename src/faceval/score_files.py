@@ -1,9 +1,10 @@
 """Scores as files, both ways: figures from another system's score file, and every scored pair saved as Parquet.
 
 Read (`read_score_file`), streamed in blocks with pyarrow so that memory never holds the text: up to
-`faceval.lattice.EXACT_MAX_PAIRS` lines into exact per-distinct-score counts (`faceval.metrics.ScoreCounts`), above
-that into counts of fixed memory on a lattice spanning the file's scores (`faceval.lattice.Lattice.spanning`, found
-by a first pass over the file), as ``faceval metrics`` chooses for its pairs:
+`faceval.stats.lattice.EXACT_MAX_PAIRS` lines into exact per-distinct-score counts
+(`faceval.stats.metrics.ScoreCounts`), above that into counts of fixed memory on a lattice spanning the file's scores
+(`faceval.stats.lattice.Lattice.spanning`, found by a first pass over the file), as ``faceval metrics`` chooses for its
+pairs:
 
 - ``bob4``: bob.measure's 4-column text file ``claimed_id real_id test_label score``,
 - ``bob5``: the 5-column one ``claimed_id model_label real_id test_label score``; in both a line is genuine when
@@ -35,13 +36,13 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from faceval.datasets import DatasetError
-from faceval.lattice import Lattice, LatticeCounts, lattice_for
-from faceval.metrics import ScoreCounts, ScoreTable
-from faceval.pair_lists import FALSE_LABELS, TRUE_LABELS
-from faceval.results import Evaluation, ModelResult, Result, model_figures
-from faceval.saved_scores import SIMILARITY_KEY
-from faceval.scoring import Similarity
+from faceval.models.scoring import Similarity
+from faceval.output.results import Evaluation, ModelResult, Result, model_figures
+from faceval.output.saved_scores import SIMILARITY_KEY
+from faceval.sources.datasets import DatasetError
+from faceval.stats.lattice import Lattice, LatticeCounts, lattice_for
+from faceval.stats.metrics import ScoreCounts, ScoreTable
+from faceval.stats.pair_lists import FALSE_LABELS, TRUE_LABELS
 
 BOB_COLUMNS = {
     "bob4": ("claimed_id", "real_id", "test_label", "score"),
@@ -59,7 +60,7 @@ class ScoreFileError(DatasetError):
 @dataclass
 class ScoreFileCounts:
     """The counts of a whole score file, overall and per group (when group columns are given): exact per distinct
-    score, or on ``lattice`` (its cells hold the pairs) for files of more than `faceval.lattice.EXACT_MAX_PAIRS`
+    score, or on ``lattice`` (its cells hold the pairs) for files of more than `faceval.stats.lattice.EXACT_MAX_PAIRS`
     lines."""
 
     source: Path
@@ -252,7 +253,7 @@ def read_score_file(
     progress: bool = False,
 ) -> ScoreFileCounts:
     """Stream a score file into counts (overall and per group of ``group_by`` columns; CSV/Parquet only): exact
-    per distinct score up to `faceval.lattice.EXACT_MAX_PAIRS` lines, else on a lattice spanning its scores.
+    per distinct score up to `faceval.stats.lattice.EXACT_MAX_PAIRS` lines, else on a lattice spanning its scores.
 
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "scores.txt"
