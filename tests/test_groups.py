@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from faceval.models.scoring import Similarity, all_pair_scores, iter_pair_chunks
-from faceval.output.group_presentation import write_group_files
+from faceval.output.group_presentation import group_report_dict, report_summary_lines, write_group_files
 from faceval.sources.datasets import Dataset, DatasetError, ImageRecord, combine_datasets, load_dataset
 from faceval.stats.bootstrap import identity_multiplicities, identity_strata, percentile_interval
 from faceval.stats.groups import (
@@ -69,7 +69,7 @@ def test_group_figures_equal_the_whole_set_figures_on_each_group(mixed):
             ScoreTable.from_scores(pairs.scores[inside], pairs.genuine[inside]), fars=(options.target_fmr,)
         )
         assert report.groups[name].summary == expected
-        entry = report.to_dict()["groups"][name]
+        entry = group_report_dict(report)["groups"][name]
         assert entry["auc"] == expected["auc"] and entry["eer"] == expected["eer"]["value"]
         assert entry["best_f1"]["threshold"] == -expected["best_f1"]["threshold"]  # a distance again
         assert entry["n_images"] == (groups == name).sum()
@@ -93,7 +93,7 @@ def test_rates_at_the_global_and_user_thresholds_match_brute_force_counts(mixed)
         == tau
         == tar_at_far(ScoreTable.from_scores(pairs.scores, pairs.genuine), 0.01).threshold
     )
-    document = report.to_dict()
+    document = group_report_dict(report)
     assert document["global_threshold"]["threshold"] == -tau
 
     for point, threshold in ((report.global_point, tau), (report.user_point, -5.0)):  # a distance of 5.0
@@ -157,7 +157,7 @@ def test_intervals_equal_percentiles_of_literally_rebuilt_resamples():
 
 def test_bad_groups_are_flagged_and_never_crash(mixed, tmp_path):
     *_, groups, _, report = mixed
-    document = report.to_dict()
+    document = group_report_dict(report)
     single, singletons = document["groups"]["single"], document["groups"]["singletons"]
     assert single["n_impostor"] == 0 and single["auc"] is None and single["fmr_at_global"] is None
     assert single["fnmr_at_global"] is not None  # its genuine pairs still have an FNMR
@@ -177,7 +177,7 @@ def test_bad_groups_are_flagged_and_never_crash(mixed, tmp_path):
     assert [row["group"] for row in rows] == [*sorted(set(groups)), ALL_PAIRS]
     assert rows[2]["auc"] == "" and "one identity" in rows[2]["flags"]
     json.dumps(document, allow_nan=False)
-    lines = report.summary_lines("toy")
+    lines = report_summary_lines(report, "toy")
     assert lines[0].startswith("groups (toy): global threshold") and any(line.startswith("single") for line in lines)
     assert any("one identity" in line for line in lines) and any("at threshold 5 (distance)" in line for line in lines)
 
@@ -189,10 +189,10 @@ def test_sets_without_genuine_or_impostor_pairs_give_flags_not_errors(identities
     labels = np.full(identities.size, "g", dtype=object)
     chunks = iter_pair_chunks(vectors, identities, Similarity.COSINE)
     report = group_report(chunks, labels, identities, Similarity.COSINE, GroupOptions(threshold=0.5))
-    document = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    document = json.loads(json.dumps(group_report_dict(report), allow_nan=False))
     assert document["global_threshold"]["threshold"] is None and document["all_pairs"]["auc"] is None
     assert any("no global threshold" in note for note in report.notes)
-    assert report.summary_lines("m")[0].startswith("groups (m): global threshold none")
+    assert report_summary_lines(report, "m")[0].startswith("groups (m): global threshold none")
 
 
 @pytest.mark.parametrize("groups", [["a", "a", "b", "b"], ["a", "b", "a", "b"]])
@@ -204,7 +204,7 @@ def test_without_a_global_threshold_there_are_no_rates_at_it(groups, same, tmp_p
     vectors = np.random.default_rng(1).normal(size=(4, 4))
     labels = np.array(groups, dtype=object)
     report = run(vectors, identities, labels, GroupOptions(threshold=1.0, n_resamples=50))
-    document = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    document = json.loads(json.dumps(group_report_dict(report), allow_nan=False))
     point = document["global_threshold"]
     assert point["threshold"] is None and point["fnmr"] is None and point["fmr"] is None and point["fdr"] is None
     for entry in (*document["groups"].values(), document["all_pairs"]):
@@ -231,7 +231,7 @@ def test_a_global_threshold_that_accepts_nothing_keeps_its_rates():
     assert point.threshold == np.inf and point.fnmr[ALL_PAIRS] == 1.0 and point.fmr[ALL_PAIRS] == 0.0
     assert point.fnmr["a"] == 1.0 and point.fmr["b"] == 0.0
     assert any("accepts nothing" in note for note in report.notes)
-    assert report.to_dict()["group_ranking"]["fnmr_at_global"] == ["a", "b"]
+    assert group_report_dict(report)["group_ranking"]["fnmr_at_global"] == ["a", "b"]
 
 
 def test_identities_spanning_groups_are_resampled_with_their_main_group():
@@ -304,15 +304,15 @@ def test_a_group_whose_every_image_failed_is_listed_with_its_fte():
     vectors, identities, groups = population(3, {"a": (4, 3, 0.5), "b": (4, 3, 0.5)})
     failures = group_failures(np.array([*groups, "c", "c", "a"], dtype=object), np.array([True] * 24 + [False] * 3))
     report = run(vectors, identities, groups, GroupOptions(n_resamples=50), failures=failures)
-    entry = report.to_dict()["groups"]["c"]
+    entry = group_report_dict(report)["groups"]["c"]
     assert (entry["n_images"], entry["fte"], entry["auc"]) == (0, 1.0, None)
     assert any("no scored images" in flag for flag in entry["flags"])
-    assert report.to_dict()["groups"]["a"]["fte"] == 1 / 13
+    assert group_report_dict(report)["groups"]["a"]["fte"] == 1 / 13
 
 
 def test_precision_is_called_incomparable_where_ratios_differ_and_groups_are_ranked_without_it(mixed):
     _, _, _, _, report = mixed
-    document = report.to_dict()
+    document = group_report_dict(report)
     assert document["group_ratios_differ"] is True
     assert any("not comparable" in note for note in document["group_notes"])
     assert document["group_ranking"]["auc"] == ["good", "poor"]
@@ -345,19 +345,19 @@ def test_calibration_chooses_on_development_identities_and_reports_the_others():
     assert calibration["groups"]["a"]["best_f1"]["held_out"]["fmr"] == np.mean(
         pairs.scores[test_a & ~pairs.genuine] >= best
     )
-    assert report.to_dict()["groups"]["a"]["auc_ci"] is None  # no resamples asked for
-    assert any(line.startswith("calibrated: threshold") for line in report.summary_lines("toy"))
+    assert group_report_dict(report)["groups"]["a"]["auc_ci"] is None  # no resamples asked for
+    assert any(line.startswith("calibrated: threshold") for line in report_summary_lines(report, "toy"))
 
 
 def test_thresholds_chosen_earlier_are_applied(tmp_path):
     vectors, identities, groups = population(5, {"a": (6, 4, 0.6), "b": (6, 4, 0.9)})
     first = run(vectors, identities, groups, GroupOptions(target_fmr=0.02, n_resamples=0))
-    (tmp_path / "metrics.json").write_text(json.dumps({"models": {"toy": first.to_dict()}}), encoding="utf-8")
+    (tmp_path / "metrics.json").write_text(json.dumps({"models": {"toy": group_report_dict(first)}}), encoding="utf-8")
     chosen = load_thresholds(tmp_path / "metrics.json", "toy")
-    assert chosen.global_threshold == first.to_dict()["global_threshold"]["threshold"]
+    assert chosen.global_threshold == group_report_dict(first)["global_threshold"]["threshold"]
     later_vectors, later_ids, later_groups = population(6, {"a": (6, 4, 0.6), "b": (6, 4, 0.9)})
     later = run(later_vectors, later_ids, later_groups, GroupOptions(threshold_from=chosen, n_resamples=20))
-    applied = later.to_dict()["applied_thresholds"]
+    applied = group_report_dict(later)["applied_thresholds"]
     pairs = all_pair_scores(later_vectors, later_ids, EUCLIDEAN)
     in_b = (later_groups[pairs.first] == "b") & (later_groups[pairs.second] == "b")
     assert applied["global"]["threshold"] == chosen.global_threshold and applied["source"].endswith("metrics.json")
@@ -365,7 +365,7 @@ def test_thresholds_chosen_earlier_are_applied(tmp_path):
     assert applied["global"]["groups"]["b"]["fmr"] == np.mean(pairs.scores[in_b & ~pairs.genuine] >= tau)
     own = -chosen.groups["b"]["best_f1"]
     assert applied["groups"]["b"]["best_f1"]["fnmr"] == np.mean(pairs.scores[in_b & pairs.genuine] < own)
-    assert any(f"from {tmp_path / 'metrics.json'}" in line for line in later.summary_lines("toy"))
+    assert any(f"from {tmp_path / 'metrics.json'}" in line for line in report_summary_lines(later, "toy"))
     with pytest.raises(ValueError, match="no model 'other'; it has: toy"):
         load_thresholds(tmp_path / "metrics.json", "other")
 
@@ -375,13 +375,13 @@ def test_too_many_pairs_for_the_bootstrap_gives_streaming_intervals():
     report = run(vectors, identities, groups, GroupOptions(max_bootstrap_pairs=100))
     assert report.groups["a"].summary is not None and report.groups["a"].intervals["auc"] is not None
     assert any(note.startswith("intervals: streaming identity influences") for note in report.notes)
-    assert report.to_dict()["bootstrap"]["intervals"] == "streaming"
+    assert group_report_dict(report)["bootstrap"]["intervals"] == "streaming"
     # 8 identities: the streaming intervals say they want more.
     assert any("first-order in 1/identities" in note and "a (4)" in note for note in report.notes)
     with pytest.raises(ValueError, match="--intervals streaming"):
         run(vectors, identities, groups, GroupOptions(max_bootstrap_pairs=100, intervals="bootstrap"))
     none = run(vectors, identities, groups, GroupOptions(intervals="none"))
-    assert none.groups["a"].intervals["auc"] is None and none.to_dict()["bootstrap"]["n_resamples"] == 0
+    assert none.groups["a"].intervals["auc"] is None and group_report_dict(none)["bootstrap"]["n_resamples"] == 0
 
 
 def test_without_groups_the_whole_set_gets_intervals():
@@ -489,7 +489,7 @@ def test_dlib_fails_young_east_asian_women_with_intervals_on_real_faces():
         failures=group_failures(labels, embeddings.embedded),
         group_by=["dataset"],
     )
-    groups = report.to_dict()["groups"]
+    groups = group_report_dict(report)["groups"]
     western = groups["glint360k_celeb24_sample"]
     assert western["auc"] > 0.98 and western["fmr_at_global"] <= 1e-3
     for name in sets[:2]:

@@ -22,12 +22,7 @@ BASE = {"faceval", "faceval.errors", "faceval.atomic"}
 
 # (importer, imported) -> why this import from a later package is allowed. Keep it short; each entry must still be
 # needed (test_exceptions_are_needed).
-EXCEPTIONS = {
-    ("faceval.stats.groups", "faceval.output.group_presentation"): (
-        "GroupReport.to_dict / .summary_lines are public API methods that delegate to their presentation; the import "
-        "is lazy (inside the methods), so the statistics never load presentation code unless a caller asks"
-    ),
-}
+EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def layer(module: str) -> int:

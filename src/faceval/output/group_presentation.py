@@ -131,8 +131,13 @@ def _point_dict(report: GroupReport, point: OperatingPoint) -> dict[str, Any]:
     }
 
 
+def report_summary_lines(report: GroupReport, model: str) -> list[str]:
+    """The group table of ``report`` for a terminal (`group_summary_lines` of its ``metrics.json`` entries)."""
+    return group_summary_lines({**group_report_dict(report), "units": report.similarity.model_units}, model)
+
+
 def group_summary_lines(entry: Mapping[str, Any], model: str) -> list[str]:
-    """Terminal lines from a model's ``metrics.json`` entry (`GroupReport.to_dict` merged with ``units``): the group
+    """Terminal lines from a model's ``metrics.json`` entry (`group_report_dict` merged with ``units``): the group
     table with 95 % intervals, rates at the global (and the user's) threshold, the FDR, and the notes."""
 
     def figure(value: float | None, interval: list[float] | None, digits: int = 3) -> str:
@@ -211,7 +216,7 @@ def _csv_value(value: Any) -> Any:
 def write_groups_csv(path: str | Path, report: GroupReport) -> Path:
     """``groups.csv``: one row per group and one for all pairs, thresholds in the model's units."""
     path = Path(path)
-    document = report.to_dict()
+    document = group_report_dict(report)
     header = [
         "group", "n_images", "n_identities", "n_genuine", "n_impostor", "genuine_impostor_ratio", "n_failed", "fte",
         "auc", "auc_low", "auc_high", "eer", "eer_low", "eer_high", "eer_threshold", "tar_at_far", "tar_low",

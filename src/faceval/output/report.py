@@ -30,7 +30,7 @@ from faceval.models.extraction import EmbeddingSet
 from faceval.models.scoring import Similarity
 from faceval.output import plots
 from faceval.output.figure_process import FigureProcess
-from faceval.output.group_presentation import write_group_files
+from faceval.output.group_presentation import group_report_dict, write_group_files
 from faceval.output.results import ModelFigures, ModelResult, Result, model_table
 from faceval.sources.datasets import Dataset
 from faceval.stats.metrics import Sweep, readable_sweep, roc_curve, seed_grid, sweep_at, threshold_sweep
@@ -77,7 +77,7 @@ def metrics_document(result: Result, command: Iterable[str] | None = None) -> di
         "models": {
             name: {
                 **figures.to_dict(),
-                **(result.groups[name].to_dict() if name in result.groups else {}),
+                **(group_report_dict(result.groups[name]) if name in result.groups else {}),
                 **result.evaluation.model_extras.get(name, {}),
             }
             for name, figures in result.models.items()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from faceval.output.group_presentation import report_summary_lines
 from faceval.output.results import Result
 from faceval.stats.audit import audit_summary_lines
 from faceval.stats.comparison import comparison_summary_line
@@ -53,7 +54,7 @@ def summary_lines(result: Result, out_dir: str | Path | None = None) -> list[str
     if unsupported:
         lines.append("* too few impostor pairs to measure FMR 1e-3 (rule of three: need 3,000)")
     for name, report in result.groups.items():
-        lines += ["", *report.summary_lines(name)]
+        lines += ["", *report_summary_lines(report, name)]
     for name, extras in result.evaluation.model_extras.items():
         for form, figures in extras.get("ten_fold", {}).items():
             lines.append(f"{name}: {len(figures['fold_accuracies'])}-fold accuracy ({form}) "

@@ -304,7 +304,8 @@ class OperatingPoint:
 
 @dataclass(frozen=True)
 class GroupReport:
-    """Everything the group analysis found for one model; `to_dict` gives the ``metrics.json`` entries.
+    """Everything the group analysis found for one model (its ``metrics.json`` entries:
+    `faceval.output.group_presentation.group_report_dict`).
 
     ``development_identities`` are the identity codes that chose the thresholds under ``calibrate``.
     """
@@ -332,18 +333,6 @@ class GroupReport:
     @property
     def names(self) -> list[str]:
         return list(self.groups)
-
-    def summary_lines(self, model: str) -> list[str]:
-        """The group table for a terminal (`faceval.output.group_presentation.group_summary_lines`)."""
-        from faceval.output.group_presentation import group_summary_lines
-
-        return group_summary_lines({**self.to_dict(), "units": self.similarity.model_units}, model)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Entries for a model in ``metrics.json`` (`faceval.output.group_presentation.group_report_dict`)."""
-        from faceval.output.group_presentation import group_report_dict
-
-        return group_report_dict(self)
 
 
 def _merged(parts: Iterable[ScoreCounts | LatticeCounts], merged: ScoreCounts | LatticeCounts) -> ScoreTable:
