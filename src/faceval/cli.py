@@ -37,7 +37,7 @@ from faceval.pipeline import (
     run_evaluation,
 )
 from faceval.protocols import ProtocolRequest
-from faceval.score_files import FORMATS, evaluate_score_file
+from faceval.sources.score_formats import FORMATS
 from faceval.stats.audit import audit_embeddings, audit_summary_lines, write_audit
 from faceval.stats.gallery import RoleOptions
 from faceval.stats.identification import DEFAULT_TARGET_FPIR
@@ -707,6 +707,8 @@ def scores(
     Millions of lines are read in blocks, never whole: up to 5,000,000 lines counted exactly (memory for the
     distinct scores), more on a lattice spanning the file's scores (fixed memory; metrics.json states it).
     """
+    from faceval.score_files import evaluate_score_file  # pyarrow loads for this command only
+
     columns = _columns(group_by)
     with _reported_errors(), output_folder(out):
         result = evaluate_score_file(

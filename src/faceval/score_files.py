@@ -39,22 +39,13 @@ from tqdm import tqdm
 from faceval.models.scoring import Similarity
 from faceval.output.results import Evaluation, ModelResult, Result, model_figures
 from faceval.output.saved_scores import SIMILARITY_KEY
-from faceval.sources.datasets import DatasetError
+from faceval.sources.score_formats import BOB_COLUMNS, FORMATS, ScoreFileError, detect_format
 from faceval.stats.lattice import Lattice, LatticeCounts, lattice_for
 from faceval.stats.metrics import ScoreCounts, ScoreTable
 from faceval.stats.pair_lists import FALSE_LABELS, TRUE_LABELS
 
-BOB_COLUMNS = {
-    "bob4": ("claimed_id", "real_id", "test_label", "score"),
-    "bob5": ("claimed_id", "model_label", "real_id", "test_label", "score"),
-}
-FORMATS = ("bob4", "bob5", "csv", "parquet")
 # Text read per block: larger blocks make pyarrow hold several times as much at once, and gain no speed.
 _BLOCK_BYTES = 1 << 20
-
-
-class ScoreFileError(DatasetError):
-    """A score file that cannot be read: the file, the line and what was expected."""
 
 
 @dataclass
@@ -80,27 +71,6 @@ class ScoreFileCounts:
 
     def tables(self) -> tuple[ScoreTable, dict[str, ScoreTable]]:
         return self.overall.compute(), {name: counts.compute() for name, counts in sorted(self.groups.items())}
-
-
-def detect_format(path: Path) -> str:
-    """``csv``/``parquet`` by the file's suffix, else ``bob4`` or ``bob5`` by the number of fields of line 1."""
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".parquet"):
-        return suffix[1:]
-    try:
-        with open(path, encoding="utf-8") as handle:
-            first = handle.readline()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ScoreFileError(f"{path}: cannot be read as a text score file ({error})") from None
-    fields = len(first.split(" "))
-    for name, columns in BOB_COLUMNS.items():
-        if fields == len(columns):
-            return name
-    raise ScoreFileError(
-        f"{path}, line 1: expected bob's 4 fields 'claimed_id real_id test_label score' or 5 fields "
-        f"'claimed_id model_label real_id test_label score' separated by single spaces, got {fields}; "
-        "for a CSV give it a .csv name or --format csv"
-    )
 
 
 def _failed_row(path: Path, number: int, expected: str, text: str) -> ScoreFileError:

@@ -11,12 +11,12 @@ the base of the nose instead; they become two eye centres and the nose base, wit
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -36,8 +36,16 @@ ARCFACE_TEMPLATE = np.array(
 # template's own eye and nose-tip points would shrink the face by 15 % and shift it 6 px down.
 DLIB_ARCFACE_TEMPLATE = np.array([[37.35, 53.31], [74.63, 53.09], [56.18, 81.08]])
 
-# OpenCV 5 warns at every YuNet load that its new graph engine ignores the (default) target: noise to a user.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+@functools.cache
+def _cv2() -> Any:
+    """OpenCV, imported on first use (a run of dlib or of pre-aligned crops never needs it)."""
+    import cv2
+
+    # OpenCV 5 warns at every YuNet load that its new graph engine ignores the (default) target: noise to a user.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    return cv2
+
 
 _PIL_FILTERS = {
     "pil_bilinear": Image.Resampling.BILINEAR,
@@ -45,7 +53,8 @@ _PIL_FILTERS = {
     "pil_lanczos": Image.Resampling.LANCZOS,
     "pil_nearest": Image.Resampling.NEAREST,
 }
-_CV2_FLAGS = {"cv2_linear": cv2.INTER_LINEAR, "cv2_area": cv2.INTER_AREA, "cv2_cubic": cv2.INTER_CUBIC}
+# OpenCV's interpolation flags by name: OpenCV is imported only when one is used.
+_CV2_FLAGS = {"cv2_linear": "INTER_LINEAR", "cv2_area": "INTER_AREA", "cv2_cubic": "INTER_CUBIC"}
 INTERPOLATIONS = frozenset(_PIL_FILTERS) | frozenset(_CV2_FLAGS)
 
 
@@ -58,7 +67,8 @@ def resize_whole(image: np.ndarray, size: tuple[int, int], interpolation: str = 
     if interpolation in _PIL_FILTERS:
         return np.asarray(Image.fromarray(image).resize(size, _PIL_FILTERS[interpolation]))
     if interpolation in _CV2_FLAGS:
-        return cv2.resize(image, size, interpolation=_CV2_FLAGS[interpolation])
+        cv2 = _cv2()
+        return cv2.resize(image, size, interpolation=getattr(cv2, _CV2_FLAGS[interpolation]))
     raise ValueError(f"unknown interpolation {interpolation!r}; choose from {sorted(INTERPOLATIONS)}")
 
 
@@ -109,6 +119,7 @@ def align_arcface(
     Bilinear ``warpAffine`` with black borders, as OpenCV's ``alignCrop``.
     """
     matrix = similarity_transform(landmarks, arcface_template(size, template))
+    cv2 = _cv2()
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
@@ -150,7 +161,7 @@ class YuNetLandmarks:
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.top_k = top_k
-        self._detector = cv2.FaceDetectorYN.create(
+        self._detector = _cv2().FaceDetectorYN.create(
             str(self.model_path), "", (320, 320), score_threshold, nms_threshold, top_k
         )
         # The detector keeps the input size as state between calls.

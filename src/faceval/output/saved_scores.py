@@ -14,9 +14,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from faceval.models.scoring import PairChunk, Similarity
 
 T = TypeVar("T")
@@ -31,6 +28,10 @@ def saving_scores(
 ) -> Iterator[Callable[[PairChunk], None]]:
     """A function that appends a `PairChunk` (indices into ``paths``) to a Parquet file, which appears at ``path``
     only once every chunk is written (a temporary file renamed into place)."""
+    # pyarrow loads only for runs that save scores.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
