@@ -504,3 +504,104 @@ def test_without_groups_no_figure_repeats_the_models_own(tmp_path):
     files = write_group_files(tmp_path, report, "toy")
     assert files == {"groups_csv": "groups.csv"}
     assert sorted(path.name for path in tmp_path.iterdir()) == ["groups.csv"]
+
+
+def sorted_by_group(seed: int = 0, n_identities: int = 40, images: int = 6):
+    """Two groups, images in group order: "A" first (impostors unlike, low scores), then "B" (identities alike, high
+    impostor scores), so that the leading pairs of the feed are A's and A-B pairs, unlike the impostors near a
+    threshold at FMR 1 %, which are B's."""
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(size=32)
+    identities = np.repeat(np.arange(2 * n_identities), images)
+    centres = rng.normal(size=(2 * n_identities, 32))
+    centres[n_identities:] = 0.5 * centres[n_identities:] + 1.2 * shared
+    vectors = centres[identities] + rng.normal(scale=0.6, size=(identities.size, 32))
+    return vectors, identities, np.where(identities < n_identities, "A", "B")
+
+
+def largest_bin_share(edges: np.ndarray, impostors: np.ndarray) -> float:
+    """The largest share of all impostor scores (sorted) in one bin of ``edges`` (bin b: [edge b-1, edge b))."""
+    counts = np.diff(np.concatenate(([0], np.searchsorted(impostors, edges), [impostors.size])))
+    return float(counts.max() / impostors.size)
+
+
+def test_streaming_bins_come_from_a_seeded_sample_of_the_pairs_not_from_the_leading_ones(monkeypatch):
+    """114,960 pairs, edges from 2^12 of them: the bins were placed from the leading 2^12 impostors (all of group A or
+    A-B), so near the global threshold (FMR 1 %, among B's impostors) one bin held 18 % of all impostors and the
+    all-pairs FMR interval there was 0.46 bootstrap widths off (measured on the old code). Drawn uniformly among
+    each state's pairs, every bin holds about its share (5.5 %, the bulk's edges being 5 % apart) and the interval is
+    0.01 widths off. The edges do not depend on how the pairs are chunked or in which order the chunks come; with
+    the images permuted the sample is another (the pairs have other positions) and equally good."""
+    monkeypatch.setattr("faceval.stats.groups.SAMPLE_IMPOSTORS", 1 << 12)
+    vectors, identities, labels = sorted_by_group()
+    options = {"target_fmr": 0.01, "n_resamples": 300, "seed": 1}
+    exact = group_report(
+        iter_pair_chunks(vectors, identities, "cosine"),
+        labels,
+        identities,
+        "cosine",
+        GroupOptions(intervals="bootstrap", **options),
+    )
+    pairs = all_pair_scores(vectors, identities, "cosine")
+    impostors = np.sort(pairs.scores[~pairs.genuine])
+    within_b = (labels[pairs.first] == "B") & (labels[pairs.second] == "B") & ~pairs.genuine
+    impostors_b = np.sort(pairs.scores[within_b])
+
+    def streaming(vectors, identities, labels, chunk=1000, reverse=False):
+        chunks = list(iter_pair_chunks(vectors, identities, "cosine", max_pairs_per_chunk=chunk))
+        report = group_report(
+            chunks[::-1] if reverse else chunks,
+            labels,
+            identities,
+            "cosine",
+            GroupOptions(intervals="streaming", **options),
+            vectors=vectors,
+        )
+        edges = {name: influences.impostors.edges for name, influences in report.influences.items()}
+        low, high = exact.global_point.fmr_ci[ALL_PAIRS], report.global_point.fmr_ci[ALL_PAIRS]
+        off = max(abs(high.low - low.low), abs(high.high - low.high)) / (low.high - low.low)
+        return edges, off
+
+    edges, off = streaming(vectors, identities, labels)
+    assert sorted(edges) == [ALL_PAIRS, "A", "B"]
+    assert off < 0.1
+    assert largest_bin_share(edges[ALL_PAIRS], impostors) < 0.08
+    assert largest_bin_share(edges["B"], impostors_b) < 0.08
+    for other in (streaming(vectors, identities, labels, chunk=777, reverse=True)[0],):
+        assert all(np.array_equal(other[name], edges[name]) for name in edges)
+    order = np.random.default_rng(3).permutation(identities.size)
+    permuted, off = streaming(vectors[order], identities[order], labels[order])
+    assert not np.array_equal(permuted[ALL_PAIRS], edges[ALL_PAIRS])
+    assert off < 0.1 and largest_bin_share(permuted[ALL_PAIRS], impostors) < 0.08
+
+
+def test_sampled_pairs_are_the_state_s_own_and_cover_them_uniformly(monkeypatch):
+    """All pairs, a group's pairs, the listed pairs (and a group's among them): the sample holds `SAMPLE_IMPOSTORS`
+    pairs of the state only, with every pair equally likely (positions spread evenly); a state with no more pairs
+    than that has no sample (its edges come from all its impostors)."""
+    from faceval.stats.groups import _state_sample
+
+    monkeypatch.setattr("faceval.stats.groups.SAMPLE_IMPOSTORS", 10_000)
+    codes = np.repeat([0, 1, 0], [150, 100, 50])  # group 0's images are not contiguous
+    for code in (-1, 0):
+        members = np.flatnonzero(codes == code) if code >= 0 else np.arange(codes.size)
+        first, second = _state_sample(code, codes, None, seed=5)
+        assert first.size == 10_000 and np.all(first < second)
+        assert np.isin(first, members).all() and np.isin(second, members).all()
+        # The position of each pair among the state's pairs (row-major upper triangle) is uniform on [0, 1).
+        rank = {image: index for index, image in enumerate(members)}
+        a, b = np.vectorize(rank.get)(first), np.vectorize(rank.get)(second)
+        m = members.size
+        position = (a * (2 * m - a - 1) // 2 + b - a - 1) / (m * (m - 1) // 2)
+        assert abs(position.mean() - 0.5) < 4 * np.sqrt(1 / 12 / position.size)
+        assert np.array_equal(_state_sample(code, codes, None, seed=5)[0], first)  # seeded
+    assert _state_sample(1, codes, None, seed=5) is None  # 4,950 pairs
+    rng = np.random.default_rng(0)
+    listed = (rng.integers(0, 300, 50_000), rng.integers(0, 300, 50_000))
+    listed_keys = set(zip(*(side.tolist() for side in listed), strict=True))
+    first, second = _state_sample(-1, codes, listed, seed=5)
+    assert first.size == 10_000 and set(zip(first.tolist(), second.tolist(), strict=True)) <= listed_keys
+    first, second = _state_sample(0, codes, listed, seed=5)
+    assert (codes[first] == 0).all() and (codes[second] == 0).all()
+    assert set(zip(first.tolist(), second.tolist(), strict=True)) <= listed_keys
+    assert _state_sample(1, codes, listed, seed=5) is None  # about 5,600 listed pairs within group 1

@@ -40,7 +40,6 @@ from faceval.stats.groups import (
     GroupOptions,
     GroupPass,
     group_failures,
-    place_leading_edges,
     prepare_groups,
 )
 from faceval.stats.lattice import LatticeCounts, score_counts
@@ -209,6 +208,8 @@ def evaluate_embeddings(
                 failures=group_failures(record_groups, embeddings.embedded),
                 group_by=group_by,
                 n_pairs=n_pairs,
+                vectors=models[index][0],
+                listed=None if listed is None else (listed.first, listed.second),
             )
     streaming = len(plans) == len(models) and all(plan.method == "streaming" for plan in plans.values())
     # The paired bootstrap compares the models on the scores the pass holds (as the group bootstrap does).
@@ -217,12 +218,6 @@ def evaluate_embeddings(
     ten_fold = listed is not None and listed.fold is not None
     holding = compare_held or ten_fold or any(plan.holds_pairs for plan in plans.values())
     with pass_feed(dataset, indices, models, identities, names, listed, save_scores, progress, pair_feed) as feed:
-        with_bins = {index: plan for index, plan in plans.items() if plan.new_statistics is not None}
-        leading = feed.in_order() if with_bins else None
-        if leading is not None:
-            # The feed counts parts of the pairs apart: each part's impostor bins must be those that one pass
-            # places from the leading pairs.
-            place_leading_edges(with_bins, leading)
         parts: list[tuple[Callable[[], Any], Callable[[Any, ScoredPairs], None]]] = [
             (plans[index].state_factory(), ModelFeed(plans[index].feed, index))
             if index in plans

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from faceval.errors import InputError
 from faceval.models.embedders import Embedder, ModelSpec
 from faceval.models.extraction import WorkerError, embed_files
-from faceval.models.scoring import ScoredPairs, Similarity, iter_scored_pairs, tile_ranges
+from faceval.models.scoring import Similarity, iter_scored_pairs, tile_ranges
 from faceval.stats.accumulators import A, ChunkFeed, Feed, merged
 
 if TYPE_CHECKING:
@@ -220,9 +220,6 @@ class DaskPairs:
         self.progress = progress
         self.label = label
         self.pairs_per_task = pairs_per_task
-
-    def in_order(self) -> Iterator[ScoredPairs]:
-        return iter_scored_pairs(self.models, self.identities)
 
     def accumulate(self, new: Callable[[], A], feed: Feed[A]) -> A:
         n = len(self.identities)

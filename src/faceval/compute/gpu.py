@@ -20,7 +20,7 @@ the scores are, and otherwise differ only for pairs within that tolerance of a t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from faceval.errors import InputError
 from faceval.models.embedders import DEVICES
-from faceval.models.scoring import ScoredPairs, Similarity, block_scores, iter_scored_pairs, prepare_rows, tile_rows
+from faceval.models.scoring import ScoredPairs, Similarity, block_scores, prepare_rows, tile_rows
 from faceval.stats.accumulators import A, Feed, FeedEach, ModelFeed, States, update_counts
 from faceval.stats.lattice import LatticeCounts
 
@@ -141,9 +141,6 @@ class DevicePairs:
         self.progress = progress
         self.label = label
         self.rows_per_tile = device_tile_rows(len(self.identities), xp, max_bytes, len(self.models))
-
-    def in_order(self) -> Iterator[ScoredPairs]:
-        return iter_scored_pairs(self.models, self.identities)
 
     def accumulate(self, new: Callable[[], A], feed: Feed[A]) -> A:
         xp = self.xp

@@ -27,6 +27,9 @@ _CANCELLATION_RATIO = 1e-4
 
 # Scores are computed in tiles of about this many pairs (8 MB of float64), whatever the chunk size.
 _TILE_ELEMENTS = 1 << 20
+# Pairs scored row-wise per matrix product (`paired_scores`): the diagonal of a block of this size is kept (fast
+# enough, little memory).
+_PAIRS_PER_BLOCK = 256
 
 
 class Similarity(enum.StrEnum):
@@ -195,6 +198,22 @@ def pair_scores_block(a: np.ndarray, b: np.ndarray, similarity: Similarity) -> n
     prepared_a, a_sq = prepare_rows(a, similarity, "a")
     prepared_b, b_sq = prepare_rows(b, similarity, "b")
     return block_scores(prepared_a, a_sq, prepared_b, b_sq, similarity)
+
+
+def paired_scores(vectors: np.ndarray, first: np.ndarray, second: np.ndarray, similarity: Similarity) -> np.ndarray:
+    """The scores of the pairs ``(first[k], second[k])`` of rows of ``vectors``, one per pair (the listed pairs of a
+    pair list, a sample of pairs): each is the diagonal of `pair_scores_block` over a small block, so that a pair
+    scores as faceval's all-pairs scoring defines it. Memory: two blocks of rows.
+
+    >>> paired_scores(np.array([[0.0, 0.0], [3.0, 4.0]]), np.array([0, 1]), np.array([1, 1]), "euclidean")
+    array([-5., -0.])
+    """
+    scores = np.empty(len(first))
+    for lo in range(0, len(first), _PAIRS_PER_BLOCK):
+        hi = lo + _PAIRS_PER_BLOCK
+        block = pair_scores_block(vectors[first[lo:hi]], vectors[second[lo:hi]], similarity)
+        scores[lo:hi] = np.diagonal(block)
+    return scores
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ lie on a GPU), the group state of `faceval.stats.groups` (with the per-identity
 `faceval.stats.influence.IdentityStatistics`). A `PairFeed` runs the pairs through such a state and hands back one
 merged state: in this process (`ChunkFeed`), on a Dask cluster (`faceval.compute.distributed.DaskPairs`) or on a GPU
 (`faceval.compute.gpu.DevicePairs`). Because counting is exact, merging only adds counts and parts are merged in pair
-order, the result does not depend on how the pairs were split. (What one pass derives from the leading pairs, the
-impostor bins, is derived first from `PairFeed.in_order` and handed to every part.)
+order, the result does not depend on how the pairs were split. (The impostor bins of the per-identity states are
+placed before the pass, from a sample of the pairs, and handed to every part.)
 
 One pass serves every model: a chunk (`faceval.models.scoring.ScoredPairs`) carries the pairs and genuine flags once and
 each model's scores of them; `States` holds each model's states (fed that model's `PairChunk` by `ModelFeed`) and
@@ -17,7 +17,7 @@ the shared ones (`HeldPairs`) side by side, so that the pairs are scored once fo
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -45,12 +45,6 @@ class PairFeed(Protocol):
 
     def accumulate(self, new: Callable[[], A], feed: Feed[A]) -> A: ...
 
-    def in_order(self) -> Iterator[ScoredPairs] | None:
-        """The same pairs scored in this process, lazily, in the chunks of `faceval.models.scoring.iter_scored_pairs`,
-        for a state that must first see the leading pairs in order (the impostor bins of
-        `faceval.stats.influence.IdentityStatistics`); None when ``accumulate`` feeds one state in that order itself."""
-        ...
-
 
 class ChunkFeed:
     """Pairs that are already chunks in this process: `ScoredPairs` (`faceval.models.scoring.iter_scored_pairs`), or one
@@ -64,9 +58,6 @@ class ChunkFeed:
         for chunk in self._chunks:
             feed(state, chunk if isinstance(chunk, ScoredPairs) else ScoredPairs.of(chunk))
         return state
-
-    def in_order(self) -> None:
-        return None  # accumulate feeds the one state in order
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from faceval.errors import InputError
-from faceval.models.scoring import PairChunk, ScoredPairs, Similarity
+from faceval.models.scoring import PairChunk, Similarity, pair_offsets, paired_scores
 from faceval.sources.datasets import Dataset, DatasetError, ImageRecord, read_csv_rows
 from faceval.stats.accumulators import ChunkFeed, HeldPairs, HeldScores, ModelFeed, PairFeed, side_by_side
 from faceval.stats.bootstrap import (
@@ -52,7 +52,7 @@ from faceval.stats.bootstrap import (
     percentile_interval,
     stratum_sizes,
 )
-from faceval.stats.influence import IdentityInfluences, IdentityStatistics
+from faceval.stats.influence import IdentityInfluences, IdentityStatistics, impostor_bin_edges
 from faceval.stats.lattice import EXACT_MAX_PAIRS, Lattice, LatticeCounts, lattice_for, score_counts
 from faceval.stats.metrics import (
     ScoreCounts,
@@ -77,6 +77,10 @@ ALL_PAIRS = "(all pairs)"
 # not comparable across them.
 _RATIO_TOLERANCE = 1.1
 _SPLITS = 3  # pair split codes: 0 both development (or no calibration), 1 both held out, 2 one of each
+# The pairs whose impostor scores place the streaming intervals' bins (`IdentityStatistics`): a state (all pairs, or
+# one group's) with up to this many pairs places them from all its impostors; a larger one from this many pairs
+# drawn at random among its own (`_sampled_edges`), so that the edges do not depend on the order of the pairs.
+SAMPLE_IMPOSTORS = 1 << 22
 
 
 def _read_identity_attributes(path: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
@@ -569,37 +573,65 @@ def _identity_statistics(
     n_identities: int,
     lattice: Lattice | None,
     fixed_thresholds: Sequence[float],
-    edges: Mapping[int, np.ndarray] | None = None,
+    edges: Mapping[int, np.ndarray],
 ) -> dict[int, IdentityStatistics]:
-    """Fresh per-identity states by group code (``-1``: all pairs), with impostor bins placed already when
-    ``edges`` holds them."""
-    return {
-        code: IdentityStatistics(n_identities, lattice, fixed_thresholds, None if edges is None else edges[code])
-        for code in codes
-    }
+    """Fresh per-identity states by group code (``-1``: all pairs), with impostor bins placed already where
+    ``edges`` holds them (`_sampled_edges`)."""
+    return {code: IdentityStatistics(n_identities, lattice, fixed_thresholds, edges.get(code)) for code in codes}
 
 
-def place_leading_edges(passes: Mapping[int, GroupPass], chunks: Iterable[ScoredPairs]) -> None:
-    """Give each streaming pass (by its model's index in ``chunks``) the impostor bins' edges that one pass over
-    ``chunks`` places from the leading pairs: every model is fed until each of its states has placed them, or to
-    the end, in one walk over the chunks for all models."""
-    waiting = {index: (plan, plan.new_statistics()) for index, plan in passes.items() if plan.new_statistics}
-    for pairs in chunks:
-        waiting_models = {
-            index: (plan, statistics)
-            for index, (plan, statistics) in waiting.items()
-            if not all(state.edges is not None for state in statistics.values())
-        }
-        if not waiting_models:
-            break
-        for index, (plan, statistics) in waiting_models.items():
-            chunk = pairs.model(index)
-            cells = None if plan.lattice is None else plan.lattice.cells(chunk.scores)
-            _add_identity_statistics(statistics, chunk, plan.identities, plan.codes, cells)
-    for plan, statistics in waiting.values():
-        assert plan.new_statistics is not None
-        edges = {code: state.place_edges() for code, state in statistics.items()}
-        plan.new_statistics = functools.partial(plan.new_statistics, edges=edges)
+def _state_sample(
+    code: int, codes: np.ndarray, listed: tuple[np.ndarray, np.ndarray] | None, seed: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """`SAMPLE_IMPOSTORS` pairs drawn uniformly (with replacement) among the pairs of the per-identity state
+    ``code`` (``-1``: all pairs, else those within group ``code``; of the ``listed`` pairs where a list names them),
+    as image indices, or None when the state has no more pairs than that (it places its edges from all of them).
+    Drawn from pair positions in a fixed enumeration (the row-major upper triangle of the state's images, or the
+    list), with a generator of its own: the same sample whatever order the pairs are fed in."""
+    rng = np.random.default_rng((seed, 2, code + 1))
+    if listed is not None:
+        first, second = listed
+        if code >= 0:
+            within = (codes[first] == code) & (codes[second] == code)
+            first, second = first[within], second[within]
+        if first.size <= SAMPLE_IMPOSTORS:
+            return None
+        # Sorted so that the sample's vectors are read in order.
+        drawn = np.sort(rng.integers(0, first.size, SAMPLE_IMPOSTORS))
+        return first[drawn], second[drawn]
+    members = np.arange(codes.size) if code < 0 else np.flatnonzero(codes == code)
+    if members.size * (members.size - 1) // 2 <= SAMPLE_IMPOSTORS:
+        return None
+    positions = np.sort(rng.integers(0, members.size * (members.size - 1) // 2, SAMPLE_IMPOSTORS))
+    offsets = pair_offsets(members.size)
+    rows = np.searchsorted(offsets, positions, side="right") - 1
+    return members[rows], members[positions - offsets[rows] + rows + 1]
+
+
+def _sampled_edges(
+    state_codes: Iterable[int],
+    codes: np.ndarray,
+    identities: np.ndarray,
+    vectors: np.ndarray,
+    similarity: Similarity,
+    listed: tuple[np.ndarray, np.ndarray] | None,
+    lattice: Lattice | None,
+    fixed_thresholds: Sequence[float],
+    seed: int,
+) -> dict[int, np.ndarray]:
+    """The impostor bins' edges of each per-identity state with more than `SAMPLE_IMPOSTORS` pairs, placed from the
+    impostors of a seeded uniform sample of its pairs (`_state_sample`), scored here from the vectors
+    (`faceval.models.scoring.paired_scores`). Fixed before the pass, they do not depend on the order of the pairs,
+    and every part of a pass run in parts (a Dask task, a GPU tile) counts into the same bins."""
+    edges = {}
+    for code in state_codes:
+        sample = _state_sample(code, codes, listed, seed)
+        if sample is None:
+            continue
+        first, second = sample
+        scores = paired_scores(vectors, first, second, similarity)
+        edges[code] = impostor_bin_edges(scores[identities[first] != identities[second]], fixed_thresholds, lattice)
+    return edges
 
 
 @dataclass
@@ -692,6 +724,7 @@ def group_report(
     failures: Mapping[str, tuple[int, int]] | None = None,
     group_by: Sequence[str] = (),
     n_pairs: int | None = None,
+    vectors: np.ndarray | None = None,
 ) -> GroupReport:
     """Group figures of one model from its pairs (``chunks``, e.g. `faceval.models.scoring.iter_pair_chunks`, whose
     indices refer to the scored images, or a one-model `PairFeed`), each scored image's group label and identity
@@ -700,7 +733,8 @@ def group_report(
 
     ``groups`` None puts every image in one group ``all`` (intervals for the whole set). ``failures`` maps a
     group to ``(images failed, images)`` for its FTE (`group_failures`); a group whose every image failed is
-    listed with its FTE and flagged.
+    listed with its FTE and flagged. ``vectors`` (the scored images' vectors) are needed by the streaming intervals
+    over more than `faceval.stats.influence.SAMPLE_IMPOSTORS` pairs, to place their bins from a sample of the pairs.
 
     >>> from faceval.models.scoring import iter_pair_chunks
     >>> rng = np.random.default_rng(0)
@@ -712,12 +746,9 @@ def group_report(
     >>> sorted(report.groups), report.groups["A"].table.n_genuine, report.groups["A"].table.n_impostor
     (['A', 'B'], 36, 240)
     """
-    plan = prepare_groups(groups, identities, similarity, options, failures, group_by, n_pairs)
+    plan = prepare_groups(groups, identities, similarity, options, failures, group_by, n_pairs, vectors)
     # A PairFeed (a Dask cluster, a GPU) fills group states wherever it runs and merges them in pair order.
     feed = chunks if isinstance(chunks, PairFeed) else ChunkFeed(chunks)
-    leading = feed.in_order() if plan.new_statistics is not None else None
-    if leading is not None:
-        place_leading_edges({0: plan}, leading)
     parts = [(plan.state_factory(), ModelFeed(plan.feed))]
     if plan.holds_pairs:
         parts.append((HeldPairs, HeldPairs.add))
@@ -747,9 +778,9 @@ class GroupPass:
     lattice: Lattice | None
     notes: list[str]
     feed: Callable[[_GroupState, PairChunk], None]
-    # Fresh per-identity states of the streaming intervals (None without them); `place_leading_edges` fixes their
-    # impostor bins where the pass runs in parts.
-    new_statistics: Callable[..., dict[int, IdentityStatistics]] | None
+    # Fresh per-identity states of the streaming intervals (None without them), with the impostor bins of the states
+    # over `SAMPLE_IMPOSTORS` pairs placed from a sample (`_sampled_edges`).
+    new_statistics: Callable[[], dict[int, IdentityStatistics]] | None
 
     @property
     def holds_pairs(self) -> bool:
@@ -773,9 +804,13 @@ def prepare_groups(
     failures: Mapping[str, tuple[int, int]] | None = None,
     group_by: Sequence[str] = (),
     n_pairs: int | None = None,
+    vectors: np.ndarray | None = None,
+    listed: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> GroupPass:
     """What `group_report` needs before the pass over the pairs: groups, calibration split, interval method,
-    thresholds, counting states (arguments as `group_report`)."""
+    thresholds, counting states (arguments as `group_report`; ``listed``: the two image indices of each pair when a
+    pair list names the pairs, else all pairs of the images). The streaming intervals' bins are placed here from a
+    seeded sample of the pairs, scored from ``vectors``, for every state over `SAMPLE_IMPOSTORS` pairs."""
     options = options or GroupOptions()
     similarity = Similarity(similarity)
     identities = np.asarray(identities)
@@ -812,8 +847,21 @@ def prepare_groups(
         fixed = [value for value in thresholds.values() if value is not None]
         n_identity_codes = int(identities.max()) + 1 if identities.size else 0
         # -1: all pairs; 0..: the pairs within each group (one group of every pair needs no state of its own).
+        state_codes = range(-1, len(names) if len(names) > 1 else 0)
+        if n_pairs > SAMPLE_IMPOSTORS and vectors is None:
+            raise ValueError(
+                f"streaming intervals over {n_pairs:,} pairs (more than {SAMPLE_IMPOSTORS:,}) place their impostor "
+                "bins from a sample of the pairs: pass the scored images' vectors (vectors=)"
+            )
+        edges = (
+            {}
+            if vectors is None
+            else _sampled_edges(
+                state_codes, codes, identities, vectors, similarity, listed, lattice, fixed, options.seed
+            )
+        )
         new_statistics = functools.partial(
-            _identity_statistics, range(-1, len(names) if len(names) > 1 else 0), n_identity_codes, lattice, fixed
+            _identity_statistics, state_codes, n_identity_codes, lattice, fixed, edges=edges
         )
     # One group and no calibration split: every pair is of one class (group 0 with itself, split 0).
     uniform = len(names) == 1 and not calibrating

@@ -36,8 +36,6 @@ from faceval.stats.metrics import ScoreTable, equal_error_rate, roc_auc, sweep_a
 
 # Impostor-score bins: edges at these false match rates (8 a decade down to 1e-8, and every 5 % in the bulk).
 EDGE_FMRS = np.unique(np.concatenate((np.logspace(0, -8, 65), np.arange(0.05, 1.0, 0.05))))
-# Impostor scores held back to place the edges before the histograms start (then replayed into them).
-SAMPLE_IMPOSTORS = 1 << 22
 # The largest cell lookup (int16 bins): 32 MB.
 _MAX_LOOKUP = 1 << 24
 # Resamples are formed this many at a time, to bound the memory of the (resamples x identities) multipliers.
@@ -206,11 +204,34 @@ class BinnedImpostors:
         return np.where(difference_below == 0, fmr_below, fmr_above + share * (fmr_below - fmr_above))
 
 
+def impostor_bin_edges(
+    impostor_scores: np.ndarray, fixed_thresholds: Sequence[float] | np.ndarray = (), lattice: Lattice | None = None
+) -> np.ndarray:
+    """The impostor bins' edges (ascending) from impostor scores (all of a set's, or a uniform sample of them):
+    their quantiles at `EDGE_FMRS` down to one impostor, and the fixed thresholds; on a lattice, moved to lattice
+    thresholds. ``impostor_scores`` may be reordered.
+
+    >>> edges = impostor_bin_edges(np.arange(100.0), fixed_thresholds=[50.5])
+    >>> float(edges[-1]), 50.5 in edges
+    (98.01, True)
+    """
+    fmrs = EDGE_FMRS[EDGE_FMRS * impostor_scores.size >= 1]
+    edges = np.quantile(impostor_scores, 1.0 - fmrs, overwrite_input=True) if impostor_scores.size else np.zeros(0)
+    edges = np.concatenate((edges, np.asarray(fixed_thresholds, dtype=np.float64)))
+    if lattice is not None and edges.size:
+        # On a lattice the edges are lattice thresholds, so the table's counts at them are exact.
+        edges = lattice.thresholds(lattice.cells(edges))
+    return np.unique(edges)
+
+
 class IdentityStatistics:
     """Per-identity state of one set of pairs: genuine scores by identity, impostor histograms by identity.
 
     ``update`` chunk by chunk with each pair's score, label and two identity codes; ``merge`` another state with the
-    same edges; ``influences`` at the end, with the score table of the same pairs.
+    same edges; ``influences`` at the end, with the score table of the same pairs. Without ``edges`` every impostor
+    pair is held until the end and the edges are placed from all of them (for sets up to
+    `faceval.stats.groups.SAMPLE_IMPOSTORS` pairs); a larger set is given ``edges`` from a sample of its pairs
+    (`impostor_bin_edges`), and counts as it goes.
     """
 
     def __init__(
@@ -225,8 +246,8 @@ class IdentityStatistics:
         self._fixed = np.asarray(fixed_thresholds, dtype=np.float64)
         self._genuine_scores: list[np.ndarray] = []
         self._genuine_identity: list[np.ndarray] = []
+        # Impostor pairs (scores or cells, identities) held until the edges are placed.
         self._held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._held_size = 0
         self.edges: np.ndarray | None = None
         self._histogram: np.ndarray | None = None
         # Impostors per identity pair (k < l, cells in the order of numpy.triu_indices) and bin, while few
@@ -235,7 +256,7 @@ class IdentityStatistics:
         # On a lattice: the bin of every cell from the lowest to the highest edge's (one gather, no search).
         self._lookup: tuple[int, np.ndarray] | None = None
         if edges is not None:
-            # Edges placed elsewhere (`place_edges` of a state fed the leading pairs): parts of the pairs counted
+            # Edges placed beforehand (`impostor_bin_edges` of a sample of the pairs): parts of the pairs counted
             # apart (a Dask task, a GPU) share them, so that their states merge into those of one pass.
             self._use_edges(np.asarray(edges, dtype=np.float64))
 
@@ -258,31 +279,21 @@ class IdentityStatistics:
         part = (located, first[impostor].astype(np.int32), second[impostor].astype(np.int32))
         if self.edges is None:
             self._held.append(part)
-            self._held_size += part[0].size
-            if self._held_size >= SAMPLE_IMPOSTORS:
-                self._start_histograms()
             return
         self._count(*part)
 
     def place_edges(self) -> np.ndarray:
-        """The impostor bins' edges: placed from the impostor scores held so far when not yet placed (as `update`
-        does once `SAMPLE_IMPOSTORS` are held, and `influences` at the end)."""
+        """The impostor bins' edges: placed from every impostor score held when not given (as `influences` does at
+        the end)."""
         if self.edges is None:
             self._start_histograms()
         assert self.edges is not None
         return self.edges
 
     def _start_histograms(self) -> None:
-        sample = np.concatenate([part[0] for part in self._held]) if self._held else np.zeros(0)
-        # The sample is a copy: the quantiles may reorder it rather than copy it again.
-        fmrs = EDGE_FMRS[EDGE_FMRS * sample.size >= 1]
-        edges = np.quantile(sample, 1.0 - fmrs, overwrite_input=True) if sample.size else np.zeros(0)
-        del sample
-        edges = np.concatenate((edges, self._fixed))
-        if self.lattice is not None and edges.size:
-            # On a lattice the edges are lattice thresholds, so the table's counts at them are exact.
-            edges = self.lattice.thresholds(self.lattice.cells(edges))
-        self._use_edges(np.unique(edges))
+        # The concatenation is a copy: the quantiles may reorder it.
+        held = np.concatenate([part[0] for part in self._held]) if self._held else np.zeros(0)
+        self._use_edges(impostor_bin_edges(held, self._fixed, self.lattice))
 
     def _use_edges(self, edges: np.ndarray) -> None:
         self.edges = edges

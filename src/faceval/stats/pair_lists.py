@@ -25,11 +25,9 @@ from typing import Any
 import numpy as np
 
 from faceval.models.extraction import EmbeddingSet
-from faceval.models.scoring import ScoredPairs, Similarity, pair_scores_block
+from faceval.models.scoring import ScoredPairs, Similarity, paired_scores
 from faceval.sources.datasets import Dataset, DatasetError, csv_records
 
-# Pairs scored per matrix product: the diagonal of a block of this size is kept (fast enough, little memory).
-_PAIRS_PER_BLOCK = 256
 # Failed pairs listed one by one in metrics.json (all are counted).
 _LISTED_FAILURES = 50
 # How a same/genuine column may say yes and no (compared in lower case): pair lists, templates and score files.
@@ -305,18 +303,12 @@ def listed_scored_pairs(
     """The scores of the listed pairs by every model (``(vectors, similarity)`` each, indices into the vectors), in
     list order, as `ScoredPairs` chunks.
 
-    Each score is the diagonal of `pair_scores_block` over a small block, so that a listed pair scores exactly
-    as faceval's all-pairs scoring defines it.
+    Each score is `faceval.models.scoring.paired_scores`'s, as faceval's all-pairs scoring defines it.
     """
     for start in range(0, pairs.first.size, chunk_size):
         first = pairs.first[start : start + chunk_size]
         second = pairs.second[start : start + chunk_size]
-        scores = tuple(np.empty(first.size) for _ in models)
-        for (vectors, similarity), model_scores in zip(models, scores, strict=True):
-            for lo in range(0, first.size, _PAIRS_PER_BLOCK):
-                hi = lo + _PAIRS_PER_BLOCK
-                block = pair_scores_block(vectors[first[lo:hi]], vectors[second[lo:hi]], similarity)
-                model_scores[lo:hi] = np.diagonal(block)
+        scores = tuple(paired_scores(vectors, first, second, similarity) for vectors, similarity in models)
         yield ScoredPairs(first, second, pairs.genuine[start : start + chunk_size], scores)
 
 
