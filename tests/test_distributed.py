@@ -163,21 +163,28 @@ def test_cluster_counts_equal_the_single_process_counts_bit_for_bit(local_client
     )
 
 
-@pytest.mark.parametrize("intervals", ["bootstrap", "streaming"])
-def test_group_figures_and_kept_pairs_equal_the_single_process_run(local_client, intervals):
+@pytest.mark.parametrize(("intervals", "sample"), [("bootstrap", None), ("streaming", None), ("streaming", 4096)])
+def test_group_figures_and_kept_pairs_equal_the_single_process_run(local_client, monkeypatch, intervals, sample):
     vectors, identities = synthetic(60, 4)
     labels = np.where(identities < 30, "A", "B")
+    if sample is not None:
+        # Every state over the sample's size (28,680 pairs, 7,140 in each group): bins placed from a sample of its
+        # pairs before the pass, shared by every task; without it, each task holds its impostors until the merge.
+        monkeypatch.setattr("faceval.stats.groups.SAMPLE_IMPOSTORS", sample)
     # Streaming: the scale engine's states at scale (lattice counts, per-identity statistics by group), merged.
     options = GroupOptions(
         target_fmr=0.01, n_resamples=30, seed=3, intervals=intervals, exact=None if intervals == "bootstrap" else False
     )
-    local = group_report(iter_pair_chunks(vectors, identities, "cosine"), labels, identities, "cosine", options)
+    local = group_report(
+        iter_pair_chunks(vectors, identities, "cosine"), labels, identities, "cosine", options, vectors=vectors
+    )
     remote = group_report(
         DaskPairs(local_client, [(vectors, "cosine")], identities, pairs_per_task=5_000),
         labels,
         identities,
         "cosine",
         options,
+        vectors=vectors,
     )
     assert_same_table(remote.overall.table, local.overall.table)
     for name in ("A", "B"):

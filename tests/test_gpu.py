@@ -114,17 +114,19 @@ def test_group_report_from_the_device_feed_equals_the_cpu_one(intervals):
     assert bool(local.influences) == (intervals == "streaming")
 
 
-def test_streaming_intervals_from_the_device_feed_place_their_bins_from_the_leading_pairs():
-    # Over 2^20 impostor pairs in the first of two chunks of the one-process run: that run places the impostor bins
-    # from the first chunk only; the device feed's tiles are cut elsewhere, yet must count into the same bins.
-    vectors, identities = synthetic(440, 5)
-    n_pairs = len(vectors) * (len(vectors) - 1) // 2
-    assert 2_000_000 < n_pairs < 4_000_000
+def test_streaming_intervals_from_the_device_feed_count_into_the_bins_of_the_sample(monkeypatch):
+    # Over SAMPLE_IMPOSTORS pairs in every state: the bins come from a seeded sample of the pairs, scored on the
+    # client before the pass; the device feed's tiles are cut elsewhere than the one-process chunks, yet count into
+    # the same bins.
+    monkeypatch.setattr("faceval.stats.groups.SAMPLE_IMPOSTORS", 1 << 14)
+    vectors, identities = synthetic(60, 5)
+    labels = np.where(identities % 2 == 0, "even", "odd")
     options = GroupOptions(target_fmr=0.01, n_resamples=20, intervals="streaming", exact=False)
-    local = group_report(iter_pair_chunks(vectors, identities, "cosine"), None, identities, "cosine", options)
-    feed = DevicePairs([(vectors, "cosine")], identities, np, max_bytes=64 * 300 * len(vectors))
-    assert feed.rows_per_tile == 300
-    assert_same_report(group_report(feed, None, identities, "cosine", options), local)
+    chunks = iter_pair_chunks(vectors, identities, "cosine", max_pairs_per_chunk=5_000)
+    local = group_report(chunks, labels, identities, "cosine", options, vectors=vectors)
+    feed = DevicePairs([(vectors, "cosine")], identities, np, max_bytes=64 * 40 * len(vectors))
+    assert feed.rows_per_tile == 40
+    assert_same_report(group_report(feed, labels, identities, "cosine", options, vectors=vectors), local)
 
 
 def two_models(n_identities: int = 40, per_identity: int = 4) -> tuple[Dataset, list[EmbeddingSet], np.ndarray]:
