@@ -352,3 +352,37 @@ def test_two_models_on_a_pair_list_score_the_same_listed_pairs(tmp_path):
         np.testing.assert_allclose(written["score"], cosine, rtol=0, atol=1e-12)
     assert evaluation.comparisons == []
     assert "models not compared pairwise (DeLong, paired bootstrap) on a pair list" in evaluation.notes
+
+
+def test_streaming_bins_of_a_pair_list_come_from_the_listed_pairs(tmp_path, monkeypatch):
+    """With more listed pairs than the edges' sample, the sample is drawn among the listed pairs: every bin edge
+    lies within the listed impostors' scores (oracle: the cosines, computed here), though most impostor pairs of
+    the images, unlisted, score far lower."""
+    from faceval.evaluation import evaluate_embeddings
+    from faceval.models.embedders import EmbeddingResult
+    from faceval.models.extraction import EmbeddingSet
+    from faceval.sources.datasets import Dataset, ImageRecord
+    from faceval.stats.groups import ALL_PAIRS, GroupOptions
+
+    monkeypatch.setattr("faceval.stats.groups.SAMPLE_IMPOSTORS", 64)
+    rng = np.random.default_rng(4)
+    n = 60
+    records = tuple(ImageRecord(tmp_path / f"{k % 12}" / f"{k}.png", f"id{k % 12}") for k in range(n))
+    vectors = rng.normal(size=(n, 4))
+    embeddings = EmbeddingSet("m", Similarity.COSINE, {}, tuple(EmbeddingResult(v) for v in vectors))
+    cosine = normalize(vectors) @ normalize(vectors).T
+    identity = np.arange(n) % 12
+    # Listed: genuine pairs, and the impostor pairs of cosine above 0.6 (a small share of them).
+    listed = [(i, j) for i in range(n) for j in range(i + 1, n) if identity[i] == identity[j] or cosine[i, j] > 0.6]
+    impostors = np.array([cosine[i, j] for i, j in listed if identity[i] != identity[j]])
+    assert impostors.size > 200 and impostors.size < 0.3 * np.count_nonzero(identity[:, None] != identity)
+    text = "".join(f"{i % 12}/{i}.png,{j % 12}/{j}.png\n" for i, j in listed)
+    (tmp_path / "pairs.csv").write_text("path1,path2\n" + text, encoding="utf-8")
+    options = {"m": GroupOptions(n_resamples=20, intervals="streaming")}
+    dataset = Dataset(tmp_path, "folders", records)
+    evaluation = evaluate_embeddings(
+        dataset, [embeddings], group_options=options, pairs=read_pair_list(tmp_path / "pairs.csv")
+    )
+    edges = evaluation.groups["m"].influences[ALL_PAIRS].impostors.edges
+    assert edges.size > 10
+    assert edges.min() >= impostors.min() - 1e-12 and edges.max() <= impostors.max() + 1e-12
