@@ -27,9 +27,8 @@ _CANCELLATION_RATIO = 1e-4
 
 # Scores are computed in tiles of about this many pairs (8 MB of float64), whatever the chunk size.
 _TILE_ELEMENTS = 1 << 20
-# Pairs scored row-wise per matrix product (`paired_scores`): the diagonal of a block of this size is kept (fast
-# enough, little memory).
-_PAIRS_PER_BLOCK = 256
+# Pairs scored row by row per block (`paired_scores`): two gathered blocks of rows, a few MB.
+_PAIRS_PER_BLOCK = 1 << 13
 
 
 class Similarity(enum.StrEnum):
@@ -202,17 +201,23 @@ def pair_scores_block(a: np.ndarray, b: np.ndarray, similarity: Similarity) -> n
 
 def paired_scores(vectors: np.ndarray, first: np.ndarray, second: np.ndarray, similarity: Similarity) -> np.ndarray:
     """The scores of the pairs ``(first[k], second[k])`` of rows of ``vectors``, one per pair (the listed pairs of a
-    pair list, a sample of pairs): each is the diagonal of `pair_scores_block` over a small block, so that a pair
-    scores as faceval's all-pairs scoring defines it. Memory: two blocks of rows.
+    pair list, a sample of pairs), row by row: the cosine of the unit rows (`prepare_rows`), clipped to [-1, 1], or
+    minus the Euclidean distance computed from ``a - b`` (identical vectors score exactly 0), as
+    `pair_scores_block` defines them (equal to its scores up to rounding). Memory: two blocks of rows.
 
     >>> paired_scores(np.array([[0.0, 0.0], [3.0, 4.0]]), np.array([0, 1]), np.array([1, 1]), "euclidean")
     array([-5., -0.])
     """
+    similarity = Similarity(similarity)
+    rows, _ = prepare_rows(_as_vectors(vectors, "vectors"), similarity, "vectors")
     scores = np.empty(len(first))
     for lo in range(0, len(first), _PAIRS_PER_BLOCK):
-        hi = lo + _PAIRS_PER_BLOCK
-        block = pair_scores_block(vectors[first[lo:hi]], vectors[second[lo:hi]], similarity)
-        scores[lo:hi] = np.diagonal(block)
+        a, b = rows[first[lo : lo + _PAIRS_PER_BLOCK]], rows[second[lo : lo + _PAIRS_PER_BLOCK]]
+        if similarity is Similarity.COSINE:
+            np.clip(np.einsum("ij,ij->i", a, b), -1.0, 1.0, out=scores[lo : lo + a.shape[0]])
+        else:
+            a -= b  # a is a copy (gathered rows)
+            np.negative(np.sqrt(np.einsum("ij,ij->i", a, a)), out=scores[lo : lo + a.shape[0]])
     return scores
 
 

@@ -734,7 +734,7 @@ def group_report(
     ``groups`` None puts every image in one group ``all`` (intervals for the whole set). ``failures`` maps a
     group to ``(images failed, images)`` for its FTE (`group_failures`); a group whose every image failed is
     listed with its FTE and flagged. ``vectors`` (the scored images' vectors) are needed by the streaming intervals
-    over more than `faceval.stats.influence.SAMPLE_IMPOSTORS` pairs, to place their bins from a sample of the pairs.
+    over more than `SAMPLE_IMPOSTORS` pairs, to place their bins from a sample of the pairs.
 
     >>> from faceval.models.scoring import iter_pair_chunks
     >>> rng = np.random.default_rng(0)
