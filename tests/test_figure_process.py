@@ -135,3 +135,28 @@ def test_without_the_child_jobs_run_here_at_wait(tmp_path):
         figures.wait()
     assert here.result() == os.getpid() and isinstance(failed.exception(), ResultWriteError)
     figures.close()
+
+
+def test_a_process_with_other_threads_draws_here_rather_than_fork(tmp_path):
+    release = threading.Event()
+    host = threading.Thread(target=release.wait)  # a host's thread, as a Jupyter kernel has
+    host.start()
+    try:
+        with FigureProcess() as figures:
+            assert not figures.background
+            drawn = figures.submit(plots.plot_roc, curves(), tmp_path / "roc.png")
+            figures.wait()
+        assert drawn.result() == tmp_path / "roc.png" and (tmp_path / "roc.png").stat().st_size > 0
+    finally:
+        release.set()
+        host.join()
+
+
+def test_a_child_that_dies_is_a_write_error_naming_what_is_kept_not_a_bug(tmp_path):
+    with FigureProcess() as figures:
+        pid = figures.submit(os.getpid)
+        figures.wait()
+        figures.submit(time.sleep, 60)
+        os.kill(pid.result(), signal.SIGKILL)  # as the out-of-memory killer would
+        with pytest.raises(ResultWriteError, match=r"figure process ended .* metrics\.json and the tables are written"):
+            figures.wait()

@@ -20,10 +20,6 @@ TOP = len(LAYERS)  # the top-level modules: the public API, the CLI and the orch
 # imports the package before any of its modules, so naming it loads nothing more).
 BASE = {"faceval", "faceval.errors", "faceval.atomic"}
 
-# (importer, imported) -> why this import from a later package is allowed. Keep it short; each entry must still be
-# needed (test_exceptions_are_needed).
-EXCEPTIONS: dict[tuple[str, str], str] = {}
-
 
 def layer(module: str) -> int:
     """The layer of a dotted module name under faceval (TOP for the top-level modules and the package itself)."""
@@ -96,14 +92,10 @@ def all_violations() -> list[tuple[str, str]]:
 
 
 def test_every_sub_package_imports_only_earlier_ones():
-    unexplained = [pair for pair in all_violations() if pair not in EXCEPTIONS]
-    assert not unexplained, "imports against the data flow (move the function to the layer that owns it):\n" + (
-        "\n".join(f"  {importer} imports {imported}" for importer, imported in unexplained)
+    against = all_violations()
+    assert not against, "imports against the data flow (move the function to the layer that owns it):\n" + (
+        "\n".join(f"  {importer} imports {imported}" for importer, imported in against)
     )
-
-
-def test_exceptions_are_needed():
-    assert set(EXCEPTIONS) <= set(all_violations()), "an exception no longer needed: remove it from EXCEPTIONS"
 
 
 def test_every_module_is_in_a_known_place():

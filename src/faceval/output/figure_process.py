@@ -10,8 +10,8 @@ job's error as the parent's own.
 The child is forked before the command starts any thread of its own; it ignores Ctrl-C (the parent decides what
 stops: on an error it ends the child, which removes a file it was writing) and ends when the parent closes it or
 exits, however the parent ends. Elsewhere than on Linux (Windows has no ``fork``, macOS's system libraries are not
-safe to fork), or with ``background=False``, the jobs run in this process at `FigureProcess.wait`: the same files,
-drawn one after the other.
+safe to fork), in a process that already runs other Python threads, or with ``background=False``, the jobs run in
+this process at `FigureProcess.wait`: the same files, drawn one after the other.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from multiprocessing.reduction import ForkingPickler
 from types import TracebackType
 from typing import Any
 
+from faceval.errors import ResultWriteError
+
 # How long a closing parent waits for the child to end before it stops it.
 _JOIN_SECONDS = 5.0
 
@@ -43,8 +45,10 @@ class FigureProcess:
         self._sent: list[Future[Any]] = []  # jobs in the child, in order
         self._deferred: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
         self._process: multiprocessing.process.BaseProcess | None = None
-        # fork on Linux only: macOS's system libraries are not fork-safe (Python's own default there is spawn).
-        if not background or not sys.platform.startswith("linux"):
+        # fork on Linux only: macOS's system libraries are not fork-safe (Python's own default there is spawn). And
+        # only from a process with no other Python thread: a thread of a host (a Jupyter kernel, a test runner)
+        # could hold a lock at the fork that the child would then wait on forever.
+        if not background or not sys.platform.startswith("linux") or threading.active_count() > 1:
             return
         context = multiprocessing.get_context("fork")
         jobs_in, self._jobs = context.Pipe(duplex=False)
@@ -106,7 +110,10 @@ class FigureProcess:
             try:
                 ok, value = self._replies.recv()
             except EOFError as error:
-                raise RuntimeError("the figure process ended before its figures were drawn (killed?)") from error
+                raise ResultWriteError(
+                    "the figure process ended before drawing every figure (killed, or out of memory?); metrics.json "
+                    "and the tables are written: run the command again to draw the figures"
+                ) from error
             if ok:
                 future.set_result(value)
             else:
