@@ -605,3 +605,13 @@ def test_sampled_pairs_are_the_state_s_own_and_cover_them_uniformly(monkeypatch)
     assert (codes[first] == 0).all() and (codes[second] == 0).all()
     assert set(zip(first.tolist(), second.tolist(), strict=True)) <= listed_keys
     assert _state_sample(1, codes, listed, seed=5) is None  # about 5,600 listed pairs within group 1
+
+
+def test_streaming_intervals_over_the_sample_size_without_vectors_say_what_they_need(monkeypatch):
+    monkeypatch.setattr("faceval.stats.groups.SAMPLE_IMPOSTORS", 100)
+    vectors, identities, groups = population(7, {"a": (4, 4, 0.5)})  # 120 pairs
+    with pytest.raises(ValueError, match=r"120 pairs \(more than 100\).*pass the scored images' vectors"):
+        run(vectors, identities, groups, GroupOptions(intervals="streaming"))
+    chunks = iter_pair_chunks(vectors, identities, EUCLIDEAN)
+    options = GroupOptions(intervals="streaming")
+    assert group_report(chunks, groups, identities, EUCLIDEAN, options, vectors=vectors).influences

@@ -195,8 +195,11 @@ class BinnedImpostors:
             middle = (low + high) // 2
             fmr, fnmr = rates(middle)
             crossed = fmr - fnmr >= 0
-            high = np.where(crossed, middle, high)
-            low = np.where(crossed, low, middle + 1)
+            # Only rows still searching move: where the lowest bin holds impostors (edges from a sample), the last
+            # level's FMR, 1 by its bin's share, may round below it, and a found row must not step past the table.
+            searching = low < high
+            high = np.where(searching & crossed, middle, high)
+            low = np.where(searching & ~crossed, middle + 1, low)
         fmr_below, fnmr_below = rates(low)
         fmr_above, fnmr_above = rates(low - 1)
         difference_below, difference_above = fmr_below - fnmr_below, fmr_above - fnmr_above
