@@ -41,7 +41,7 @@ def test_the_child_draws_the_same_files_as_this_process(tmp_path):
         folder.mkdir()
     plots.plot_roc(curves(), here / "roc.png")
     plots.plot_det(curves(), here / "det.png")
-    with FigureProcess() as figures:
+    with FigureProcess(background=True) as figures:
         assert figures.background
         roc = figures.submit(plots.plot_roc, curves(), there / "roc.png")
         det = figures.submit(plots.plot_det, curves(), there / "det.png")
@@ -54,7 +54,7 @@ def test_the_child_draws_the_same_files_as_this_process(tmp_path):
 
 
 def test_a_failing_job_raises_in_the_parent_after_the_others_are_done(tmp_path):
-    with FigureProcess() as figures:
+    with FigureProcess(background=True) as figures:
         failed = figures.submit(fail_with, "write")
         drawn = figures.submit(plots.plot_roc, curves(), tmp_path / "roc.png")
         with pytest.raises(ResultWriteError, match="No space left on device") as raised:
@@ -76,7 +76,7 @@ def test_a_failing_job_raises_in_the_parent_after_the_others_are_done(tmp_path):
 
 
 def test_the_child_ignores_ctrl_c_and_ends_when_closed():
-    figures = FigureProcess()
+    figures = FigureProcess(background=True)
     child = figures.submit(os.getpid)
     figures.wait()
     os.kill(child.result(), signal.SIGINT)  # as a terminal's Ctrl-C reaches the whole process group
@@ -117,7 +117,7 @@ def write_slowly(path: Path, started: Path) -> None:
 
 
 def test_a_stopped_child_leaves_no_partial_file(tmp_path):
-    with pytest.raises(KeyboardInterrupt), FigureProcess() as figures:
+    with pytest.raises(KeyboardInterrupt), FigureProcess(background=True) as figures:
         figures.submit(write_slowly, tmp_path / "roc.png", tmp_path / "started")
         while not (tmp_path / "started").exists():
             time.sleep(0.05)
@@ -142,7 +142,7 @@ def test_a_process_with_other_threads_draws_here_rather_than_fork(tmp_path):
     host = threading.Thread(target=release.wait)  # a host's thread, as a Jupyter kernel has
     host.start()
     try:
-        with FigureProcess() as figures:
+        with FigureProcess() as figures:  # the default: fork only without other threads
             assert not figures.background
             drawn = figures.submit(plots.plot_roc, curves(), tmp_path / "roc.png")
             figures.wait()
@@ -153,7 +153,7 @@ def test_a_process_with_other_threads_draws_here_rather_than_fork(tmp_path):
 
 
 def test_a_child_that_dies_is_a_write_error_naming_what_is_kept_not_a_bug(tmp_path):
-    with FigureProcess() as figures:
+    with FigureProcess(background=True) as figures:
         pid = figures.submit(os.getpid)
         figures.wait()
         figures.submit(time.sleep, 60)

@@ -41,14 +41,17 @@ _JOIN_SECONDS = 5.0
 class FigureProcess:
     """Drawing jobs run by a forked child process (see the module's documentation), or here without ``fork``."""
 
-    def __init__(self, background: bool = True) -> None:
+    def __init__(self, background: bool | None = None) -> None:
+        """``background``: True forks (on Linux), False draws here; None forks only from a process with no other
+        Python thread, since a thread of a host (a Jupyter kernel, a test runner) could hold a lock at the fork
+        that the child would then wait on forever."""
         self._sent: list[Future[Any]] = []  # jobs in the child, in order
         self._deferred: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
         self._process: multiprocessing.process.BaseProcess | None = None
-        # fork on Linux only: macOS's system libraries are not fork-safe (Python's own default there is spawn). And
-        # only from a process with no other Python thread: a thread of a host (a Jupyter kernel, a test runner)
-        # could hold a lock at the fork that the child would then wait on forever.
-        if not background or not sys.platform.startswith("linux") or threading.active_count() > 1:
+        if background is None:
+            background = threading.active_count() == 1
+        # fork on Linux only: macOS's system libraries are not fork-safe (Python's own default there is spawn).
+        if not background or not sys.platform.startswith("linux"):
             return
         context = multiprocessing.get_context("fork")
         jobs_in, self._jobs = context.Pipe(duplex=False)
