@@ -25,11 +25,11 @@ re-runs that find every image in the store (warm), and prints the ratio (goal: >
 Printed on the 2-core development machine, 2026-11-28, ``python benchmarks/bench_scale.py --sizes 355k 1e7 1e8 1e9
 --warm-embed ../shared/faces/yale``:
 
-    faceval embed ../shared/faces/yale --model dlib: cold 7.2 s (peak 0.31 GB, exit 0), warm 0.26, 0.32, 0.32 s: 28x
-    355k: faceval metrics 1.36 s (load 2.3), peak 0.36 GB; numpy + scikit-learn 1.14 s, 0.26 GB; ratio 0.84x
-    1e7:  faceval metrics 2.31 s (load 2.3), peak 0.64 GB; numpy + scikit-learn 7.44 s, 1.35 GB; ratio 3.22x
-    1e8:  faceval metrics 4.63 s (load 2.3), peak 0.80 GB; numpy + scikit-learn 97.38 s, 11.54 GB; ratio 21.05x
-    1e9:  faceval metrics 33.28 s (load 1.4), peak 0.82 GB; numpy + scikit-learn not run (about 120 GB)
+    faceval embed ../shared/faces/yale --model dlib: cold 7.0 s (peak 0.30 GB, exit 0), warm 0.32, 0.31, 0.32 s: 23x
+    355k: faceval metrics 1.25 s (load 2.6), peak 0.36 GB; numpy + scikit-learn 1.09 s, 0.24 GB; ratio 0.87x
+    1e7:  faceval metrics 2.81 s (load 2.7), peak 0.54 GB; numpy + scikit-learn 7.99 s, 1.35 GB; ratio 2.85x
+    1e8:  faceval metrics 5.26 s (load 2.4), peak 0.72 GB; numpy + scikit-learn 97.32 s, 11.54 GB; ratio 18.51x
+    1e9:  faceval metrics 34.89 s (load 1.3), peak 0.76 GB; numpy + scikit-learn not run (about 120 GB)
 
 Every goal of issue 9 met; AUCs equal the baseline's to the printed digits, with intervals (bootstrap at 355k,
 streaming above) that the baseline does not give.
