@@ -14,6 +14,7 @@ Layout of an output folder (the schema of ``metrics.json`` is documented in ``do
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import sys
 from collections.abc import Iterable, Sequence
@@ -218,9 +219,11 @@ def write_report(
         figures.submit(draw_roc_figures, out, curves)
     # A report of one group holds the pairs' tables twice over and gets groups.csv only (its figures would repeat the
     # model's): written here, not sent to the figure process.
+    # The per-identity influences (kept for model comparisons, with their identity-pair tables) are not drawn: they
+    # stay here rather than cross the pipe.
     group_files = {
         name: (figures if len(report.groups) > 1 else here).submit(
-            write_group_files, out / _safe_name(name), report, name
+            write_group_files, out / _safe_name(name), dataclasses.replace(report, influences={}), name
         )
         for name, report in result.groups.items()
     }
